@@ -1,0 +1,153 @@
+"""Preprocessing protocols (DESIGN §4): what each image looks like when the detector sees it.
+
+Training images follow the notebook protocol (resize, JPEG q80, 5x5 blur on a seeded half)
+or CNNDetection's Blur+JPEG(p); validation and test images follow UnivFD's (centre crop,
+no resize, no re-compression). Each image's random choices come from a generator seeded
+by (seed, the image's sha256), so they do not change when other images are added.
+
+Outputs store exactly the protocol's pixels: where its last step is the JPEG encode, the
+file is that JPEG; otherwise a lossless PNG, so nothing is compressed twice.
+"""
+from __future__ import annotations
+
+import io
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+from tqdm import tqdm
+
+from fakedetect import atomic, images
+from fakedetect.images import BadImage
+from fakedetect.params import PreprocessParams
+
+
+def image_rng(seed: int, sha256: str) -> np.random.Generator:
+    """The random stream of one image, keyed by its content."""
+    return np.random.default_rng([seed, int(sha256[:16], 16)])
+
+
+def notebook_blurs(seed: int, sha256: str, fraction: float) -> bool:
+    """Whether the notebook protocol blurs this image: the seeded half."""
+    return bool(image_rng(seed, sha256).random() < fraction)
+
+
+def jpeg_encode(rgb: np.ndarray, quality: int, method: str = "cv2") -> bytes:
+    if method == "pil":
+        buffer = io.BytesIO()
+        Image.fromarray(rgb).save(buffer, format="JPEG", quality=int(quality))
+        return buffer.getvalue()
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    assert ok
+    return data.tobytes()
+
+
+def png_encode(rgb: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return data.tobytes()
+
+
+def jpeg_decode(data: bytes) -> np.ndarray:
+    return images.decode(data)[0]
+
+
+def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
+    """torchvision's CenterCrop: zero-pad a short side to `size` (extra pixel right/bottom), then
+    crop at round((H - size) / 2), exactly UnivFD's test transform before normalisation."""
+    h, w = rgb.shape[:2]
+    if h < size or w < size:
+        pad_h, pad_w = max(size - h, 0), max(size - w, 0)
+        rgb = np.pad(rgb, ((pad_h // 2, (pad_h + 1) // 2), (pad_w // 2, (pad_w + 1) // 2), (0, 0)))
+        h, w = rgb.shape[:2]
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
+    return np.ascontiguousarray(rgb[top:top + size, left:left + size])
+
+
+def notebook(rgb: np.ndarray, params: PreprocessParams, sha256: str) -> tuple[bytes, str, str]:
+    """Resize to size x size, JPEG at quality 80 (OpenCV, as the notebook), 5x5 blur on a seeded half."""
+    p = params.notebook
+    resized = cv2.resize(rgb, (params.size, params.size), interpolation=cv2.INTER_LINEAR)
+    jpeg = jpeg_encode(resized, p.jpeg_quality)
+    if not notebook_blurs(params.seed, sha256, p.blur_fraction):
+        return jpeg, ".jpg", f"resize{params.size}+jpeg{p.jpeg_quality}"
+    blurred = cv2.GaussianBlur(jpeg_decode(jpeg), (p.blur_kernel, p.blur_kernel), 0)
+    return png_encode(blurred), ".png", f"resize{params.size}+jpeg{p.jpeg_quality}+blur{p.blur_kernel}"
+
+
+def blur_jpeg(rgb: np.ndarray, params: PreprocessParams, sha256: str) -> tuple[bytes, str, str]:
+    """CNNDetection Blur+JPEG(p): short side to load_size; blur (sigma ~ U) with prob p; JPEG
+    (cv2 or PIL, quality ~ U integer) with prob p; random crop; horizontal flip."""
+    p = params.blur_jpeg
+    rng = image_rng(params.seed, sha256)
+    steps = []
+    h, w = rgb.shape[:2]
+    if min(h, w) != p.load_size:
+        scale = p.load_size / min(h, w)
+        rgb = cv2.resize(rgb, (max(p.load_size, round(w * scale)), max(p.load_size, round(h * scale))),
+                         interpolation=cv2.INTER_LINEAR)
+        steps.append(f"resize{p.load_size}")
+    if rng.random() < p.prob:
+        sigma = float(rng.uniform(*p.blur_sigma))
+        rgb = np.stack([gaussian_filter(rgb[:, :, c], sigma=sigma) for c in range(3)], axis=2)
+        steps.append(f"blur{sigma:.2f}")
+    if rng.random() < p.prob:
+        method = p.jpeg_methods[int(rng.integers(len(p.jpeg_methods)))]
+        quality = int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1))
+        rgb = jpeg_decode(jpeg_encode(rgb, quality, method))
+        steps.append(f"jpeg_{method}{quality}")
+    h, w = rgb.shape[:2]
+    top, left = int(rng.integers(h - params.size + 1)), int(rng.integers(w - params.size + 1))
+    rgb = rgb[top:top + params.size, left:left + params.size]
+    steps.append(f"crop{params.size}")
+    if p.flip and rng.random() < 0.5:
+        rgb = rgb[:, ::-1]
+        steps.append("flip")
+    return png_encode(np.ascontiguousarray(rgb)), ".png", "+".join(steps)
+
+
+def test_protocol(rgb: np.ndarray, params: PreprocessParams, sha256: str) -> tuple[bytes, str, str]:
+    return png_encode(center_crop(rgb, params.size)), ".png", f"center_crop{params.size}"
+
+
+def protocol_of(split: str, params: PreprocessParams):
+    """Training images get the training protocol; validation and test images the test protocol."""
+    if split != "train":
+        return test_protocol
+    return notebook if params.train_protocol == "notebook" else blur_jpeg
+
+
+def _process(task: tuple[str, str, str, str], params: PreprocessParams) -> tuple[str, str, str, str]:
+    """(source path, sha256, split, output stem) -> (output path, output sha256, augmentation, skip reason)."""
+    path, sha256, split, stem = task
+    try:
+        decoded = images.load(path)
+    except BadImage as exc:
+        return "", "", "", exc.reason
+    if decoded.sha256 != sha256:
+        return "", "", "", "changed_since_ingest"
+    data, ext, augmentation = protocol_of(split, params)(decoded.rgb, params, sha256)
+    out = stem + ext
+    atomic.write_bytes(out, data)
+    return out, images.sha256_of(data), augmentation, ""
+
+
+def preprocess(manifest: pd.DataFrame, params: PreprocessParams, out_dir: str, workers: int) -> pd.DataFrame:
+    """Preprocess every usable manifest row (each distinct image and protocol once, in parallel);
+    return the rows with `image`, `image_sha256`, `augmentation`, and the status updated."""
+    rows = manifest[manifest.status == "ok"].copy()
+    kind = np.where(rows.split == "train", "train", "test")
+    stems = [str(Path(out_dir) / k / s[:2] / s) for k, s in zip(kind, rows.sha256)]
+    tasks = sorted(set(zip(rows.path, rows.sha256, np.where(kind == "train", "train", "test"), stems)))
+    with ProcessPoolExecutor(workers) as pool:
+        done = dict(zip([t[3] for t in tasks],
+                        tqdm(pool.map(_process, tasks, [params] * len(tasks), chunksize=8),
+                             total=len(tasks), desc="preprocess", unit="img", mininterval=2)))
+    added = ["image", "image_sha256", "augmentation", "reason"]
+    rows[added] = pd.DataFrame([done[s] for s in stems], columns=added, index=rows.index)
+    rows["status"] = np.where(rows.reason == "", "ok", "skipped")
+    return rows.reset_index(drop=True)

@@ -1,0 +1,180 @@
+"""The one typed schema of `params.yaml`, checked at the start of every stage.
+
+A misspelt key, a wrong type or an out-of-range value stops the stage before any
+work, with a message that names the key (`ingest.datasets.0.root`) and what was
+expected. Each stage reads only its own section, but the whole file is validated
+so that a typo anywhere is caught by the first stage that runs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fakedetect.stage import UserError
+
+PARAMS_FILE = "params.yaml"
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+Workers = Annotated[int, Field(ge=0, description="worker processes; 0 = one per CPU core")]
+
+
+class Section(BaseModel):
+    """A params section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- ingest
+
+LAYOUTS = ("wang2020", "cnndetection_test", "univfd_diffusion", "generic")
+SPLITS = ("train", "val", "test")
+FAMILIES = ("real", "gan", "diffusion", "other")
+DEMO_FAMILIES = ("upsample_nearest", "transposed_conv", "noise_denoise")
+
+
+class DatasetSource(Section):
+    """One dataset root and how to read it (DESIGN §3)."""
+
+    layout: Literal[LAYOUTS]
+    root: str
+    split: Literal[SPLITS] = "test"
+    classes: list[str] | None = Field(
+        None, description="class folders to keep (wang2020 and class-split test sets); null = all"
+    )
+    sets: list[str] | None = Field(None, description="test sets (generator folders) to keep; null = all")
+    name: str | None = Field(None, description="generic layout: test-set name; default the folder name")
+    family: Literal[FAMILIES] | None = Field(
+        None, description="generic layout: family of its fakes; default looked up from the name"
+    )
+
+
+class DemoParams(Section):
+    """The offline demo set built from photographs that ship inside installed packages."""
+
+    out_dir: str = "data/demo"
+    seed: int = 0
+    patch_size: Annotated[int, Field(ge=224)] = 256
+    train_per_class: PositiveInt = 400
+    val_per_class: PositiveInt = 100
+    test_per_class: PositiveInt = 150
+    artifact_strength: Annotated[float, Field(gt=0.0, le=4.0)] = 1.0
+    train_family: Literal[DEMO_FAMILIES] = "upsample_nearest"
+    test_families: list[Literal[DEMO_FAMILIES]] = list(DEMO_FAMILIES)
+    controls: bool = Field(True, description="add the real-only blurred and JPEG-q80 control test sets")
+
+
+class IngestParams(Section):
+    source: Literal["demo", "datasets"] = "demo"
+    demo: DemoParams = DemoParams()
+    datasets: list[DatasetSource] = []
+    seed: int = 0
+    max_per_class: PositiveInt | None = Field(
+        1000, description="test sets: keep at most this many real and fake files each (UnivFD: 1000)"
+    )
+    keep_only_rgb: bool = Field(False, description="the notebook's filter: skip non-RGB files instead of converting")
+    min_side: PositiveInt = 32
+    max_pixels: PositiveInt = 89_478_485
+    max_file_mb: Annotated[float, Field(gt=0)] = 200.0
+    workers: Workers = 0
+
+    @model_validator(mode="after")
+    def _datasets_named(self):
+        if self.source == "datasets" and not self.datasets:
+            raise ValueError("source is 'datasets' but ingest.datasets is empty: list at least one dataset root")
+        return self
+
+
+# ----------------------------------------------------------------------- preprocess
+
+
+class NotebookProtocol(Section):
+    """The notebook project's training preprocessing (DESIGN §4)."""
+
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
+    blur_kernel: Annotated[int, Field(ge=1)] = 5
+    blur_fraction: Fraction = 0.5
+
+    @model_validator(mode="after")
+    def _odd_kernel(self):
+        if self.blur_kernel % 2 == 0:
+            raise ValueError(f"blur_kernel must be odd, got {self.blur_kernel}")
+        return self
+
+
+class BlurJpegProtocol(Section):
+    """CNNDetection's Blur+JPEG(p) augmentation (Wang et al. 2020)."""
+
+    prob: Fraction = 0.5
+    load_size: Annotated[int, Field(ge=224)] = 256
+    blur_sigma: tuple[float, float] = (0.0, 3.0)
+    jpeg_quality: tuple[int, int] = (30, 100)
+    jpeg_methods: list[Literal["cv2", "pil"]] = ["cv2", "pil"]
+    flip: bool = True
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        lo, hi = self.blur_sigma
+        if not 0 <= lo <= hi:
+            raise ValueError(f"blur_sigma must be [low, high] with 0 <= low <= high, got {list(self.blur_sigma)}")
+        lo, hi = self.jpeg_quality
+        if not 1 <= lo <= hi <= 100:
+            raise ValueError(f"jpeg_quality must be [low, high] within 1..100, got {list(self.jpeg_quality)}")
+        return self
+
+
+class PreprocessParams(Section):
+    train_protocol: Literal["notebook", "blur_jpeg"] = "notebook"
+    size: Annotated[int, Field(ge=32)] = 224
+    seed: int = 0
+    notebook: NotebookProtocol = NotebookProtocol()
+    blur_jpeg: BlurJpegProtocol = BlurJpegProtocol()
+    workers: Workers = 0
+
+
+# ------------------------------------------------------------------------- the file
+
+
+class Params(Section):
+    ingest: IngestParams = IngestParams()
+    preprocess: PreprocessParams = PreprocessParams()
+
+
+class ParamsError(UserError):
+    """params.yaml is missing, unreadable or does not fit the schema."""
+
+
+def _describe(error: dict) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (misspelt?)"
+    got = error.get("input")
+    got = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{key}: {error['msg']}{got}"
+
+
+def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
+    """Read and validate the whole params file; raise ParamsError naming every bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path} not found: run stages from the project root") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = "\n  ".join(_describe(e) for e in exc.errors())
+        raise ParamsError(f"{path} does not fit the schema:\n  {lines}") from None
+
+
+def workers(n: int) -> int:
+    """Resolve a `workers` param: 0 means one per CPU core."""
+    return n or os.cpu_count() or 1

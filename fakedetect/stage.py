@@ -1,0 +1,20 @@
+"""What every stage script shares: logging, and failing with a message instead of a traceback."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """A problem the user can fix (a params value, a missing folder): reported without a traceback."""
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a stage's main(); a UserError ends it with `error: ...` and exit status 1."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        main()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
