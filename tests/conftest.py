@@ -1,0 +1,16 @@
+"""Shared test fixtures: the project root, and the real-data fixtures in ../shared (skipped when absent)."""
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED_FIXTURES = Path(os.environ.get("FAKEDETECT_FIXTURES", PROJECT.parent / "shared" / "fixtures"))
+
+
+@pytest.fixture
+def shared_fixtures() -> Path:
+    """../shared/fixtures beside the checkout (as in CI); a user's clone has none, so skip."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"real-data fixtures not found at {SHARED_FIXTURES} (they live in ../shared beside the checkout)")
+    return SHARED_FIXTURES
