@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -70,9 +70,9 @@ class Candidate:
 class Scan:
     """What a scan of the dataset roots found besides the candidates."""
 
-    candidates: list[Candidate]
+    candidates: list[Candidate] = field(default_factory=list)
     ignored_files: int = 0  # files without an image extension
-    empty_folders: list[str] | None = None
+    empty_folders: list[str] = field(default_factory=list)
 
 
 def _label_of(name: str) -> int | None:
@@ -212,7 +212,7 @@ SCANNERS = {
 
 def scan(sources, key: str = "ingest.datasets") -> Scan:
     """Find every candidate file of the given dataset sources (params DatasetSource list)."""
-    result = Scan(candidates=[], empty_folders=[])
+    result = Scan()
     for i, source in enumerate(sources):
         root = Path(source.root)
         if not root.is_dir():
