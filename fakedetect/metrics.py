@@ -41,6 +41,7 @@ PUBLISHED_MEAN = {"univfd_linear_probe": (81.38, 93.38)}
 # 1000 fake ProGAN features; Keras FCNN Dense(768, relu) -> Dense(1, sigmoid), 7 epochs).
 ALIASES = {"seeingdark": "sitd"}  # CNNDetection's folder name for the SITD set
 
+SCORED_SPLITS = ("val", "test")
 METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibrated")
 
 
@@ -134,23 +135,24 @@ def calibrate(labels: np.ndarray, scores: np.ndarray) -> tuple[float | None, str
     return threshold, "validation split"
 
 
-def report(test_rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method: str,
-           val_labels: np.ndarray, val_scores: np.ndarray) -> dict:
-    """The metrics file of one method: per test set (rows with test_set and label), mean, published.
+def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method: str) -> dict:
+    """The metrics file of one method: per test set, their mean, the published numbers beside them.
 
-    `method` names the published table to compare with (a PUBLISHED key, or one without numbers).
+    `rows` (split, test_set, label) are the scored rows, SCORED_SPLITS only, aligned with `scores`
+    and `predicted`: validation rows calibrate the threshold, test rows are measured. `method`
+    names the published table to compare with (a PUBLISHED key, or any other name for none).
     """
-    threshold, calibration = calibrate(val_labels, val_scores)
+    split, labels = rows.split.to_numpy(), rows.label.to_numpy()
     scores, predicted = np.asarray(scores), np.asarray(predicted)
+    threshold, calibration = calibrate(labels[split == "val"], scores[split == "val"])
     sets = {}
-    for name in sorted(test_rows.test_set.unique()):
-        mask = (test_rows.test_set == name).to_numpy()
-        row = set_metrics(test_rows.label.to_numpy()[mask], scores[mask], predicted[mask], threshold)
+    for name in sorted(rows.test_set[split == "test"].unique()):
+        mask = (split == "test") & (rows.test_set == name).to_numpy()
+        row = set_metrics(labels[mask], scores[mask], predicted[mask], threshold)
         sets[name] = _with_published(row, published(method, name))
     mean = _mean(list(sets.values()))
     table = PUBLISHED.get(method, {})
-    if method in PUBLISHED_MEAN and table and all(
-            any(ALIASES.get(name, name) == key for name in sets) for key in table):
+    if method in PUBLISHED_MEAN and all(any(ALIASES.get(name, name) == key for name in sets) for key in table):
         mean = _with_published(mean, PUBLISHED_MEAN[method])
     return {
         "method": method,

@@ -39,18 +39,20 @@ def before_after(examples: list[tuple[np.ndarray, np.ndarray, str]], path: str, 
     save(fig, path)
 
 
-def save_curves(folder: str, test_rows, scores: np.ndarray) -> list[str]:
+def save_curves(folder: str, rows: pd.DataFrame, scores: np.ndarray) -> list[str]:
     """ROC and precision-recall points per test set, as CSV for `dvc plots`: <folder>/{roc,pr}/<set>.csv.
 
-    A test set with one class has no curves; the names of those skipped are returned.
+    `rows` (split, test_set, label) are aligned with `scores`; only test rows count. A test set
+    with one class has no curves; the names of those skipped are returned.
     """
     folder = Path(folder)
     for kind in ("roc", "pr"):
         shutil.rmtree(folder / kind, ignore_errors=True)  # no curves left over from renamed test sets
     skipped = []
-    for name in sorted(test_rows.test_set.unique()):
-        mask = (test_rows.test_set == name).to_numpy()
-        labels, set_scores = test_rows.label.to_numpy()[mask], np.asarray(scores)[mask]
+    test = (rows.split == "test").to_numpy()
+    for name in sorted(rows.test_set[test].unique()):
+        mask = test & (rows.test_set == name).to_numpy()
+        labels, set_scores = rows.label.to_numpy()[mask], np.asarray(scores)[mask]
         if len(np.unique(labels)) < 2:
             skipped.append(name)
             continue

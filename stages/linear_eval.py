@@ -45,19 +45,15 @@ def _score(p, matrix: np.ndarray) -> tuple[np.ndarray, str, str]:
 def main() -> None:
     p = load_params().linear
     matrix, rows = features.load_features(FEATURES)
-    labels, split = rows.label.to_numpy(), rows.split.to_numpy()
-    queried = np.flatnonzero(np.isin(split, ["val", "test"]))
-    is_test = split[queried] == "test"
-    if not is_test.any():
+    if not (rows.split == "test").any():
         raise UserError(f"{FEATURES}: no test rows to evaluate")
+    scored = np.flatnonzero(rows.split.isin(metrics.SCORED_SPLITS))
 
-    probabilities, method, head = _score(p, matrix[queried])
-    test_rows = rows.iloc[queried[is_test]]
-    report = metrics.report(test_rows, probabilities[is_test], (probabilities[is_test] > 0.5).astype(np.int64),
-                            method, labels[queried[~is_test]], probabilities[~is_test])
+    probabilities, method, head = _score(p, matrix[scored])
+    report = metrics.report(rows.iloc[scored], probabilities, (probabilities > 0.5).astype(np.int64), method)
     report["head"] = p.external_head or p.head
     atomic.write_json(METRICS, report)
-    skipped = plots.save_curves(CURVES, test_rows, probabilities[is_test])
+    skipped = plots.save_curves(CURVES, rows.iloc[scored], probabilities)
     if skipped:
         log.info("no ROC/PR curves for one-class test sets: %s", ", ".join(skipped))
     reports = {}
@@ -66,7 +62,7 @@ def main() -> None:
         reports[f"{nn['k']}-NN"] = nn
     reports[head] = report
     plots.accuracy_vs_published(reports, CHART)
-    log.info("%s on %d test rows: mean accuracy %s%%, mean AP %s%%", head, is_test.sum(),
+    log.info("%s on %d validation and test rows: mean accuracy %s%%, mean AP %s%%", head, len(scored),
              report["mean"]["acc"], report["mean"]["ap"])
 
 

@@ -31,27 +31,24 @@ def main() -> None:
         raise UserError(f"nn.k: {p.k} neighbours, but the bank has only {len(bank)} training rows")
     if p.backend == "faiss" and importlib.util.find_spec("faiss") is None:
         raise UserError("nn.backend: faiss is not installed (pip install faiss-cpu), or choose numpy")
-    queried = np.flatnonzero(np.isin(split, ["val", "test"]))
-    is_test = split[queried] == "test"
-    if not is_test.any():
+    if not (split == "test").any():
         raise UserError(f"{FEATURES}: no test rows to evaluate")
+    scored = np.flatnonzero(np.isin(split, metrics.SCORED_SPLITS))
 
-    found = neighbours.search(matrix[queried], matrix, labels[bank], p.k, p.chunk_size,
+    found = neighbours.search(matrix[scored], matrix, labels[bank], p.k, p.chunk_size,
                               bank_rows=bank, backend=p.backend)
-    scores, predicted = found.score, found.predict(p.k)
-    test_rows = rows.iloc[queried[is_test]]
+    scores = found.score
     # The notebook published 1-NN only: with another k there is nothing published to compare with.
     method = "notebook_nn" if p.k == 1 else f"{p.k}-nn"
-    report = metrics.report(test_rows, scores[is_test], predicted[is_test], method,
-                            labels[queried[~is_test]], scores[~is_test])
+    report = metrics.report(rows.iloc[scored], scores, found.predict(p.k), method)
     report["k"] = p.k
     report["bank"] = {"n_real": int((labels[bank] == 0).sum()), "n_fake": int((labels[bank] == 1).sum())}
     atomic.write_json(METRICS, report)
-    skipped = plots.save_curves(CURVES, test_rows, scores[is_test])
+    skipped = plots.save_curves(CURVES, rows.iloc[scored], scores)
     if skipped:
         log.info("no ROC/PR curves for one-class test sets: %s", ", ".join(skipped))
-    log.info("%d-NN on %d test rows against a bank of %d: mean accuracy %s%%, mean AP %s%%",
-             p.k, is_test.sum(), len(bank), report["mean"]["acc"], report["mean"]["ap"])
+    log.info("%d-NN on %d validation and test rows against a bank of %d: mean accuracy %s%%, mean AP %s%%",
+             p.k, len(scored), len(bank), report["mean"]["acc"], report["mean"]["ap"])
 
 
 if __name__ == "__main__":

@@ -72,17 +72,20 @@ def test_one_class_set_is_scored_by_its_accuracy_and_the_rest_is_null(label):
     json.dumps(row, allow_nan=False)
 
 
-def _rows(names_and_labels):
-    return pd.DataFrame([{"test_set": name, "label": label} for name, labels in names_and_labels for label in labels])
+def _rows(names_and_labels, val_labels=()):
+    """Scored rows: validation rows first, then the test sets."""
+    val = [{"split": "val", "test_set": "", "label": label} for label in val_labels]
+    return pd.DataFrame(val + [{"split": "test", "test_set": name, "label": label}
+                               for name, labels in names_and_labels for label in labels])
 
 
 def test_report_puts_published_numbers_only_beside_the_method_that_published_them():
     rows = _rows([("cyclegan", [0, 1, 0, 1]), ("seeingdark", [0, 1, 0, 1]), ("mine", [0, 0, 1, 1]),
-                  ("real_blur", [0, 0])])
-    scores = np.array([0.2, 0.9, 0.4, 0.8, 0.6, 0.7, 0.1, 0.3, 0.2, 0.4, 0.6, 0.9, 0.1, 0.7])
+                  ("real_blur", [0, 0])], val_labels=[0, 1, 0, 1])
+    scores = np.array([0.1, 0.35, 0.3, 0.8,  # validation
+                       0.2, 0.9, 0.4, 0.8, 0.6, 0.7, 0.1, 0.3, 0.2, 0.4, 0.6, 0.9, 0.1, 0.7])
     predicted = (scores > 0.5).astype(int)
-    val = np.array([0, 1, 0, 1]), np.array([0.1, 0.35, 0.3, 0.8])
-    univfd = metrics.report(rows, scores, predicted, "univfd_linear_probe", *val)
+    univfd = metrics.report(rows, scores, predicted, "univfd_linear_probe")
     cyclegan = univfd["test_sets"]["cyclegan"]
     assert (cyclegan["published_acc"], cyclegan["published_ap"]) == (98.5, 99.46)
     assert cyclegan["delta_acc"] == pytest.approx(cyclegan["acc"] - 98.5)
@@ -90,7 +93,7 @@ def test_report_puts_published_numbers_only_beside_the_method_that_published_the
     assert "published_acc" not in univfd["test_sets"]["mine"]
     assert "published_acc" not in univfd["mean"]  # the published mean needs all 19 sets
     # The notebook published no FCNN number for UnivFD's cyclegan set, only for its own test file.
-    fcnn = metrics.report(rows, scores, predicted, "notebook_fcnn", *val)
+    fcnn = metrics.report(rows, scores, predicted, "notebook_fcnn")
     assert all("published_acc" not in row for row in fcnn["test_sets"].values())
     # Mean over the two-class sets; the real-only control is reported on its own.
     assert univfd["mean"]["n_sets"] == 3
@@ -106,8 +109,7 @@ def test_published_mean_appears_when_all_nineteen_sets_are_scored():
     names = list(metrics.PUBLISHED["univfd_linear_probe"])
     rows = _rows([(name, [0, 1]) for name in names])
     scores = np.tile([0.2, 0.9], len(names))
-    report = metrics.report(rows, scores, (scores > 0.5).astype(int), "univfd_linear_probe",
-                            np.array([]), np.array([]))
+    report = metrics.report(rows, scores, (scores > 0.5).astype(int), "univfd_linear_probe")
     assert report["mean"]["published_acc"] == 81.38 and report["mean"]["delta_acc"] == pytest.approx(18.62)
     assert report["calibrated_threshold"] is None and report["calibration"] == "none: no validation split"
     assert len(names) == 19
