@@ -2,19 +2,27 @@
 demo-like features (two runs give byte-identical metrics)."""
 import json
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 
-from fakedetect import classifiers, features, univfd_head
+from fakedetect import features, univfd_head
 from fakedetect.params import LinearParams
 from fakedetect.stage import UserError
 from helpers import PROJECT, run_stage
 
 DIM = 24
+
+
+@pytest.fixture
+def classifiers():
+    """The Keras module, imported when a test runs rather than at collection: other test modules
+    import torchvision at collection, and TensorFlow loaded before torchvision segfaults (DESIGN §8)."""
+    from fakedetect import classifiers
+
+    return classifiers
 
 
 def demo_like_features(folder, seed=0):
@@ -69,7 +77,7 @@ def test_two_runs_give_byte_identical_metrics(two_runs):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_stage_outputs(two_runs):
+def test_stage_outputs(two_runs, classifiers):
     folder = two_runs[0]
     for name in ("metrics/nn_eval.json", "metrics/linear_eval.json"):
         report = json.loads((folder / name).read_text())
@@ -85,7 +93,7 @@ def test_stage_outputs(two_runs):
     assert list(history.columns) == classifiers.HISTORY_COLUMNS and len(history) == 7
     assert history.val_accuracy.notna().all()
     assert (folder / "plots/accuracy_vs_published.png").read_bytes().startswith(b"\x89PNG")
-    assert keras.models.load_model(folder / "models/linear.keras", safe_mode=True).name == "fcnn"
+    assert classifiers.load(folder / "models/linear.keras").name == "fcnn"
 
 
 def test_epochs_override_and_external_head_through_the_stages(two_runs, tmp_path):
@@ -130,18 +138,18 @@ def test_external_head_refuses_pickled_objects_and_other_layouts(tmp_path):
             univfd_head.load(tmp_path / name, DIM)
 
 
-def test_heads_have_the_published_architectures():
+def test_heads_have_the_published_architectures(classifiers):
     p = LinearParams()
     fcnn = classifiers.build("fcnn", 768, p.fcnn)
     assert [(layer.units, layer.activation.__name__) for layer in fcnn.layers[1:]] == [(768, "relu"), (1, "sigmoid")]
-    assert isinstance(fcnn.optimizer, keras.optimizers.Adam) and fcnn.count_params() == 768 * 768 + 768 + 769
+    assert isinstance(fcnn.optimizer, classifiers.keras.optimizers.Adam) and fcnn.count_params() == 768 * 768 + 768 + 769
     probe = classifiers.build("linear_probe", 768, p.linear_probe)
-    assert probe.count_params() == 769 and isinstance(probe.optimizer, keras.optimizers.AdamW)
+    assert probe.count_params() == 769 and isinstance(probe.optimizer, classifiers.keras.optimizers.AdamW)
     assert float(probe.optimizer.learning_rate) == pytest.approx(1e-4)
     assert (p.n_epochs, p.fcnn.batch_size, p.linear_probe.batch_size) == (7, 30, 256)
 
 
-def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best_weights():
+def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best_weights(classifiers):
     model = classifiers.build("linear_probe", 4, LinearParams().linear_probe)
     schedule = classifiers.UnivfdSchedule("val_accuracy", patience=2, min_delta=0.001, min_lr=1e-6)
     schedule.set_model(model)
@@ -160,7 +168,7 @@ def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best
     assert float(model.layers[-1].bias[0]) == 4.0
 
 
-def test_training_is_deterministic_and_learns(tmp_path):
+def test_training_is_deterministic_and_learns(tmp_path, classifiers):
     demo_like_features(tmp_path)
     matrix, rows = features.load_features(tmp_path)
     train, val = (rows.split == "train").to_numpy(), (rows.split == "val").to_numpy()

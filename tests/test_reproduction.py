@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fakedetect import classifiers, metrics, neighbours
+from fakedetect import metrics, neighbours
 from fakedetect.params import LinearParams
 
 FAKES_FIRST = np.repeat([1, 0], 500)
@@ -43,6 +43,8 @@ def test_one_nearest_neighbour_gives_the_published_75_3(seed_features):
 
 
 def test_fcnn_gives_the_published_accuracies_within_2_5_points(seed_features):
+    from fakedetect import classifiers  # not at collection: TensorFlow before torchvision segfaults (DESIGN §8)
+
     bank, bank_labels, tests = seed_features
     accuracies = {name: [] for name in ("notebook_cyclegan", "notebook_dalle", "notebook_glide_100_dm")}
     for seed in range(3):
