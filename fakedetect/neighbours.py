@@ -4,8 +4,10 @@ The search keeps, for every query, the k highest similarities to the real rows o
 the bank and the k highest to the fake rows: that is all that the k-NN vote and the
 ranking score (max similarity to fakes minus max similarity to reals, DESIGN §4)
 need. It walks the bank in chunks and multiplies each against blocks of queries, so
-its memory beyond the inputs is bounded by `chunk_size` whatever the bank's size,
-and it never copies the bank: `bank_rows` selects the bank inside a larger matrix.
+beyond its inputs and one normalised copy of the queries it holds a few
+chunk_size x chunk_size blocks, whatever the bank's size; it never copies the bank:
+`bank_rows` selects the bank inside a larger matrix (bench/nn.py: 2.44 GB peak for a
+720k x 768 bank and 34k queries, 2.16 GB of which are the inputs).
 """
 from __future__ import annotations
 
