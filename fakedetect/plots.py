@@ -32,3 +32,22 @@ def before_after(examples: list[tuple[np.ndarray, np.ndarray, str]], path: str, 
     axes[1, 0].text(-0.1, 0.5, "after", transform=axes[1, 0].transAxes, rotation=90, va="center", ha="right")
     fig.suptitle(title)
     save(fig, path)
+
+
+MARKERS = "osD^vP*X<>hp"
+CLASS_COLOURS = {0: "tab:blue", 1: "tab:red"}
+
+
+def tsne_scatter(coords: np.ndarray, labels: np.ndarray, generators: np.ndarray, path: str, title: str) -> None:
+    """A 2-D map: real vs fake by colour, generator by marker (cycled past 12), one legend entry each."""
+    fig, ax = plt.subplots(figsize=(8, 7))
+    groups = sorted(set(zip(labels.tolist(), generators.tolist())))
+    for i, (label, generator) in enumerate(groups):
+        mask = (labels == label) & (generators == generator)
+        ax.scatter(coords[mask, 0], coords[mask, 1], s=9, alpha=0.6, linewidths=0, c=CLASS_COLOURS[label],
+                   marker=MARKERS[i % len(MARKERS)], label=f"{generator} ({'fake' if label else 'real'}, {mask.sum()})")
+    ax.legend(fontsize=8, markerscale=2, loc="best", framealpha=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    save(fig, path)
