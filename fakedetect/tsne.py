@@ -29,13 +29,14 @@ def fair_shares(sizes: list[int], total: int) -> list[int]:
 
 
 def balanced_sample(rows: pd.DataFrame, max_points: int, seed: int) -> np.ndarray:
-    """Row positions of at most max_points rows, seeded: real and fake alike, and within each class
-    the generators alike (as far as each group's size allows); returned in row order."""
+    """Row positions of at most max_points rows, seeded: as many real as fake (the smaller class
+    limits both), and within a class the generators alike as far as their sizes allow; in row order."""
     rng = np.random.default_rng(seed)
     label, generator = rows.label.to_numpy(), rows.generator.to_numpy()
     classes = sorted(set(label))
     chosen = [np.array([], dtype=int)]
-    for cls, quota in zip(classes, fair_shares([int((label == cls).sum()) for cls in classes], max_points)):
+    quota = min([max_points // len(classes)] + [int((label == cls).sum()) for cls in classes])
+    for cls in classes:
         groups = [np.flatnonzero((label == cls) & (generator == name)) for name in sorted(set(generator[label == cls]))]
         for group, share in zip(groups, fair_shares([len(group) for group in groups], quota)):
             chosen.append(rng.choice(group, size=share, replace=False))

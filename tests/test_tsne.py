@@ -36,7 +36,9 @@ def test_balanced_sample_is_seeded_and_balanced():
     assert list(chosen) == sorted(chosen) and len(set(chosen)) == 100
     np.testing.assert_array_equal(tsne.balanced_sample(rows, 100, seed=3), chosen)
     assert not np.array_equal(tsne.balanced_sample(rows, 100, seed=4), chosen)
-    assert len(tsne.balanced_sample(rows, 10_000, seed=3)) == len(rows)
+    assert len(tsne.balanced_sample(rows, 10_000, seed=3)) == len(rows)  # 300 real, 300 fake
+    fewer_fakes = tsne.balanced_sample(rows.iloc[:400], 10_000, seed=3)
+    assert rows.iloc[fewer_fakes].label.value_counts().to_dict() == {0: 100, 1: 100}
 
 
 def test_tsne_stage_writes_plot_and_coordinates(tmp_path):
