@@ -193,7 +193,9 @@ def _cached_checkpoint(cfg: dict) -> str | None:
     if cfg.get("hf_hub"):
         repo, filename = os.path.split(cfg["hf_hub"])
         filename = filename or "open_clip_pytorch_model.bin"
-        for name in (os.path.splitext(filename)[0] + ".safetensors", "open_clip_model.safetensors", filename):
+        safe = ("open_clip_model.safetensors" if filename == "open_clip_pytorch_model.bin"
+                else os.path.splitext(filename)[0] + ".safetensors")  # what open_clip tries first
+        for name in (safe, filename):
             hit = huggingface_hub.try_to_load_from_cache(repo, name)
             if isinstance(hit, str):
                 return hit
@@ -241,10 +243,12 @@ def _tag_weights(model: str, tag: str) -> tuple[str, bool]:
             return open_clip.pretrained.download_pretrained(cfg), quick_gelu
         except Exception as exc:  # network errors come in many types
             why = f"the download failed ({type(exc).__name__}: {exc})"
+    local_model = f"{model}-quickgelu" if quick_gelu and f"{model}-quickgelu" in open_clip.list_models() else model
     raise UserError(
         f"extract.pretrained: the '{tag}' weights of {model} are not in the local cache and {why}. "
-        f"Alternatives: a local checkpoint path (extract.pretrained: /path/to/{model}.pt), the offline demo "
-        "backbone (extract.model: efficientnet_lite0, extract.pretrained: imagenet), or null for random weights"
+        f"Alternatives: a local checkpoint path (extract.model: {local_model}, extract.pretrained: "
+        f"/path/to/{model}.safetensors), the offline demo backbone (extract.model: efficientnet_lite0, "
+        "extract.pretrained: imagenet), or null for random weights"
     )
 
 
@@ -272,8 +276,9 @@ def _open_clip(p: ExtractParams) -> tuple[torch.nn.Module, Transform, dict]:
     torch.manual_seed(p.seed)
     try:
         clip = open_clip.create_model(p.model, pretrained=checkpoint, force_quick_gelu=quick_gelu, device="cpu")
-    except RuntimeError as exc:
-        raise UserError(f"extract.pretrained: {checkpoint} does not load into {p.model}: {exc}") from None
+    except RuntimeError as exc:  # OpenAI's TorchScript .pt files need unpickling: refused by weights_only
+        raise UserError(f"extract.pretrained: {checkpoint} does not load into {p.model} as a state dict or "
+                        f".safetensors file: {exc}") from None
     identity = {"model": p.model, "weights": weights, "quick_gelu": quick_gelu}
     return _EncodeImage(clip), Transform(CROP, CLIP_MEAN, CLIP_STD), identity
 

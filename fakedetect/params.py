@@ -181,7 +181,7 @@ class ExtractParams(Section):
     imports: list[ImportSource] = []
 
     @model_validator(mode="after")
-    def _imports_named(self):
+    def _consistent(self):
         if self.source == "import" and not self.imports:
             raise ValueError("source is 'import' but extract.imports is empty: list at least one features file")
         if not self.layers:

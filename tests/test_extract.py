@@ -194,6 +194,29 @@ def test_unavailable_weights_fail_fast(tmp_path, offline):
     assert not (root / "data" / "features").exists()
 
 
+def test_cached_tag_loads_offline_with_quickgelu(tmp_path, monkeypatch):
+    """A tag's weights already in the Hugging Face cache load offline, with the tag's QuickGELU,
+    and give the same features as the same file named as a local checkpoint."""
+    import huggingface_hub.constants
+    import open_clip
+    from safetensors.torch import save_file
+
+    torch.manual_seed(5)
+    repo = tmp_path / "hub" / "models--timm--vit_base_patch32_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    checkpoint = repo / "snapshots" / ("0" * 40) / "open_clip_model.safetensors"
+    checkpoint.parent.mkdir(parents=True)
+    save_file(open_clip.create_model("ViT-B-32-quickgelu").state_dict(), checkpoint)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tagged = backbones.create(ExtractParams(model="ViT-B-32", pretrained="openai"))
+    assert tagged.identity["weights"] == {"tag": "openai"} and tagged.identity["quick_gelu"] is True
+    local = backbones.create(ExtractParams(model="ViT-B-32-quickgelu", pretrained=str(checkpoint)))
+    assert local.identity["weights"] == {"sha256": backbones.file_sha256(checkpoint)}
+    x = torch.randn(2, 3, 224, 224)
+    np.testing.assert_array_equal(tagged.encode(x), local.encode(x))
+
+
 @pytest.mark.parametrize("params, match", [
     (dict(model="ViT-B-32", pretrained="no_such_tag"), r"extract\.pretrained: 'no_such_tag' is neither a tag"),
     (dict(model="ViT-B-32", pretrained="missing/ViT-B-32.pt"), r"extract\.pretrained: checkpoint missing/ViT-B-32\.pt not found"),
