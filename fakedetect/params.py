@@ -136,6 +136,67 @@ class PreprocessParams(Section):
     workers: Workers = 0
 
 
+# -------------------------------------------------------------------------- extract
+
+DEMO_LAYERS = tuple(f"block{i}" for i in range(7)) + ("head",)
+
+
+class ImportSource(Section):
+    """Precomputed features to read instead of extracting: a file, optionally a row range, and
+    what those rows are. Several entries may name one file with different row ranges."""
+
+    file: str = Field(description=".pt (a tensor), .npy or .npz; N x D float")
+    key: str | None = Field(None, description=".npz: the array to read; null = its only array")
+    rows: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="[start, stop) row range within the file; null = every row"
+    )
+    split: Literal[SPLITS]
+    test_set: str = ""
+    label: Literal[0, 1]
+    generator: str | None = Field(None, description="default: 'real' for label 0, else the test set or 'unknown'")
+    family: Literal[FAMILIES] | None = Field(None, description="default: looked up from the generator")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.rows is not None and self.rows[0] >= self.rows[1]:
+            raise ValueError(f"rows must be [start, stop) with start < stop, got {list(self.rows)}")
+        if (self.split == "test") != bool(self.test_set):
+            raise ValueError("test rows need a test_set name, train and val rows must not have one")
+        return self
+
+
+class ExtractParams(Section):
+    source: Literal["backbone", "import"] = "backbone"
+    model: str = Field("efficientnet_lite0", description="efficientnet_lite0 (the offline demo) or an OpenCLIP architecture")
+    pretrained: str | None = Field("imagenet", description="open_clip tag, local checkpoint path, or null (seeded random init)")
+    layers: list[Literal[DEMO_LAYERS]] = Field(
+        ["block1", "block2", "block3"], description="efficientnet_lite0: blocks whose pooled outputs are concatenated"
+    )
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    precision: Literal["float32", "float16"] = "float32"
+    batch_size: PositiveInt = 64
+    loader_workers: Annotated[int, Field(ge=0)] = Field(1, description="processes decoding images; 0 = in the main process")
+    store: str = Field(".cache/features", description="the resumable per-image feature store (outside DVC's outputs)")
+    imports: list[ImportSource] = []
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.source == "import" and not self.imports:
+            raise ValueError("source is 'import' but extract.imports is empty: list at least one features file")
+        if not self.layers:
+            raise ValueError("layers must name at least one block")
+        return self
+
+
+# ----------------------------------------------------------------------------- tsne
+
+
+class TsneParams(Section):
+    max_points: Annotated[int, Field(ge=10)] = 2000
+    perplexity: Annotated[float, Field(gt=0)] = 30.0
+    seed: int = 0
+    splits: list[Literal[SPLITS]] = ["train", "test"]
 # ------------------------------------------------------------------------ nn_eval
 
 
@@ -201,6 +262,8 @@ class LinearParams(Section):
 class Params(Section):
     ingest: IngestParams = IngestParams()
     preprocess: PreprocessParams = PreprocessParams()
+    extract: ExtractParams = ExtractParams()
+    tsne: TsneParams = TsneParams()
     nn: NnParams = NnParams()
     linear: LinearParams = LinearParams()
 

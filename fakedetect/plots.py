@@ -39,6 +39,22 @@ def before_after(examples: list[tuple[np.ndarray, np.ndarray, str]], path: str, 
     save(fig, path)
 
 
+MARKERS = "osD^vP*X<>hp"
+CLASS_COLOURS = {0: "tab:blue", 1: "tab:red"}
+
+
+def tsne_scatter(coords: np.ndarray, labels: np.ndarray, generators: np.ndarray, path: str, title: str) -> None:
+    """A 2-D map: real vs fake by colour, generator by marker (cycled past 12), one legend entry each."""
+    fig, ax = plt.subplots(figsize=(8, 7))
+    groups = sorted(set(zip(labels.tolist(), generators.tolist())))
+    for i, (label, generator) in enumerate(groups):
+        mask = (labels == label) & (generators == generator)
+        ax.scatter(coords[mask, 0], coords[mask, 1], s=9, alpha=0.6, linewidths=0, c=CLASS_COLOURS[label],
+                   marker=MARKERS[i % len(MARKERS)], label=f"{generator} ({'fake' if label else 'real'}, {mask.sum()})")
+    ax.legend(fontsize=8, markerscale=2, loc="best", framealpha=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
 def save_curves(folder: str, rows: pd.DataFrame, scores: np.ndarray) -> list[str]:
     """ROC and precision-recall points per test set, as CSV for `dvc plots`: <folder>/{roc,pr}/<set>.csv.
 
