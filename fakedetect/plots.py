@@ -55,6 +55,9 @@ def tsne_scatter(coords: np.ndarray, labels: np.ndarray, generators: np.ndarray,
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title)
+    save(fig, path)
+
+
 def save_curves(folder: str, rows: pd.DataFrame, scores: np.ndarray) -> list[str]:
     """ROC and precision-recall points per test set, as CSV for `dvc plots`: <folder>/{roc,pr}/<set>.csv.
 
