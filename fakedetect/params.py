@@ -58,11 +58,11 @@ class DemoParams(Section):
 
     out_dir: str = "data/demo"
     seed: int = 0
-    patch_size: Annotated[int, Field(ge=224)] = 256
+    patch_size: Annotated[int, Field(ge=224)] = 224
     train_per_class: PositiveInt = 400
     val_per_class: PositiveInt = 100
     test_per_class: PositiveInt = 150
-    artifact_strength: Annotated[float, Field(gt=0.0, le=4.0)] = 1.0
+    artifact_strength: Annotated[float, Field(gt=0.0, le=4.0)] = 2.0
     train_family: Literal[DEMO_FAMILIES] = "upsample_nearest"
     test_families: list[Literal[DEMO_FAMILIES]] = list(DEMO_FAMILIES)
     controls: bool = Field(True, description="add the real-only blurred and JPEG-q80 control test sets")

@@ -33,7 +33,7 @@ def test_demo_sets_layout_and_shared_format(manifest):
     assert sets[("test", "noise_denoise", 1)] == sets[("test", "real_jpeg80", 0)] == 6
     assert ("test", "real_blur", 1) not in sets
     assert set(rows[rows.label == 1].family) == {"gan", "diffusion"}
-    assert (rows.width == 256).all() and (rows.height == 256).all()
+    assert (rows.width == 224).all() and (rows.height == 224).all()
     for test_set, group in rows.groupby("test_set"):
         formats = {p.rsplit(".", 1)[1] for p in group.path}
         assert formats == ({"jpg"} if test_set == "real_jpeg80" else {"png"}), test_set
