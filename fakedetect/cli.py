@@ -1,0 +1,119 @@
+"""Command line: `fakedetect predict IMAGES...` (also `python -m fakedetect predict`).
+
+Exit status: 0 when every input was scored, 1 when some could not be read (they are listed
+with their reason; the others are still scored), 2 for usage errors and for a missing or
+incompatible trained run.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from dataclasses import asdict
+
+from fakedetect.images import IMAGE_EXTENSIONS
+
+COLUMNS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
+
+
+def collect(inputs: list[str], list_files: list[str]) -> list[str]:
+    """Image files named directly, found below folders (recursively, sorted), or listed one per
+    line in list files. Named files are kept whatever their extension: the decoder judges them."""
+    named = list(inputs)
+    for list_file in list_files:
+        with open(list_file, encoding="utf-8") as f:
+            named += [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    paths = []
+    for item in named:
+        if os.path.isdir(item):
+            for dirpath, dirnames, filenames in os.walk(item):
+                dirnames.sort()
+                paths += [os.path.join(dirpath, n) for n in sorted(filenames) if n.lower().endswith(IMAGE_EXTENSIONS)]
+        else:
+            paths.append(item)
+    return paths
+
+
+def _row(prediction) -> dict:
+    row = asdict(prediction)
+    return {**{c: row[c] for c in COLUMNS}, **row["extra"]}
+
+
+def _table(rows: list[dict]) -> str:
+    def cell(value):
+        if value is None:
+            return "-"
+        if isinstance(value, bool):
+            return "fake" if value else "real"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    header = ["file", "P(fake)", "verdict", "threshold", "at 0.5", "family", "P(family)"]
+    body = [[r["path"], cell(r["p_fake"]), cell(r["fake"]), cell(r["threshold"]), cell(r["fake_at_0_5"]),
+             cell(r["family"]), cell(r["p_family"])] if r["status"] == "ok"
+            else [r["path"], "-", f"unreadable: {r['reason']}", "", "", "", ""] for r in rows]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header] + body)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    from fakedetect.predict import Detector  # torch and torchvision load before Keras (DESIGN §8)
+    from fakedetect.stage import UserError
+
+    try:
+        paths = collect(args.inputs, args.list)
+    except OSError as exc:
+        print(f"error: cannot read the list file: {exc}", file=sys.stderr)
+        return 2
+    if not paths:
+        print("error: no image files found in the inputs", file=sys.stderr)
+        return 2
+    try:
+        detector = Detector(args.project, args.classifier)
+        rows = [_row(p) for p in detector.predict(paths, args.batch_size, args.workers)]
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+    elif args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(_table(rows))
+    unreadable = [r for r in rows if r["status"] != "ok"]
+    if unreadable:
+        print(f"{len(unreadable)} of {len(rows)} inputs could not be read:", file=sys.stderr)
+        for r in unreadable:
+            print(f"  {r['path']}: {r['reason']}", file=sys.stderr)
+    return 1 if unreadable else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="fakedetect", description=__doc__.split("\n")[0])
+    commands = top.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("predict", help="is each image real or fake, and which family made a fake?")
+    p.add_argument("inputs", nargs="*", help="image files or folders (searched recursively)")
+    p.add_argument("--list", action="append", default=[], metavar="FILE", help="a file listing image paths, one per line")
+    p.add_argument("--classifier", choices=["linear", "nn"], default="linear",
+                   help="linear: the trained head (default) | nn: nearest neighbour in the training features")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", dest="format", action="store_const", const="json", help="one JSON object per image")
+    out.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header row")
+    p.add_argument("--project", default=".", help="the project folder holding the trained run (default: here)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=1, help="processes decoding images while the model runs")
+    p.set_defaults(format="table", run=predict_command)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
