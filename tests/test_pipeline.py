@@ -1,4 +1,5 @@
 """The DVC pipeline as users run it: `dvc repro` in a fresh copy, then up to date and clean."""
+import os
 import shutil
 import subprocess
 import sys
@@ -10,18 +11,20 @@ import yaml
 from helpers import PROJECT, small_demo_params
 
 DVC = [sys.executable, "-m", "dvc"]
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
+                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org"}
 
 
 def run(cmd, cwd):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, **GIT_IDENTITY})
     assert result.returncode == 0, f"{cmd}\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def project_copy(tmp_path_factory) -> Path:
-    """The project's files as git sees them (tracked or not ignored), in a new git repository."""
-    folder = tmp_path_factory.mktemp("project")
+def copy_project(folder: Path) -> Path:
+    """The project's files as git sees them (tracked or not ignored), with the small demo's
+    params, committed in a new git repository: a user's fresh clone."""
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                            cwd=PROJECT, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -31,9 +34,14 @@ def project_copy(tmp_path_factory) -> Path:
     (folder / "dvc.lock").unlink(missing_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(small_demo_params(), sort_keys=False))
     run(["git", "init", "-q"], folder)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], folder)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], folder)
+    run(["git", "add", "-A"], folder)
+    run(["git", "commit", "-qm", "copy"], folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def project_copy(tmp_path_factory) -> Path:
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 def test_repro_then_up_to_date_and_clean(project_copy):
