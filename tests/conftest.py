@@ -15,3 +15,16 @@ def shared_fixtures() -> Path:
         pytest.skip(f"real-data fixtures not found at {SHARED_FIXTURES} (they live in ../shared beside the checkout)")
     return SHARED_FIXTURES
 
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory) -> Path:
+    """A fresh copy of the project on which `dvc repro` ran the whole pipeline on a small demo
+    (committed, as a user would): what predict and the remote tests start from."""
+    from helpers import DVC, copy_project, run
+
+    project = copy_project(tmp_path_factory.mktemp("trained"))
+    run(DVC + ["repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "run the pipeline"], project)
+    return project

@@ -1,6 +1,8 @@
 """Helpers the tests share: running a stage as DVC does, and small image files."""
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +41,32 @@ def small_demo_params(**ingest) -> dict:
     params["ingest"]["demo"].update(train_per_class=12, val_per_class=4, test_per_class=6)
     params["ingest"].update(ingest)
     return params
+
+
+DVC = [sys.executable, "-m", "dvc"]
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
+                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org"}
+
+
+def run(cmd, cwd):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900,
+                            env={**os.environ, **GIT_IDENTITY})
+    assert result.returncode == 0, f"{cmd}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def copy_project(folder: Path) -> Path:
+    """The project's files as git sees them (tracked or not ignored), with the small demo's
+    params, committed in a new git repository: a user's fresh clone."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+                           cwd=PROJECT, capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (PROJECT / name).is_file() and not name.startswith(("data/", "metrics/", "plots/")):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT / name, folder / name)
+    (folder / "dvc.lock").unlink(missing_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(small_demo_params(), sort_keys=False))
+    run(["git", "init", "-q"], folder)
+    run(["git", "add", "-A"], folder)
+    run(["git", "commit", "-qm", "copy"], folder)
+    return folder

@@ -1,42 +1,9 @@
 """The DVC pipeline as users run it: `dvc repro` in a fresh copy, then up to date and clean."""
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from helpers import PROJECT, small_demo_params
-
-DVC = [sys.executable, "-m", "dvc"]
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.org",
-                "GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.org"}
-
-
-def run(cmd, cwd):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900,
-                            env={**os.environ, **GIT_IDENTITY})
-    assert result.returncode == 0, f"{cmd}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def copy_project(folder: Path) -> Path:
-    """The project's files as git sees them (tracked or not ignored), with the small demo's
-    params, committed in a new git repository: a user's fresh clone."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                           cwd=PROJECT, capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if (PROJECT / name).is_file() and not name.startswith(("data/", "metrics/", "plots/")):
-            (folder / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT / name, folder / name)
-    (folder / "dvc.lock").unlink(missing_ok=True)
-    (folder / "params.yaml").write_text(yaml.safe_dump(small_demo_params(), sort_keys=False))
-    run(["git", "init", "-q"], folder)
-    run(["git", "add", "-A"], folder)
-    run(["git", "commit", "-qm", "copy"], folder)
-    return folder
+from helpers import DVC, copy_project, run
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +19,10 @@ def test_repro_then_up_to_date_and_clean(project_copy):
     assert "didn't change, skipping" in again and "Running stage" not in again
     assert "up to date" in run(DVC + ["status", "preprocess"], project_copy)
     assert "ingest.json" in run(DVC + ["metrics", "show"], project_copy)
+
+
+def test_whole_pipeline_on_a_fresh_copy(trained_project):
+    assert "Data and pipelines are up to date." in run(DVC + ["status"], trained_project)
+    shown = run(DVC + ["metrics", "show"], trained_project)
+    for name in ("ingest.json", "extract.json", "nn_eval.json", "linear_eval.json"):
+        assert name in shown

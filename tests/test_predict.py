@@ -1,0 +1,100 @@
+"""`fakedetect predict` on a trained run: the pipeline's own scores, parseable output, bad inputs."""
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fakedetect import features, layouts
+from fakedetect.cli import COLUMNS
+
+PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
+
+
+def predict(project, *args, prefix: str | None = None):
+    cmd = PREDICT if prefix is None else [sys.executable, "-c", prefix + "; import sys; from fakedetect.cli import main; "
+                                          "sys.exit(main(sys.argv[1:]))", "predict"]
+    return subprocess.run(cmd + ["--project", str(project), *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=project)
+
+
+@pytest.fixture(scope="module")
+def pipeline_scores(trained_project):
+    """The pipeline's own P(fake) for every feature row: its trained head on its features."""
+    from fakedetect import classifiers
+
+    matrix, rows = features.load_features(trained_project / "data/features")
+    rows["p_fake"] = classifiers.predict(classifiers.load(trained_project / "models/linear.keras"), matrix)
+    return rows
+
+
+def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_scores):
+    rows = layouts.read_manifest(trained_project / "data/preprocessed.csv").merge(
+        pipeline_scores[["id", "p_fake"]], on="id")
+    test = rows[rows.split == "test"].groupby("test_set").head(2)  # raw test files: centre crop + backbone
+    train = rows[rows.split == "train"].head(4)  # training images as the pipeline saw them: preprocessed
+    inputs = list(test.path) + list(train.image)
+    result = predict(trained_project, "--json", *inputs)
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [g["path"] for g in got] == inputs
+    np.testing.assert_allclose([g["p_fake"] for g in got], list(test.p_fake) + list(train.p_fake), atol=1e-5)
+    threshold = json.loads((trained_project / "metrics/linear_eval.json").read_text())["calibrated_threshold"]
+    for g in got:
+        assert set(COLUMNS) <= set(g) and g["status"] == "ok" and g["threshold"] == threshold
+        assert g["fake"] == (g["p_fake"] > threshold) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
+        assert (g["family"] in ("gan", "diffusion")) == g["fake"]
+
+
+def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_path):
+    folder = tmp_path / "mixed"
+    sources = sorted((trained_project / "data/demo/test").rglob("*.png"))[:3]
+    for i, source in enumerate(sources):
+        (folder / "sub").mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, folder / "sub" / f"img{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("ignored: no image extension")
+    result = predict(trained_project, "--csv", folder)
+    assert result.returncode == 1
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert len(rows) == 4 and set(COLUMNS) <= set(rows[0])
+    assert [r["status"] for r in rows] == ["unreadable", "ok", "ok", "ok"]
+    assert rows[0]["reason"] == "truncated" and "broken.jpg: truncated" in result.stderr
+
+
+@pytest.mark.parametrize("prefix", ["import torch; import tensorflow", "import tensorflow; import keras"])
+def test_both_import_orders_work_in_the_command_process(trained_project, prefix):
+    image = next((trained_project / "data/demo/test").rglob("*.png"))
+    result = predict(trained_project, image, prefix=prefix)
+    assert result.returncode == 0, result.stderr
+    assert "P(fake)" in result.stdout and image.name in result.stdout
+
+
+def test_list_file_and_nearest_neighbour(trained_project, tmp_path):
+    images = sorted((trained_project / "data/demo/test").rglob("*.png"))[:2]
+    listing = tmp_path / "list.txt"
+    listing.write_text("# two images\n" + "\n".join(map(str, images)) + "\n\n")
+    result = predict(trained_project, "--classifier", "nn", "--json", "--list", listing)
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(got) == 2 and all(g["p_fake"] in (0.0, 1.0) and "nn_score" in g for g in got)
+
+
+def test_clear_errors_without_a_trained_run(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    result = predict(tmp_path, tmp_path / "a.png")
+    assert result.returncode == 2 and "make repro" in result.stderr and "Traceback" not in result.stderr
+    result = predict(tmp_path)
+    assert result.returncode == 2 and "no image files" in result.stderr
+
+
+def test_real_world_images(trained_project, shared_fixtures):
+    """A new user's first run: the 100 ml72 photographs score without error (no accuracy claim)."""
+    result = predict(trained_project, "--json", shared_fixtures / "real_world_images" / "ml72")
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(got) == 100 and all(g["status"] == "ok" and 0 <= g["p_fake"] <= 1 for g in got)
