@@ -5,8 +5,11 @@
 (c) a per-image loop as the notebook did it (OpenCV read, PIL, torchvision transform, one
     image per encoder call), on the first 128 images,
 and the ratios a/b (target >= 0.85: decoding hidden behind the model) and a/c (target >= 3),
-plus peak resident memory (of the stage path, before (b) holds all 512 tensors in memory). Needs `dvc repro preprocess`. Prints `name: value` lines.
+plus peak resident memory (of the stage path, before (b) holds all 512 tensors in memory) and the
+load average: with other processes on the two cores, two OpenMP threads stall at every
+synchronisation and small batches (c) suffer most, so run it on an idle machine. Needs `dvc repro preprocess`. Prints `name: value` lines.
 """
+import os
 import resource
 import sys
 import tempfile
@@ -28,6 +31,7 @@ THREADS = 2
 
 
 def main() -> None:
+    load_at_start = os.getloadavg()[0]
     torch.set_num_threads(THREADS)
     try:
         rows = layouts.read_manifest(MANIFEST)
@@ -65,6 +69,8 @@ def main() -> None:
     print(f"batch_size: {params.batch_size}")
     print(f"loader_workers: {params.loader_workers}")
     print(f"threads: {THREADS}")
+    print(f"load_average_at_start: {load_at_start:.2f}")  # other processes on the cores distort every figure
+    print(f"load_average_at_end: {os.getloadavg()[0]:.2f}")
     print(f"a_stage_path_images_per_s: {stage_path:.2f}")
     print(f"b_bare_encoder_images_per_s: {bare:.2f}")
     print(f"c_per_image_loop_images_per_s: {loop:.2f}")
