@@ -1,8 +1,8 @@
-"""Command line: `fakedetect predict IMAGES...` (also `python -m fakedetect predict`).
+"""Command line: `fakedetect predict IMAGES...` and `fakedetect profile NAME` (also `python -m fakedetect`).
 
-Exit status: 0 when every input was scored, 1 when some could not be read (they are listed
-with their reason; the others are still scored), 2 for usage errors and for a missing or
-incompatible trained run.
+predict's exit status: 0 when every input was scored, 1 when some could not be read (they are
+listed with their reason; the others are still scored), 2 for usage errors and for a missing
+or incompatible trained run.
 """
 from __future__ import annotations
 
@@ -92,6 +92,18 @@ def predict_command(args: argparse.Namespace) -> int:
     return 1 if unreadable else 0
 
 
+def profile_command(args: argparse.Namespace) -> int:
+    from fakedetect.params import ParamsError, apply_profile
+
+    try:
+        profile = apply_profile(args.name)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"params.yaml now holds the values of {profile}; see `dvc params diff`, then run `dvc repro`")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fakedetect", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -107,6 +119,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=1, help="processes decoding images while the model runs")
     p.set_defaults(format="table", run=predict_command)
+    prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
+    prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")
+    prof.set_defaults(run=profile_command)
     return top
 
 

@@ -14,9 +14,11 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fakedetect import atomic
 from fakedetect.stage import UserError
 
 PARAMS_FILE = "params.yaml"
+PROFILES_DIR = "profiles"
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -281,6 +283,10 @@ def _describe(error: dict) -> str:
     return f"{key}: {error['msg']}{got}"
 
 
+def _describe_all(exc: ValidationError) -> str:
+    return "\n  ".join(_describe(e) for e in exc.errors())
+
+
 def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
     """Read and validate the whole params file; raise ParamsError naming every bad key."""
     path = Path(path)
@@ -295,8 +301,38 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        lines = "\n  ".join(_describe(e) for e in exc.errors())
-        raise ParamsError(f"{path} does not fit the schema:\n  {lines}") from None
+        raise ParamsError(f"{path} does not fit the schema:\n  " + _describe_all(exc)) from None
+
+
+def _merge(base: dict, overlay: dict) -> None:
+    """Overlay values onto base in place: mappings merge key by key, anything else replaces."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def apply_profile(name: str, path: str | os.PathLike = PARAMS_FILE, profiles: str | os.PathLike = PROFILES_DIR) -> Path:
+    """Write profiles/<name>.yaml's values into params.yaml, keeping its comments and every other
+    value; the result is validated before it replaces the file. Returns the profile's path."""
+    from ruamel.yaml import YAML
+
+    profile = Path(profiles) / f"{name}.yaml"
+    if not profile.is_file():
+        known = sorted(p.stem for p in Path(profiles).glob("*.yaml"))
+        raise ParamsError(f"no profile '{name}' in {profiles}/; available: {', '.join(known) or 'none'}")
+    yaml_rt = YAML()
+    document = yaml_rt.load(Path(path).read_text())
+    _merge(document, yaml_rt.load(profile.read_text()) or {})
+    try:
+        Params.model_validate(document)
+    except ValidationError as exc:
+        raise ParamsError(f"profile {profile} does not fit the schema:\n  " + _describe_all(exc)) from None
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            yaml_rt.dump(document, f)
+    return profile
 
 
 def workers(n: int) -> int:
