@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Stage commands call `python`: the venv's must come first on PATH.
 RUN := PATH="$(abspath $(BIN)):$$PATH" HF_HUB_OFFLINE=1 TF_CPP_MIN_LOG_LEVEL=2
 
-.PHONY: setup repro test bench clean-venv
+.PHONY: setup repro plots test bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ setup: $(STAMP)
 
 repro: setup
 	$(RUN) $(BIN)/dvc repro
+
+# dvc_plots/index.html, offline: .dvc/config points `dvc plots show` at plots_template/offline.html.
+plots: setup
+	$(RUN) $(BIN)/dvc plots show
 
 test: setup
 	$(RUN) $(BIN)/python -m pytest

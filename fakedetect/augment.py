@@ -31,9 +31,13 @@ def image_rng(seed: int, sha256: str) -> np.random.Generator:
     return np.random.default_rng([seed, int(sha256[:16], 16)])
 
 
-def notebook_blurs(seed: int, sha256: str, fraction: float) -> bool:
-    """Whether the notebook protocol blurs this image: the seeded half."""
-    return bool(image_rng(seed, sha256).random() < fraction)
+def blurred_half(sha256s, seed: int, fraction: float) -> set[str]:
+    """The images the notebook protocol blurs: of the distinct images, the round(fraction * n)
+    whose keyed random number is smallest. Exactly that share, and adding images moves only
+    the few near the line across it."""
+    distinct = sorted(set(sha256s))
+    keys = sorted((image_rng(seed, sha).random(), sha) for sha in distinct)
+    return {sha for _, sha in keys[: round(fraction * len(distinct))]}
 
 
 def jpeg_encode(rgb: np.ndarray, quality: int, method: str = "cv2") -> bytes:
@@ -68,18 +72,19 @@ def center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top:top + size, left:left + size])
 
 
-def notebook(rgb: np.ndarray, params: PreprocessParams, sha256: str) -> tuple[bytes, str, str]:
-    """Resize to size x size, JPEG at quality 80 (OpenCV, as the notebook), 5x5 blur on a seeded half."""
+def notebook(rgb: np.ndarray, params: PreprocessParams, sha256: str, blur: bool) -> tuple[bytes, str, str]:
+    """Resize to size x size, JPEG at quality 80 (OpenCV, as the notebook), then the 5x5 blur
+    where `blur` (the seeded half, chosen by blurred_half)."""
     p = params.notebook
     resized = cv2.resize(rgb, (params.size, params.size), interpolation=cv2.INTER_LINEAR)
     jpeg = jpeg_encode(resized, p.jpeg_quality)
-    if not notebook_blurs(params.seed, sha256, p.blur_fraction):
+    if not blur:
         return jpeg, ".jpg", f"resize{params.size}+jpeg{p.jpeg_quality}"
     blurred = cv2.GaussianBlur(jpeg_decode(jpeg), (p.blur_kernel, p.blur_kernel), 0)
     return png_encode(blurred), ".png", f"resize{params.size}+jpeg{p.jpeg_quality}+blur{p.blur_kernel}"
 
 
-def blur_jpeg(rgb: np.ndarray, params: PreprocessParams, sha256: str) -> tuple[bytes, str, str]:
+def blur_jpeg(rgb: np.ndarray, params: PreprocessParams, sha256: str, blur: bool = False) -> tuple[bytes, str, str]:
     """CNNDetection Blur+JPEG(p): short side to load_size; blur (sigma ~ U) with prob p; JPEG
     (cv2 or PIL, quality ~ U integer) with prob p; random crop; horizontal flip."""
     p = params.blur_jpeg
@@ -110,7 +115,7 @@ def blur_jpeg(rgb: np.ndarray, params: PreprocessParams, sha256: str) -> tuple[b
     return png_encode(np.ascontiguousarray(rgb)), ".png", "+".join(steps)
 
 
-def test_protocol(rgb: np.ndarray, params: PreprocessParams, sha256: str) -> tuple[bytes, str, str]:
+def test_protocol(rgb: np.ndarray, params: PreprocessParams, sha256: str, blur: bool = False) -> tuple[bytes, str, str]:
     return png_encode(center_crop(rgb, params.size)), ".png", f"center_crop{params.size}"
 
 
@@ -121,16 +126,17 @@ def protocol_of(split: str, params: PreprocessParams):
     return notebook if params.train_protocol == "notebook" else blur_jpeg
 
 
-def _process(task: tuple[str, str, str, str], params: PreprocessParams) -> tuple[str, str, str, str]:
-    """(source path, sha256, split, output stem) -> (output path, output sha256, augmentation, skip reason)."""
-    path, sha256, split, stem = task
+def _process(task: tuple[str, str, str, str, bool], params: PreprocessParams) -> tuple[str, str, str, str]:
+    """(source path, sha256, split, output stem, notebook blur) -> (output path, output sha256,
+    augmentation, skip reason)."""
+    path, sha256, split, stem, blur = task
     try:
         decoded = images.load(path)
     except BadImage as exc:
         return "", "", "", exc.reason
     if decoded.sha256 != sha256:
         return "", "", "", "changed_since_ingest"
-    data, ext, augmentation = protocol_of(split, params)(decoded.rgb, params, sha256)
+    data, ext, augmentation = protocol_of(split, params)(decoded.rgb, params, sha256, blur)
     out = stem + ext
     atomic.write_bytes(out, data)
     return out, images.sha256_of(data), augmentation, ""
@@ -142,7 +148,9 @@ def preprocess(manifest: pd.DataFrame, params: PreprocessParams, out_dir: str, w
     rows = manifest[manifest.status == "ok"].copy()
     kind = np.where(rows.split == "train", "train", "test")
     stems = [str(Path(out_dir) / k / s[:2] / s) for k, s in zip(kind, rows.sha256)]
-    tasks = sorted(set(zip(rows.path, rows.sha256, np.where(kind == "train", "train", "test"), stems)))
+    blurred = blurred_half(rows.sha256[kind == "train"], params.seed, params.notebook.blur_fraction)
+    blur = [k == "train" and sha in blurred for k, sha in zip(kind, rows.sha256)]
+    tasks = sorted(set(zip(rows.path, rows.sha256, kind, stems, blur)))
     with ProcessPoolExecutor(workers) as pool:
         done = dict(zip([t[3] for t in tasks],
                         tqdm(pool.map(_process, tasks, [params] * len(tasks), chunksize=8),

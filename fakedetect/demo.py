@@ -110,7 +110,7 @@ def tconv_kernel(seed: int) -> np.ndarray:
     """A bilinear transposed-convolution kernel with fixed, seeded imperfections: one 'trained
     generator' shared by every fake of the family, so its fingerprint is consistent."""
     tent = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 16.0
-    wobble = np.random.default_rng([seed, zlib.crc32(b"transposed_conv")]).uniform(-0.6, 0.6, (4, 4))
+    wobble = np.random.default_rng([seed, zlib.crc32(b"transposed_conv")]).uniform(-0.3, 0.3, (4, 4))
     kernel = tent * (1 + wobble)
     return (kernel * 4 / kernel.sum()).astype(np.float32)  # mean gain 1: brightness kept
 

@@ -107,6 +107,11 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+def _undecodable(exc: Exception) -> BadImage:
+    reason = "truncated" if "truncated" in str(exc).lower() else "corrupt"
+    return BadImage(reason, f"{type(exc).__name__}: {exc}")
+
+
 def decode(data: bytes, limits: Limits = Limits()) -> tuple[np.ndarray, str]:
     """Decode image bytes fully into RGB uint8; return (pixels, original mode) or raise BadImage."""
     try:
@@ -116,7 +121,7 @@ def decode(data: bytes, limits: Limits = Limits()) -> tuple[np.ndarray, str]:
     except Image.DecompressionBombError as exc:
         raise BadImage("decompression_bomb", str(exc)) from None
     except Exception as exc:  # Pillow raises many types for malformed headers
-        raise BadImage("corrupt", f"{type(exc).__name__}: {exc}") from None
+        raise _undecodable(exc) from None
     with im:
         if limits.max_pixels is not None and im.width * im.height > limits.max_pixels:
             raise BadImage("decompression_bomb", f"{im.width}x{im.height}")
@@ -127,11 +132,8 @@ def decode(data: bytes, limits: Limits = Limits()) -> tuple[np.ndarray, str]:
             im.load()
             im = ImageOps.exif_transpose(im)
             rgb = _to_rgb(im)
-        except OSError as exc:
-            reason = "truncated" if "truncated" in str(exc) else "corrupt"
-            raise BadImage(reason, str(exc)) from None
         except Exception as exc:
-            raise BadImage("corrupt", f"{type(exc).__name__}: {exc}") from None
+            raise _undecodable(exc) from None
     if min(rgb.shape[:2]) < limits.min_side:
         raise BadImage("too_small", f"{rgb.shape[1]}x{rgb.shape[0]}")
     return np.ascontiguousarray(rgb), mode

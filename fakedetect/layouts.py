@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -70,9 +70,9 @@ class Candidate:
 class Scan:
     """What a scan of the dataset roots found besides the candidates."""
 
-    candidates: list[Candidate]
+    candidates: list[Candidate] = field(default_factory=list)
     ignored_files: int = 0  # files without an image extension
-    empty_folders: list[str] | None = None
+    empty_folders: list[str] = field(default_factory=list)
 
 
 def _label_of(name: str) -> int | None:
@@ -87,12 +87,25 @@ def _label_dirs(folder: Path) -> list[tuple[Path, int]]:
     return [(p, _label_of(p.name)) for p in _subdirs(folder) if _label_of(p.name) is not None]
 
 
+def _walk(top: Path):
+    """os.walk that follows symbolic links to folders (datasets are often linked in) but visits
+    each real folder once, so a link loop cannot make it run forever."""
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        yield dirpath, dirnames, filenames
+
+
 def _image_entries(folder: Path, scan: Scan) -> list[str]:
     """Every entry with an image extension below `folder` (files, but also directories and
     broken links that carry one, so that they are recorded as skipped rather than lost)."""
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
+    for dirpath, dirnames, filenames in _walk(folder):
         for name in sorted(dirnames + filenames):
             if name.lower().endswith(IMAGE_EXTENSIONS):
                 found.append(os.path.join(dirpath, name))
@@ -175,8 +188,12 @@ def _scan_diffusion(root: Path, source, key: str, scan: Scan) -> None:
 def _scan_generic(root: Path, source, key: str, scan: Scan) -> None:
     """Any folder with 0_real/1_fake (or real/fake) folders somewhere below it."""
     name = source.name or root.name
-    label_dirs = sorted((Path(d), _label_of(Path(d).name)) for d, _, _ in os.walk(root)
-                        if _label_of(Path(d).name) is not None)
+    label_dirs = []
+    for dirpath, dirnames, _ in _walk(root):
+        if _label_of(Path(dirpath).name) is not None:
+            label_dirs.append((Path(dirpath), _label_of(Path(dirpath).name)))
+            dirnames[:] = []  # images below a label folder belong to it
+    label_dirs.sort()
     if not label_dirs:
         raise UserError(f"{key}.root: no 0_real/1_fake (or real/fake) folder below {root}")
     for label_dir, label in label_dirs:
@@ -195,7 +212,7 @@ SCANNERS = {
 
 def scan(sources, key: str = "ingest.datasets") -> Scan:
     """Find every candidate file of the given dataset sources (params DatasetSource list)."""
-    result = Scan(candidates=[], empty_folders=[])
+    result = Scan()
     for i, source in enumerate(sources):
         root = Path(source.root)
         if not root.is_dir():

@@ -136,6 +136,126 @@ class PreprocessParams(Section):
     workers: Workers = 0
 
 
+# -------------------------------------------------------------------------- extract
+
+DEMO_LAYERS = tuple(f"block{i}" for i in range(7)) + ("head",)
+
+
+class ImportSource(Section):
+    """Precomputed features to read instead of extracting: a file, optionally a row range, and
+    what those rows are. Several entries may name one file with different row ranges."""
+
+    file: str = Field(description=".pt (a tensor), .npy or .npz; N x D float")
+    key: str | None = Field(None, description=".npz: the array to read; null = its only array")
+    rows: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="[start, stop) row range within the file; null = every row"
+    )
+    split: Literal[SPLITS]
+    test_set: str = ""
+    label: Literal[0, 1]
+    generator: str | None = Field(None, description="default: 'real' for label 0, else the test set or 'unknown'")
+    family: Literal[FAMILIES] | None = Field(None, description="default: looked up from the generator")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.rows is not None and self.rows[0] >= self.rows[1]:
+            raise ValueError(f"rows must be [start, stop) with start < stop, got {list(self.rows)}")
+        if (self.split == "test") != bool(self.test_set):
+            raise ValueError("test rows need a test_set name, train and val rows must not have one")
+        return self
+
+
+class ExtractParams(Section):
+    source: Literal["backbone", "import"] = "backbone"
+    model: str = Field("efficientnet_lite0", description="efficientnet_lite0 (the offline demo) or an OpenCLIP architecture")
+    pretrained: str | None = Field("imagenet", description="open_clip tag, local checkpoint path, or null (seeded random init)")
+    layers: list[Literal[DEMO_LAYERS]] = Field(
+        ["block1", "block2", "block3"], description="efficientnet_lite0: blocks whose pooled outputs are concatenated"
+    )
+    seed: int = 0
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    precision: Literal["float32", "float16"] = "float32"
+    batch_size: PositiveInt = 64
+    loader_workers: Annotated[int, Field(ge=0)] = Field(1, description="processes decoding images; 0 = in the main process")
+    store: str = Field(".cache/features", description="the resumable per-image feature store (outside DVC's outputs)")
+    imports: list[ImportSource] = []
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.source == "import" and not self.imports:
+            raise ValueError("source is 'import' but extract.imports is empty: list at least one features file")
+        if not self.layers:
+            raise ValueError("layers must name at least one block")
+        return self
+
+
+# ----------------------------------------------------------------------------- tsne
+
+
+class TsneParams(Section):
+    max_points: Annotated[int, Field(ge=10)] = 2000
+    perplexity: Annotated[float, Field(gt=0)] = 30.0
+    seed: int = 0
+    splits: list[Literal[SPLITS]] = ["train", "test"]
+# ------------------------------------------------------------------------ nn_eval
+
+
+class NnParams(Section):
+    """Exact cosine nearest neighbour against the bank of training features (DESIGN §4)."""
+
+    k: PositiveInt = Field(1, description="neighbours; 1 = the notebook's and UnivFD's choice; majority vote for k > 1")
+    chunk_size: Annotated[int, Field(ge=64)] = Field(
+        4096, description="rows per block on each side of the similarity matrix: bounds the memory of the search"
+    )
+    backend: Literal["numpy", "faiss"] = Field(
+        "numpy", description="numpy: chunked matrix products | faiss: IndexFlatIP (holds a normalised copy of the bank)"
+    )
+
+
+# ------------------------------------------------------------ linear_train / linear_eval
+
+
+class FcnnRecipe(Section):
+    """The notebook's Keras FCNN: Dense(units, relu) -> Dense(1, sigmoid), Adam, binary cross-entropy."""
+
+    units: PositiveInt = 768
+    batch_size: PositiveInt = 30
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    epochs: PositiveInt = 7
+
+
+class LinearProbeRecipe(Section):
+    """UnivFD's linear probe: one sigmoid unit on the features, AdamW, early stopping with lr drops."""
+
+    batch_size: PositiveInt = 256
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-4
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    patience: PositiveInt = Field(5, description="epochs without improvement before the lr is divided by 10")
+    min_delta: Annotated[float, Field(ge=0)] = Field(0.001, description="smallest accuracy gain that counts")
+    min_lr: Annotated[float, Field(gt=0)] = Field(1e-6, description="training stops when the lr would fall below")
+    epochs: PositiveInt = Field(100, description="at most this many epochs (UnivFD's niter)")
+
+
+class LinearParams(Section):
+    head: Literal["fcnn", "linear_probe"] = "fcnn"
+    epochs: PositiveInt | None = Field(None, description="overrides the head's epochs; null = the head's recipe")
+    seed: int = 0
+    fcnn: FcnnRecipe = FcnnRecipe()
+    linear_probe: LinearProbeRecipe = LinearProbeRecipe()
+    external_head: str | None = Field(
+        None, description="linear_eval: score with this UnivFD-format head (torch.save of {'weight': [1, D], "
+        "'bias': [1]}) instead of the trained one"
+    )
+
+    @property
+    def recipe(self) -> FcnnRecipe | LinearProbeRecipe:
+        return self.fcnn if self.head == "fcnn" else self.linear_probe
+
+    @property
+    def n_epochs(self) -> int:
+        return self.epochs or self.recipe.epochs
+
+
 # ---------------------------------------------------------------------- attribution
 
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -212,6 +332,10 @@ class AttributionParams(Section):
 class Params(Section):
     ingest: IngestParams = IngestParams()
     preprocess: PreprocessParams = PreprocessParams()
+    extract: ExtractParams = ExtractParams()
+    tsne: TsneParams = TsneParams()
+    nn: NnParams = NnParams()
+    linear: LinearParams = LinearParams()
     attribution: AttributionParams = AttributionParams()
 
 

@@ -14,3 +14,4 @@ def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip(f"real-data fixtures not found at {SHARED_FIXTURES} (they live in ../shared beside the checkout)")
     return SHARED_FIXTURES
+

@@ -1,0 +1,125 @@
+"""Keras heads on frozen features: the notebook's FCNN and UnivFD's linear probe.
+
+The only module that imports Keras (TensorFlow). A process that imports it must not
+import torchvision or open_clip afterwards (DESIGN §8), so stage scripts that use it
+stay on the Keras side. Training is seeded and runs TensorFlow's deterministic ops:
+two runs on the same machine give the same model and the same scores.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from fakedetect.params import FcnnRecipe, LinearParams, LinearProbeRecipe
+
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+log = logging.getLogger("classifiers")
+
+
+def build(head: str, dim: int, recipe: FcnnRecipe | LinearProbeRecipe) -> keras.Model:
+    """The compiled head: a sigmoid output on `dim` features, binary cross-entropy."""
+    inputs = keras.Input((dim,), name="features")
+    if head == "fcnn":
+        hidden = keras.layers.Dense(recipe.units, activation="relu", name="hidden")(inputs)
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="fake_probability")(hidden)
+        optimizer = keras.optimizers.Adam(recipe.learning_rate)
+    else:
+        # UnivFD initialises its fc layer from N(0, 0.02) and trains it with AdamW.
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="fake_probability",
+                                     kernel_initializer=keras.initializers.RandomNormal(stddev=0.02))(inputs)
+        optimizer = keras.optimizers.AdamW(recipe.learning_rate, weight_decay=recipe.weight_decay)
+    model = keras.Model(inputs, outputs, name=head)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Adds the epoch's learning rate to its logs and logs one line per epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{key} {value:.4g}" for key, value in sorted(logs.items())))
+
+
+class UnivfdSchedule(keras.callbacks.Callback):
+    """UnivFD's schedule: after `patience` epochs without a gain of `min_delta` in the monitored
+    accuracy, divide the learning rate by 10; stop when it would fall below `min_lr`. The weights
+    of the best epoch are kept."""
+
+    def __init__(self, monitor: str, patience: int, min_delta: float, min_lr: float):
+        super().__init__()
+        self.monitor, self.patience, self.min_delta, self.min_lr = monitor, patience, min_delta, min_lr
+
+    def on_train_begin(self, logs=None):
+        self.best, self.wait, self.best_weights = -np.inf, 0, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = logs[self.monitor]
+        if value > self.best + self.min_delta:
+            self.best, self.wait, self.best_weights = value, 0, self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        lr = logs["learning_rate"] / 10
+        if lr * (1 + 1e-4) < self.min_lr:  # the tolerance absorbs float32 rounding of the lr
+            log.info("no gain in %s for %d epochs at the smallest learning rate: stopping", self.monitor, self.wait)
+            self.model.stop_training = True
+        else:
+            log.info("no gain in %s for %d epochs: learning rate %.1e", self.monitor, self.wait, lr)
+            self.model.optimizer.learning_rate.assign(lr)
+            self.wait = 0
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def train(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
+          p: LinearParams) -> tuple[keras.Model, pd.DataFrame]:
+    """Train the head chosen in params; return it and its per-epoch history.
+
+    Without validation rows the validation columns are empty and the linear probe's
+    schedule watches the training accuracy instead.
+    """
+    keras.utils.set_random_seed(p.seed)
+    tf.config.experimental.enable_op_determinism()
+    recipe = p.recipe
+    model = build(p.head, features.shape[1], recipe)
+    validation = (val_features, val_labels.astype(np.float32)) if len(val_labels) else None
+    callbacks = [EpochLog()]
+    if p.head == "linear_probe":
+        monitor = "val_accuracy" if validation else "accuracy"
+        callbacks.append(UnivfdSchedule(monitor, recipe.patience, recipe.min_delta, recipe.min_lr))
+    fit = model.fit(features, labels.astype(np.float32), batch_size=recipe.batch_size, epochs=p.n_epochs,
+                    validation_data=validation, shuffle=True, callbacks=callbacks, verbose=0)
+    history = pd.DataFrame(fit.history).reindex(columns=HISTORY_COLUMNS[1:])
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    return model, history.round(6)
+
+
+def predict(model: keras.Model, features: np.ndarray) -> np.ndarray:
+    """Probability that each row is fake."""
+    return model.predict(features, batch_size=4096, verbose=0)[:, 0].astype(np.float64)
+
+
+def save(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save in Keras's `.keras` format, atomically (Keras insists on the extension, hence a temporary folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
+        staged = Path(folder) / path.name
+        model.save(staged)
+        os.replace(staged, path)
+
+
+def load(path: str | os.PathLike) -> keras.Model:
+    """Load a `.keras` model without running any code stored in it."""
+    return keras.models.load_model(path, safe_mode=True)

@@ -1,0 +1,163 @@
+"""Detection metrics per test set, their mean, and the published numbers beside them.
+
+All rates are percentages, as the papers print them. `acc`, `real_acc` and `fake_acc`
+score the method's own decision (fake probability > 0.5, or the k-NN vote); AP, ROC
+AUC and the two tuned accuracies use its score (the probability, or the k-NN
+similarity gap) with the rule `score > threshold`. The oracle threshold is the best
+one for the test set itself (an upper bound, UnivFD's "best threshold"); the
+calibrated threshold is the best one on the validation split, applied to the test set.
+
+A metric that a test set cannot define (AP or ROC AUC of a real-only control set, its
+fake accuracy) is None, written as null: a one-class set is scored by its accuracy,
+which is then its specificity (real only) or its detection rate (fake only).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+# DESIGN §5, accuracy % / AP % (None where not published). Each number belongs to the
+# method that published it, and is shown only beside results of that method.
+PUBLISHED = {
+    "univfd_linear_probe": {
+        "progan": (100.0, 100.0), "cyclegan": (98.50, 99.46), "biggan": (94.50, 99.59),
+        "stylegan": (82.00, 97.24), "gaugan": (99.50, 99.98), "stargan": (97.00, 99.60),
+        "deepfake": (66.60, 82.45), "sitd": (63.00, 61.32), "san": (57.50, 79.02),
+        "crn": (59.50, 96.72), "imle": (72.00, 99.00), "guided": (70.03, 87.77),
+        "ldm_200": (94.19, 99.14), "ldm_200_cfg": (73.76, 92.15), "ldm_100": (94.36, 99.17),
+        "glide_100_27": (79.07, 94.74), "glide_50_27": (79.85, 95.34), "glide_100_10": (78.14, 94.57),
+        "dalle": (86.78, 97.15),
+    },
+    # The notebook project's test files (seed_clip_features): test.pt, test_cg.pt, test1.pt, test_dm.pt.
+    "notebook_nn": {"notebook_glide_100": (75.3, None)},
+    "notebook_fcnn": {"notebook_cyclegan": (97.3, None), "notebook_dalle": (92.9, None),
+                      "notebook_glide_100_dm": (86.9, None)},
+}
+# Published means, valid only when every set of the method's table was scored.
+PUBLISHED_MEAN = {"univfd_linear_probe": (81.38, 93.38)}
+# univfd_linear_probe: UnivFD (Ojha et al., CVPR 2023) Tables 2-3, CLIP ViT-L/14 linear probe on 20-class
+# ProGAN. notebook_nn / notebook_fcnn: the notebook project's README (1-NN with a bank of 1000 real and
+# 1000 fake ProGAN features; Keras FCNN Dense(768, relu) -> Dense(1, sigmoid), 7 epochs).
+ALIASES = {"seeingdark": "sitd"}  # CNNDetection's folder name for the SITD set
+
+SCORED_SPLITS = ("val", "test")
+METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibrated")
+
+
+def _percent(value) -> float | None:
+    return None if value is None else round(100.0 * float(value), 4)
+
+
+def best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The threshold t whose rule `score > t` is most accurate on these rows, and that accuracy.
+
+    Among equally good cuts the lowest is taken; t lies midway between the scores it separates.
+    """
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    order = np.argsort(scores, kind="stable")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    # Cut i predicts the i lowest scores real, the rest fake; only cuts between distinct scores count.
+    reals_below = np.concatenate([[0], np.cumsum(sorted_labels == 0)])
+    fakes_above = (sorted_labels == 1).sum() - np.concatenate([[0], np.cumsum(sorted_labels == 1)])
+    valid = np.concatenate([[True], sorted_scores[1:] != sorted_scores[:-1], [True]])
+    correct = np.where(valid, reals_below + fakes_above, -1)
+    cut = int(np.argmax(correct))
+    if cut == 0:
+        threshold = np.nextafter(sorted_scores[0], -np.inf)
+    elif cut == len(scores):
+        threshold = sorted_scores[-1]
+    else:
+        low, high = sorted_scores[cut - 1], sorted_scores[cut]
+        threshold = low + (high - low) / 2
+        if not low <= threshold < high:
+            threshold = low
+    return float(threshold), correct[cut] / len(scores)
+
+
+def set_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray,
+                calibrated_threshold: float | None = None) -> dict:
+    """Metrics of one test set: labels 0/1, ranking scores, predicted labels (the method's decision)."""
+    labels, scores, predicted = np.asarray(labels), np.asarray(scores, np.float64), np.asarray(predicted)
+    real, fake = labels == 0, labels == 1
+    both = bool(real.any() and fake.any())
+    correct = predicted == labels
+    return {
+        "acc": _percent(correct.mean()) if len(labels) else None,
+        "real_acc": _percent(correct[real].mean()) if real.any() else None,
+        "fake_acc": _percent(correct[fake].mean()) if fake.any() else None,
+        "ap": _percent(average_precision_score(labels, scores)) if both else None,
+        "auc": _percent(roc_auc_score(labels, scores)) if both else None,
+        "acc_oracle": _percent(best_threshold(labels, scores)[1]) if both else None,
+        "acc_calibrated": (None if calibrated_threshold is None or not len(labels)
+                           else _percent(((scores > calibrated_threshold) == labels).mean())),
+        "n_real": int(real.sum()),
+        "n_fake": int(fake.sum()),
+    }
+
+
+def published(method: str, test_set: str) -> tuple[float, float | None] | None:
+    """The (accuracy, AP) that `method`'s authors published for a test set of this name, if any."""
+    return PUBLISHED.get(method, {}).get(ALIASES.get(test_set, test_set))
+
+
+def _with_published(row: dict, numbers: tuple[float, float | None] | None) -> dict:
+    if numbers is None:
+        return row
+    acc, ap = numbers
+
+    def delta(ours, theirs):
+        return None if ours is None or theirs is None else round(ours - theirs, 4)
+
+    return {**row, "published_acc": acc, "published_ap": ap,
+            "delta_acc": delta(row["acc"], acc), "delta_ap": delta(row["ap"], ap)}
+
+
+def _mean(rows: list[dict]) -> dict:
+    """Mean of each metric over the test sets that have both classes (one-class controls are apart)."""
+    two_class = [row for row in rows if row["n_real"] and row["n_fake"]]
+    mean = {}
+    for name in METRICS:
+        values = [row[name] for row in two_class if row[name] is not None]
+        mean[name] = round(float(np.mean(values)), 4) if values else None
+    mean["n_sets"] = len(two_class)
+    return mean
+
+
+def calibrate(labels: np.ndarray, scores: np.ndarray) -> tuple[float | None, str]:
+    """The validation split's best threshold, or None and why not."""
+    labels = np.asarray(labels)
+    if not len(labels):
+        return None, "none: no validation split"
+    if len(np.unique(labels)) < 2:
+        return None, "none: the validation split has one class"
+    threshold, _ = best_threshold(labels, scores)
+    return threshold, "validation split"
+
+
+def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method: str) -> dict:
+    """The metrics file of one method: per test set, their mean, the published numbers beside them.
+
+    `rows` (split, test_set, label) are the scored rows, SCORED_SPLITS only, aligned with `scores`
+    and `predicted`: validation rows calibrate the threshold, test rows are measured. `method`
+    names the published table to compare with (a PUBLISHED key, or any other name for none).
+    """
+    split, labels = rows.split.to_numpy(), rows.label.to_numpy()
+    scores, predicted = np.asarray(scores), np.asarray(predicted)
+    threshold, calibration = calibrate(labels[split == "val"], scores[split == "val"])
+    sets = {}
+    for name in sorted(rows.test_set[split == "test"].unique()):
+        mask = (split == "test") & (rows.test_set == name).to_numpy()
+        row = set_metrics(labels[mask], scores[mask], predicted[mask], threshold)
+        sets[name] = _with_published(row, published(method, name))
+    mean = _mean(list(sets.values()))
+    table = PUBLISHED.get(method, {})
+    if method in PUBLISHED_MEAN and all(any(ALIASES.get(name, name) == key for name in sets) for key in table):
+        mean = _with_published(mean, PUBLISHED_MEAN[method])
+    return {
+        "method": method,
+        "calibrated_threshold": None if threshold is None else round(threshold, 6),
+        "calibration": calibration,
+        "test_sets": sets,
+        "mean": mean,
+    }

@@ -1,0 +1,44 @@
+"""Stage extract_clip: data/preprocessed.csv -> data/features/ (features.npy row-aligned with
+rows.csv) and metrics/extract.json.
+
+Features come from the backbone in params, each image computed once per backbone (the
+feature store in `extract.store` keeps them across runs), or, with `extract.source: import`,
+from precomputed feature files."""
+import logging
+
+from fakedetect import atomic, backbones, extract, features, layouts, stage
+from fakedetect.featurestore import FeatureStore
+from fakedetect.params import load_params
+
+MANIFEST = "data/preprocessed.csv"
+OUT_DIR = "data/features"
+METRICS = "metrics/extract.json"
+ROW_COLUMNS = ["id", "split", "test_set", "label", "generator", "family", "category", "image", "image_sha256"]
+log = logging.getLogger("extract_clip")
+
+
+def main() -> None:
+    p = load_params().extract
+    summary = {"source": p.source, "model": p.model, "pretrained": p.pretrained}
+    if p.source == "import":
+        matrix, rows = features.import_features(p.imports)
+    else:
+        rows = layouts.read_manifest(MANIFEST)
+        rows = rows.loc[rows.status == "ok", ROW_COLUMNS].reset_index(drop=True)
+        if rows.empty:
+            raise stage.UserError(f"{MANIFEST} has no usable rows: check metrics/ingest.json")
+        backbone = backbones.create(p)
+        store = FeatureStore(p.store, backbone.identity)
+        matrix, run = extract.extract(rows, backbone, store, p.batch_size, p.loader_workers)
+        summary |= {"identity": backbone.identity, "store_id": store.model_id, "images": run.images,
+                    "run": {"computed": run.computed, "reused": run.reused, "seconds": round(run.seconds, 2),
+                            "device": str(backbone.device),
+                            "images_per_s": round(run.computed / run.seconds, 2) if run.computed else None}}
+    features.save_features(OUT_DIR, matrix, rows)
+    summary |= {"rows": len(rows), "dimension": int(matrix.shape[1])}
+    atomic.write_json(METRICS, summary)
+    log.info("%d rows x %d features -> %s", len(rows), matrix.shape[1], OUT_DIR)
+
+
+if __name__ == "__main__":
+    stage.run(main)

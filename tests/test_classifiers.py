@@ -1,0 +1,184 @@
+"""Keras heads, UnivFD's schedule, the external-head path, and the three stages end to end on
+demo-like features (two runs give byte-identical metrics)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from fakedetect import features, univfd_head
+from fakedetect.params import LinearParams
+from fakedetect.stage import UserError
+from helpers import PROJECT, run_stage
+
+DIM = 24
+
+
+@pytest.fixture
+def classifiers():
+    """The Keras module, imported when a test runs rather than at collection: other test modules
+    import torchvision at collection, and TensorFlow loaded before torchvision segfaults (DESIGN §8)."""
+    from fakedetect import classifiers
+
+    return classifiers
+
+
+def demo_like_features(folder, seed=0):
+    """A feature folder shaped like the demo's: train, val, a seen and an unseen family, a real-only control."""
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal(DIM) * 2  # features share a mean direction, as CLIP's do
+    direction = rng.standard_normal(DIM)
+    parts, rows = [], []
+
+    def add(split, test_set, label, n, shift):
+        parts.append(base + rng.standard_normal((n, DIM)) + label * shift * direction)
+        rows.extend({"split": split, "test_set": test_set, "label": label,
+                     "generator": "real" if label == 0 else test_set or "upsample_nearest",
+                     "family": "real" if label == 0 else "gan", "category": "", "image_sha256": ""}
+                    for _ in range(n))
+
+    for label in (0, 1):
+        add("train", "", label, 60, 0.8)
+        add("val", "", label, 15, 0.8)
+        add("test", "upsample_nearest", label, 20, 0.8)
+        add("test", "noise_denoise", label, 20, 0.3)
+    add("test", "real_blur", 0, 12, 0.0)
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "id", np.arange(len(frame)))
+    features.save_features(folder, np.concatenate(parts).astype(np.float32), frame)
+
+
+def params(**linear):
+    values = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    values["linear"].update(linear)
+    return values
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """nn_eval, linear_train, linear_eval on the same features in two folders."""
+    runs = []
+    for name in ("first", "second"):
+        folder = tmp_path_factory.mktemp(name)
+        demo_like_features(folder / "data" / "features")
+        for i, stage in enumerate(("nn_eval", "linear_train", "linear_eval")):
+            result = run_stage(stage, folder, params() if i == 0 else None)
+            assert result.returncode == 0, result.stderr[-3000:]
+        runs.append(folder)
+    return runs
+
+
+def test_two_runs_give_byte_identical_metrics(two_runs):
+    first, second = two_runs
+    for name in ("metrics/nn_eval.json", "metrics/linear_eval.json", "plots/linear_train.csv",
+                 "plots/linear_eval/roc/upsample_nearest.csv", "plots/nn_eval/pr/noise_denoise.csv"):
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_stage_outputs(two_runs, classifiers):
+    folder = two_runs[0]
+    for name in ("metrics/nn_eval.json", "metrics/linear_eval.json"):
+        report = json.loads((folder / name).read_text())
+        assert set(report["test_sets"]) == {"upsample_nearest", "noise_denoise", "real_blur"}
+        seen, control = report["test_sets"]["upsample_nearest"], report["test_sets"]["real_blur"]
+        assert seen["acc"] > 80 and seen["ap"] > 80 and seen["acc_calibrated"] is not None
+        assert (control["n_real"], control["n_fake"]) == (12, 0)
+        assert control["acc"] == control["real_acc"] and control["fake_acc"] is None and control["ap"] is None
+        assert report["calibration"] == "validation split" and report["mean"]["n_sets"] == 2
+    # One-class sets have no curves; the training curve has one row per epoch, validation included.
+    assert not (folder / "plots/linear_eval/roc/real_blur.csv").exists()
+    history = pd.read_csv(folder / "plots/linear_train.csv")
+    assert list(history.columns) == classifiers.HISTORY_COLUMNS and len(history) == 7
+    assert history.val_accuracy.notna().all()
+    assert (folder / "plots/accuracy_vs_published.png").read_bytes().startswith(b"\x89PNG")
+    assert classifiers.load(folder / "models/linear.keras").name == "fcnn"
+
+
+def test_epochs_override_and_external_head_through_the_stages(two_runs, tmp_path):
+    folder = two_runs[1]
+    result = run_stage("linear_train", folder, params(epochs=3))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(pd.read_csv(folder / "plots/linear_train.csv")) == 3
+
+    matrix, rows = features.load_features(folder / "data/features")
+    rng = np.random.default_rng(5)
+    head = {"weight": torch.tensor(rng.standard_normal((1, DIM)) * 0.1, dtype=torch.float32),
+            "bias": torch.tensor([0.3])}
+    torch.save(head, tmp_path / "fc_weights.pth")
+    result = run_stage("linear_eval", folder, params(external_head=str(tmp_path / "fc_weights.pth")))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((folder / "metrics/linear_eval.json").read_text())
+    assert report["method"] == "univfd_linear_probe" and report["head"] == str(tmp_path / "fc_weights.pth")
+    test = (rows.split == "test") & (rows.test_set == "upsample_nearest")
+    logits = matrix[test].astype(np.float64) @ head["weight"].double().numpy()[0] + 0.3
+    expected = 100 * ((1 / (1 + np.exp(-logits)) > 0.5) == rows.label[test]).mean()
+    assert report["test_sets"]["upsample_nearest"]["acc"] == pytest.approx(expected, abs=1e-4)
+
+    torch.save({"weight": torch.zeros(1, DIM + 1), "bias": torch.zeros(1)}, tmp_path / "wrong.pth")
+    result = run_stage("linear_eval", folder, params(external_head=str(tmp_path / "wrong.pth")))
+    assert result.returncode == 1 and "linear.external_head" in result.stderr and f"[1, {DIM}]" in result.stderr
+
+
+def test_external_head_loads_a_torch_saved_state_dict(tmp_path):
+    weight, bias = torch.randn(1, DIM), torch.randn(1)
+    torch.save({"weight": weight, "bias": bias}, tmp_path / "head.pth")
+    loaded_weight, loaded_bias = univfd_head.load(tmp_path / "head.pth", DIM)
+    x = np.random.default_rng(0).standard_normal((10, DIM)).astype(np.float32)
+    expected = torch.sigmoid(torch.from_numpy(x).double() @ weight.double().T + bias.double())[:, 0].numpy()
+    np.testing.assert_allclose(univfd_head.predict(loaded_weight, loaded_bias, x), expected, rtol=1e-12)
+
+
+def test_external_head_refuses_pickled_objects_and_other_layouts(tmp_path):
+    torch.save({"weight": torch.zeros(1, DIM), "bias": torch.zeros(1), "note": "extra"}, tmp_path / "extra.pth")
+    torch.save({"weight": torch.zeros(1, DIM), "bias": pd.Timestamp(0)}, tmp_path / "pickled.pth")
+    for name, message in (("extra.pth", "exactly"), ("pickled.pth", "weights_only"), ("missing.pth", "not found")):
+        with pytest.raises(UserError, match=message):
+            univfd_head.load(tmp_path / name, DIM)
+
+
+def test_heads_have_the_published_architectures(classifiers):
+    p = LinearParams()
+    fcnn = classifiers.build("fcnn", 768, p.fcnn)
+    assert [(layer.units, layer.activation.__name__) for layer in fcnn.layers[1:]] == [(768, "relu"), (1, "sigmoid")]
+    assert isinstance(fcnn.optimizer, classifiers.keras.optimizers.Adam) and fcnn.count_params() == 768 * 768 + 768 + 769
+    probe = classifiers.build("linear_probe", 768, p.linear_probe)
+    assert probe.count_params() == 769 and isinstance(probe.optimizer, classifiers.keras.optimizers.AdamW)
+    assert float(probe.optimizer.learning_rate) == pytest.approx(1e-4)
+    assert (p.n_epochs, p.fcnn.batch_size, p.linear_probe.batch_size) == (7, 30, 256)
+
+
+def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best_weights(classifiers):
+    model = classifiers.build("linear_probe", 4, LinearParams().linear_probe)
+    schedule = classifiers.UnivfdSchedule("val_accuracy", patience=2, min_delta=0.001, min_lr=1e-6)
+    schedule.set_model(model)
+    schedule.on_train_begin()
+    events = []
+    for epoch, accuracy in enumerate([0.6, 0.7, 0.7005, 0.69, 0.71, 0.70, 0.70, 0.70, 0.70]):
+        lr = float(model.optimizer.learning_rate)
+        model.layers[-1].bias.assign([float(epoch)])  # marks the weights of each epoch
+        schedule.on_epoch_end(epoch, {"val_accuracy": accuracy, "learning_rate": lr})
+        events.append((epoch, round(float(model.optimizer.learning_rate), 8), model.stop_training))
+        if model.stop_training:
+            break
+    # Epoch 1 is the best until epoch 4 (+0.0005 is no gain); lr 1e-4 drops after epochs 3 and 6, stops at 8.
+    assert events[3] == (3, 1e-5, False) and events[6] == (6, 1e-6, False) and events[-1] == (8, 1e-6, True)
+    schedule.on_train_end()
+    assert float(model.layers[-1].bias[0]) == 4.0
+
+
+def test_training_is_deterministic_and_learns(tmp_path, classifiers):
+    demo_like_features(tmp_path)
+    matrix, rows = features.load_features(tmp_path)
+    train, val = (rows.split == "train").to_numpy(), (rows.split == "val").to_numpy()
+    labels = rows.label.to_numpy()
+    p = LinearParams(head="linear_probe", epochs=30, linear_probe={"learning_rate": 0.01, "patience": 3})
+    runs = [classifiers.train(matrix[train], labels[train], matrix[val], labels[val], p) for _ in range(2)]
+    (model, history), (again, history_again) = runs
+    pd.testing.assert_frame_equal(history, history_again)
+    np.testing.assert_array_equal(classifiers.predict(model, matrix), classifiers.predict(again, matrix))
+    assert history.val_accuracy.max() > 0.8
+    classifiers.save(model, tmp_path / "head.keras")
+    np.testing.assert_array_equal(classifiers.predict(classifiers.load(tmp_path / "head.keras"), matrix),
+                                  classifiers.predict(model, matrix))

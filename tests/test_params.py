@@ -1,0 +1,46 @@
+"""One schema for params.yaml: a bad key or value stops a stage before any work, naming the key."""
+import pytest
+import yaml
+
+from fakedetect.params import Params, ParamsError, load_params
+from helpers import PROJECT, run_stage, small_demo_params
+
+
+def test_the_shipped_params_file_is_valid():
+    assert isinstance(load_params(PROJECT / "params.yaml"), Params)
+
+
+@pytest.mark.parametrize("edit, key, expected", [
+    (lambda p: p["ingest"].update(sorce="demo"), "ingest.sorce", "unknown key"),
+    (lambda p: p["preprocess"].update(size="big"), "preprocess.size", "valid integer"),
+    (lambda p: p["preprocess"].update(train_protocol="mixup"), "preprocess.train_protocol", "'notebook' or 'blur_jpeg'"),
+    (lambda p: p["ingest"]["demo"].update(train_family="stylegan"), "ingest.demo.train_family", "upsample_nearest"),
+    (lambda p: p["preprocess"]["notebook"].update(blur_kernel=4), "preprocess.notebook", "blur_kernel must be odd"),
+    (lambda p: p["ingest"].update(datasets=[{"layout": "wang2020"}]), "ingest.datasets.0.root", "Field required"),
+    (lambda p: p["ingest"].update(source="datasets"), "ingest", "ingest.datasets is empty"),
+])
+def test_bad_values_name_their_key(tmp_path, edit, key, expected):
+    params = small_demo_params()
+    edit(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError) as caught:
+        load_params(tmp_path / "params.yaml")
+    assert f"{key}:" in str(caught.value) and expected in str(caught.value)
+
+
+def test_every_stage_checks_the_whole_file_before_any_work(tmp_path):
+    params = small_demo_params()
+    params["preprocess"]["blur_jpeg"]["jpeg_quality"] = [90, 30]
+    result = run_stage("ingest", tmp_path, params)
+    assert result.returncode == 1
+    assert "preprocess.blur_jpeg" in result.stderr and "jpeg_quality" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+    (tmp_path / "params.yaml").write_text("ingest: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(tmp_path / "params.yaml")

@@ -1,0 +1,126 @@
+"""Preprocessing protocols: determinism, the seeded blur half, JPEG q80 tables, UnivFD's centre crop."""
+import hashlib
+import io
+
+import cv2
+import numpy as np
+import pytest
+import torchvision.transforms as T
+from PIL import Image
+
+from fakedetect import augment, images, layouts
+from fakedetect.params import PreprocessParams
+from helpers import run_stage, small_demo_params, write_image
+
+# The IJG standard luminance table (JPEG Annex K) and libjpeg's quality scaling.
+IJG_LUMINANCE = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
+
+
+def ijg_table(quality: int) -> list[int]:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return [min(max((q * scale + 50) // 100, 1), 255) for q in IJG_LUMINANCE]
+
+
+def tree_digest(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """ingest + preprocess of a small demo, twice in two folders."""
+    runs = []
+    for name in ("first", "second"):
+        folder = tmp_path_factory.mktemp(name)
+        for stage in ("ingest", "preprocess"):
+            result = run_stage(stage, folder, small_demo_params() if stage == "ingest" else None)
+            assert result.returncode == 0, result.stderr
+        runs.append(folder)
+    return runs
+
+
+def test_two_runs_are_byte_identical(demo_run):
+    first, second = (tree_digest(run / "data") for run in demo_run)
+    assert first == second
+    assert any(name.startswith("preprocessed/train/") and name.endswith(".jpg") for name in first)
+
+
+def test_blur_hits_exactly_the_seeded_half(demo_run):
+    rows = layouts.read_manifest(demo_run[0] / "data/preprocessed.csv")
+    train = rows[rows.split == "train"]
+    blurred = train.augmentation.str.contains("blur")
+    chosen = augment.blurred_half(train.sha256, seed=0, fraction=0.5)
+    assert list(blurred) == [sha in chosen for sha in train.sha256]
+    assert blurred.sum() == len(train) // 2
+    assert augment.blurred_half(train.sha256, seed=1, fraction=0.5) != chosen
+    assert not rows[rows.split != "train"].augmentation.str.contains("blur").any()
+
+
+def test_outputs_are_the_protocol_pixels(demo_run):
+    folder = demo_run[0]
+    rows = layouts.read_manifest(folder / "data/preprocessed.csv")
+    params = PreprocessParams()
+    for row in rows[rows.split == "train"].head(6).itertuples():
+        source = images.load(str(folder / row.path)).rgb
+        jpeg = augment.jpeg_encode(cv2.resize(source, (224, 224), interpolation=cv2.INTER_LINEAR), 80)
+        stored = (folder / row.image).read_bytes()
+        if row.image.endswith(".jpg"):
+            assert stored == jpeg
+            tables = Image.open(io.BytesIO(stored)).quantization
+            assert list(tables[0]) == ijg_table(80)
+        else:
+            expected = cv2.GaussianBlur(images.decode(jpeg)[0], (5, 5), 0)
+            np.testing.assert_array_equal(images.decode(stored)[0], expected)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (300, 257), (257, 300), (100, 60), (225, 500), (301, 223)])
+def test_center_crop_equals_torchvision(size):
+    rgb = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    expected = np.asarray(T.CenterCrop(224)(Image.fromarray(rgb)))
+    np.testing.assert_array_equal(augment.center_crop(rgb, 224), expected)
+
+
+def test_blur_jpeg_protocol_is_seeded_and_follows_its_ranges():
+    params = PreprocessParams(train_protocol="blur_jpeg")
+    rgb = np.random.default_rng(1).integers(0, 256, (256, 320, 3), dtype=np.uint8)
+    shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(300)]
+    outputs = [augment.blur_jpeg(rgb, params, sha) for sha in shas]
+    assert outputs[0] == augment.blur_jpeg(rgb, params, shas[0])
+    steps = [aug for _, _, aug in outputs]
+    blurred = [s for s in steps if "blur" in s]
+    jpegs = [s for s in steps if "jpeg_" in s]
+    assert 0.4 < len(blurred) / 300 < 0.6 and 0.4 < len(jpegs) / 300 < 0.6
+    sigmas = [float(s.split("blur")[1].split("+")[0]) for s in blurred]
+    qualities = [int(s.split("jpeg_")[1][3:].split("+")[0]) for s in jpegs]
+    assert 0 <= min(sigmas) and max(sigmas) <= 3 and 30 <= min(qualities) and max(qualities) <= 100
+    assert {s.split("jpeg_")[1][:3] for s in jpegs} == {"cv2", "pil"}
+    for data, ext, _ in outputs[:5]:
+        assert ext == ".png" and images.decode(data)[0].shape == (224, 224, 3)
+
+
+def test_test_images_are_not_resized_or_recompressed(tmp_path):
+    write_image(tmp_path / "in/set/0_real/big.jpg", size=(400, 300), format="JPEG", quality=95)
+    params = small_demo_params(source="datasets", datasets=[{"layout": "generic", "root": "in/set"}])
+    assert run_stage("ingest", tmp_path, params).returncode == 0
+    assert run_stage("preprocess", tmp_path).returncode == 0
+    row = layouts.read_manifest(tmp_path / "data/preprocessed.csv").iloc[0]
+    source = images.load(str(tmp_path / row.path)).rgb
+    assert row.image.endswith(".png")
+    np.testing.assert_array_equal(images.load(str(tmp_path / row.image)).rgb, source[38:262, 88:312])
+
+
+def test_real_world_images_go_through(tmp_path, shared_fixtures):
+    """The ml72 photos (up to 4024 px, some with EXIF) are ingested and preprocessed without a skip."""
+    ml72 = shared_fixtures / "real_world_images" / "ml72"
+    (tmp_path / "ml72").mkdir()
+    (tmp_path / "ml72/0_real").symlink_to(ml72 / "real")
+    (tmp_path / "ml72/1_fake").symlink_to(ml72 / "ai")
+    params = small_demo_params(source="datasets", datasets=[{"layout": "generic", "root": "ml72"}])
+    assert run_stage("ingest", tmp_path, params).returncode == 0
+    result = run_stage("preprocess", tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = layouts.read_manifest(tmp_path / "data/preprocessed.csv")
+    assert len(rows) == 100 and set(rows.status) == {"ok"}
+    assert (rows.label == 1).sum() == 50 and rows.width.max() >= 4000
