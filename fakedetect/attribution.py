@@ -18,8 +18,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +27,11 @@ import pandas as pd
 import torch
 import torchvision
 from PIL import Image
-from sklearn.metrics import average_precision_score
 from torch import nn
 from tqdm import tqdm
 
+from fakedetect.backbones import _reachable
+from fakedetect.metrics import set_metrics
 from fakedetect.params import RESNET_STAGES, AttributionParams, GroupSplitParams, LevelParams, Selection
 from fakedetect.stage import UserError
 
@@ -46,38 +45,18 @@ STAGE_STRIDE = {"stem": 4, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 FAMILIES = ("gan", "diffusion")  # level 2's classes, in the order of its single logit (0, 1)
 HIERARCHY = ("real", "gan", "diffusion")
 LEVELS = ("level1", "level2", "level3")
-WEIGHTS_HOST = "download.pytorch.org"
+WEIGHTS_HOST = "download.pytorch.org"  # torchvision's weights
 
-# Published figures shown beside ours; each on its own data, so no deltas.
-PUBLISHED = {
-    "notebook": {"level1_accuracy": 87.0, "level2_accuracy": 93.0,
-                 "note": "the notebook project, ResNet-50; level 1 trained on DALL-E + LAION, tested on Glide"},
-    "level_up": {"each_level_accuracy_above": 97.0,
-                 "note": "Guarnera et al. 2023, ResNet-34, on its own 83k-image set"},
-}
+# Published accuracies (%) shown beside each level's; each on its own data, so no deltas.
+PUBLISHED = {"level1": {"notebook": 87.0, "level_up_above": 97.0},
+             "level2": {"notebook": 93.0, "level_up_above": 97.0},
+             "level3": {"level_up_above": 97.0}}
+PUBLISHED_NOTE = ("notebook: the notebook project, ImageNet ResNet-50 with its first layers frozen, level 1 trained "
+                  "on DALL-E + LAION and tested on Glide + LAION; level_up_above: Level Up (Guarnera et al. 2023), "
+                  "ResNet-34, 'above 97% at each level' on its own 83k-image set")
 
 
 # --------------------------------------------------------------------------- model
-
-
-def _offline() -> bool:
-    """True when the network is off by setting (HF_HUB_OFFLINE) or the weights host is unreachable
-    within 3 s (never waiting for retries)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return True
-    reachable = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((WEIGHTS_HOST, 443), timeout=3).close()
-            reachable.append(True)
-        except OSError:
-            pass
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(3.5)
-    return not reachable
 
 
 def load_trunk_weights(arch: str, weights: str, key: str = "attribution.weights") -> dict | None:
@@ -89,9 +68,12 @@ def load_trunk_weights(arch: str, weights: str, key: str = "attribution.weights"
     if weights == "imagenet":
         url = torchvision.models.get_model_weights(arch).DEFAULT.url
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-        if not cached.is_file() and _offline():
-            raise UserError(f"{key}: imagenet weights for {arch} are not in {cached.parent} and there is no "
-                            f"network to download {url}; put the file there, give a local path, or use none")
+        if not cached.is_file():
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+            why = "HF_HUB_OFFLINE is set" if offline else None if _reachable(url) else f"{WEIGHTS_HOST} cannot be reached"
+            if why:
+                raise UserError(f"{key}: imagenet weights for {arch} are not in {cached.parent} and {why}; "
+                                f"put {os.path.basename(url)} there, give a local state dict path, or use none")
         return torch.hub.load_state_dict_from_url(url, progress=False, check_hash=True, weights_only=True)
     path = Path(weights)
     if not path.is_file():
@@ -112,7 +94,10 @@ def build_resnet(arch: str, n_outputs: int, trunk: dict | None = None, key: str 
     model.fc = nn.Linear(model.fc.in_features, n_outputs)
     if trunk is not None:
         trunk = {k: v for k, v in trunk.items() if not k.startswith("fc.")}
-        missing, unexpected = model.load_state_dict(trunk, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(trunk, strict=False)
+        except RuntimeError as exc:  # shapes that differ
+            raise UserError(f"{key}: the weights do not fit {arch}: {str(exc).splitlines()[1].strip()}") from None
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise UserError(f"{key}: the weights do not fit {arch}: missing {missing[:3]}, unexpected {unexpected[:3]}")
@@ -399,8 +384,9 @@ class Trained:
 
 def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: AttributionParams, frozen: list[nn.Module],
                 steps: int | None = None) -> Trained:
-    """Adam on the unfrozen parameters, class-weighted loss, early stopping on validation loss
-    with patience; the best epoch's weights are kept. `steps` (benchmarks) stops after that many
+    """Adam on the unfrozen parameters, class-weighted loss, early stopping with patience on the
+    validation accuracy (CNNDetection's criterion; balanced over classes, as level 2 and 3 are
+    not); the best epoch's weights are kept. `steps` (benchmarks) stops after that many
     batches of the first epoch."""
     torch.manual_seed(p.seed)
     gen = torch.Generator().manual_seed(p.seed)
@@ -416,7 +402,7 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
     samples = len(train_idx) * p.crops_per_image
     used = samples // p.batch_size * p.batch_size or samples  # whole batches: BatchNorm needs > 1
     batches = (used + p.batch_size - 1) // p.batch_size
-    best, best_epoch, best_state, history = float("inf"), 0, None, []
+    best, best_epoch, best_state, history = -1.0, 0, None, []
     bar = tqdm(total=steps or p.max_epochs * batches, desc=data.name, unit="batch", mininterval=2)
     seen, seconds = 0, 0.0
     for epoch in range(1, p.max_epochs + 1):
@@ -444,14 +430,16 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
                 return Trained(model, pd.DataFrame(history), 0, seen / max(seconds, 1e-9))
         val_logits = predict(model, inputs, val_idx, p.batch_size)
         val_loss = _loss(val_logits, val_target, weight).item()
-        val_acc = float((predicted_class(val_logits) == val_target).float().mean())
+        val_pred = predicted_class(val_logits)
+        val_acc = float((val_pred == val_target).float().mean())
+        val_balanced = float(np.mean([(val_pred[val_target == c] == c).float().mean() for c in val_target.unique()]))
         history.append({"epoch": epoch, "train_loss": loss_sum / used, "train_accuracy": correct / used,
-                        "val_loss": val_loss, "val_accuracy": val_acc})
-        bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_acc=f"{val_acc:.3f}")
-        log.info("%s epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f", data.name, epoch,
-                 history[-1]["train_loss"], history[-1]["train_accuracy"], val_loss, val_acc)
-        if val_loss < best:
-            best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+                        "val_loss": val_loss, "val_accuracy": val_acc, "val_balanced_accuracy": val_balanced})
+        bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_bal_acc=f"{val_balanced:.3f}")
+        log.info("%s epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f balanced %.3f", data.name, epoch,
+                 history[-1]["train_loss"], history[-1]["train_accuracy"], val_loss, val_acc, val_balanced)
+        if val_balanced > best:
+            best, best_epoch, best_state = val_balanced, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= p.patience:
             break
     bar.close()
@@ -464,16 +452,9 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
 # ------------------------------------------------------------------------- metrics
 
 
-def _pct(x: float | None) -> float | None:
-    return None if x is None or np.isnan(x) else round(100.0 * float(x), 2)
-
-
-def _accuracy(truth: np.ndarray, pred: np.ndarray) -> float | None:
-    return _pct(np.mean(truth == pred)) if len(truth) else None
-
-
-def _ap(truth: np.ndarray, score: np.ndarray) -> float | None:
-    return _pct(average_precision_score(truth, score)) if len(set(truth)) == 2 else None
+def _acc(truth: np.ndarray, pred: np.ndarray) -> float | None:
+    """Accuracy in percent, as metrics.set_metrics writes it; None for no rows."""
+    return round(100.0 * float(np.mean(truth == pred)), 4) if len(truth) else None
 
 
 def confusion(truth: np.ndarray, pred: np.ndarray, n: int) -> list[list[int]]:
@@ -483,47 +464,34 @@ def confusion(truth: np.ndarray, pred: np.ndarray, n: int) -> list[list[int]]:
     return matrix.tolist()
 
 
-def binary_report(truth: np.ndarray, score: np.ndarray, pred: np.ndarray) -> dict:
-    """Accuracy, per-class accuracy and AP of a two-class decision (class 1 = positive)."""
-    return {"n": len(truth), "n_negative": int((truth == 0).sum()), "n_positive": int((truth == 1).sum()),
-            "accuracy": _accuracy(truth, pred),
-            "negative_accuracy": _accuracy(truth[truth == 0], pred[truth == 0]),
-            "positive_accuracy": _accuracy(truth[truth == 1], pred[truth == 1]),
-            "ap": _ap(truth, score)}
-
-
-def _grouped(rows: pd.DataFrame, column: str, fn) -> dict:
-    return {str(name): fn(group) for name, group in rows.groupby(column, sort=True)}
+def _per(rows: pd.DataFrame, column: str) -> dict:
+    """Accuracy of the rows' `pred` against `target`, per value of `column`."""
+    return {str(name): {"n": len(group), "acc": _acc(group.target.to_numpy(), group.pred.to_numpy())}
+            for name, group in rows.groupby(column, sort=True)}
 
 
 def level1_report(rows: pd.DataFrame, score: np.ndarray, pred: np.ndarray) -> dict:
-    """Real vs fake: accuracy, real and fake accuracy, AP; per test set and per generator."""
+    """Real vs fake as the detection stages report it (acc, real_acc, fake_acc, AP, ...),
+    overall, per test set and per generator."""
     rows = rows.assign(score=score, pred=pred)
-
-    def report(r):
-        b = binary_report(r.target.to_numpy(), r.score.to_numpy(), r.pred.to_numpy())
-        return {"n": b["n"], "n_real": b["n_negative"], "n_fake": b["n_positive"], "accuracy": b["accuracy"],
-                "real_accuracy": b["negative_accuracy"], "fake_accuracy": b["positive_accuracy"], "ap": b["ap"]}
-
-    return {**report(rows), "classes": ["real", "fake"], "per_test_set": _grouped(rows, "test_set", report),
-            "per_generator": _grouped(rows, "generator", lambda r: {"n": len(r), "accuracy": _accuracy(
-                r.target.to_numpy(), r.pred.to_numpy())}),
-            "confusion": confusion(rows.target.to_numpy(), rows.pred.to_numpy(), 2)}
+    per_set = {str(name): set_metrics(g.target.to_numpy(), g.score.to_numpy(), g.pred.to_numpy())
+               for name, g in rows.groupby("test_set", sort=True)}
+    return {**set_metrics(rows.target.to_numpy(), score, pred), "classes": ["real", "fake"],
+            "per_test_set": per_set, "per_generator": _per(rows, "generator"),
+            "confusion": confusion(rows.target.to_numpy(), pred, 2)}
 
 
 def multiclass_report(rows: pd.DataFrame, pred: np.ndarray, classes: tuple[str, ...], by: str) -> dict:
-    """Accuracy, balanced accuracy, per-class accuracy (`by` = the column naming the true class),
-    per generator and the confusion matrix of a decision among `classes`."""
+    """Accuracy, balanced accuracy, accuracy per true class (`per_<by>`), per generator and per
+    test set, and the confusion matrix of a decision among `classes`."""
     rows = rows.assign(pred=pred)
     truth = rows.target.to_numpy()
-    per_class = {c: {"n": int((truth == i).sum()), "accuracy": _accuracy(truth[truth == i], pred[truth == i])}
+    per_class = {c: {"n": int((truth == i).sum()), "acc": _acc(truth[truth == i], pred[truth == i])}
                  for i, c in enumerate(classes)}
-    present = [v["accuracy"] for v in per_class.values() if v["accuracy"] is not None]
-    return {"n": len(rows), "classes": list(classes), "accuracy": _accuracy(truth, pred),
-            "balanced_accuracy": round(float(np.mean(present)), 2) if present else None,
-            f"per_{by}": per_class,
-            "per_generator": _grouped(rows, "generator", lambda r: {"n": len(r), "accuracy": _accuracy(
-                r.target.to_numpy(), r.pred.to_numpy())}),
+    present = [v["acc"] for v in per_class.values() if v["acc"] is not None]
+    return {"n": len(rows), "classes": list(classes), "acc": _acc(truth, pred),
+            "balanced_acc": round(float(np.mean(present)), 4) if present else None,
+            f"per_{by}": per_class, "per_generator": _per(rows, "generator"), "per_test_set": _per(rows, "test_set"),
             "confusion": confusion(truth, pred, len(classes))}
 
 
@@ -602,7 +570,8 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
                       *pd.concat([d.test for d in levels.values()]).image, *hierarchy.image])
     cache: dict[bytes, torch.Tensor] = {}
     result = Result(metrics={"model": {"arch": p.arch, "weights": p.weights, "frozen": list(p.freeze),
-                                       "crop_size": p.crop_size}, "published": PUBLISHED})
+                                       "reuse_frozen": p.reuse_frozen, "crop_size": p.crop_size},
+                             "published_note": PUBLISHED_NOTE})
     trained, inputs = {}, {}
     for level, data in levels.items():
         model, frozen = new_model(p, len(data.classes), trunk)
@@ -619,11 +588,11 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
             report = level1_report(data.test, torch.sigmoid(logits[:, 0]).numpy(), pred)
         elif level == "level2":
             report = multiclass_report(data.test, pred, data.classes, "family")
-            report["ap_diffusion"] = _ap(truth, torch.sigmoid(logits[:, 0]).numpy())
+            report["ap_diffusion"] = set_metrics(truth, logits[:, 0].numpy(), pred)["ap"]
         else:
             report = multiclass_report(data.test, pred, data.classes, "class")
-        result.metrics[level] = {**report, "data": split_counts(data), "epochs_run": len(t.history),
-                                 "best_epoch": t.best_epoch}
+        result.metrics[level] = {**report, "published_acc": PUBLISHED[level], "data": split_counts(data),
+                                 "epochs_run": len(t.history), "best_epoch": t.best_epoch}
         result.confusions[level] = confusion_rows(truth, pred, data.classes)
         result.card[level] = {"file": f"{level}.pt", "classes": list(data.classes),
                               "outputs": model.fc.out_features}
@@ -635,10 +604,7 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
     decision = hierarchy_decision(l1, l2)
     truth = hierarchy.family.map({c: i for i, c in enumerate(HIERARCHY)}).to_numpy()
     h = hierarchy.assign(target=truth)
-    report = multiclass_report(h, decision, HIERARCHY, "class")
-    report["per_test_set"] = _grouped(h.assign(pred=decision), "test_set", lambda r: {
-        "n": len(r), "accuracy": _accuracy(r.target.to_numpy(), r.pred.to_numpy())})
-    result.metrics["hierarchy"] = report
+    result.metrics["hierarchy"] = multiclass_report(h, decision, HIERARCHY, "class")
     result.confusions["hierarchy"] = confusion_rows(truth, decision, HIERARCHY)
     result.card = {"arch": p.arch, "mean": list(MEAN), "std": list(STD), "levels": result.card,
                    "input": "a preprocessed RGB image (whole, as the preprocess stage writes it), uint8 / 255, "

@@ -310,7 +310,7 @@ class AttributionParams(Section):
     batch_size: PositiveInt = 32
     lr: Annotated[float, Field(gt=0.0)] = 1e-4
     max_epochs: PositiveInt = 50
-    patience: PositiveInt = Field(5, description="epochs without a lower validation loss before stopping")
+    patience: PositiveInt = Field(5, description="epochs without a better validation accuracy before stopping")
     class_balance: bool = Field(True, description="weight the loss so that each class counts equally")
     split: GroupSplitParams = GroupSplitParams()
     level1: LevelParams = LevelParams(

@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 
 from fakedetect import attribution as A
+from fakedetect import layouts
 from fakedetect.params import AttributionParams
 from fakedetect.stage import UserError
 
@@ -68,6 +69,7 @@ def make_project(root: Path, per_class: int = 6) -> pd.DataFrame:
 
 TINY = {"arch": "resnet18", "weights": "none", "crop_size": None, "batch_size": 8, "lr": 1e-3, "max_epochs": 2,
         "patience": 1, "split": {"test_fraction": 0.5, "val_fraction": 0.34},
+        "level1": {"train": {"sets": ["train"]}, "val": {"sets": ["val"]}, "test": {"sets": list(FAMILY)}},
         "level2": {"train": {"sets": list(FAMILY)}, "test": {"sets": list(FAMILY)}},
         "level3": {"enabled": True, "train": {"sets": list(FAMILY)}, "test": {"sets": list(FAMILY)}}}
 
@@ -91,8 +93,9 @@ def _run_stage(root: Path, attribution: dict, **env) -> subprocess.CompletedProc
 
 
 def _rows(root: Path) -> pd.DataFrame:
-    from fakedetect import layouts
-    return layouts.read_manifest(root / "data/preprocessed.csv")
+    """The tiny manifest with absolute image paths, for use from this process."""
+    rows = layouts.read_manifest(root / "data/preprocessed.csv")
+    return rows.assign(image=[str(root / image) for image in rows.image])
 
 
 # ------------------------------------------------------------------------- levels' data
@@ -207,13 +210,13 @@ def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     metrics_file = tiny / "metrics/attribution.json"
     metrics = json.loads(metrics_file.read_text())
     level1, level2, level3, hierarchy = (metrics[k] for k in ("level1", "level2", "level3", "hierarchy"))
-    for key in ("accuracy", "real_accuracy", "fake_accuracy", "ap", "per_test_set", "per_generator", "confusion"):
+    for key in ("acc", "real_acc", "fake_acc", "ap", "per_test_set", "per_generator", "confusion"):
         assert key in level1
-    assert set(level2["per_family"]) == {"gan", "diffusion"} and "accuracy" in level2
+    assert set(level2["per_family"]) == {"gan", "diffusion"} and "acc" in level2 and "ap_diffusion" in level2
     assert level3["classes"] == sorted(FAMILY)
     assert hierarchy["classes"] == ["real", "gan", "diffusion"]
-    assert metrics["published"]["notebook"] == {**metrics["published"]["notebook"], "level1_accuracy": 87.0,
-                                                "level2_accuracy": 93.0}
+    assert level1["published_acc"]["notebook"] == 87.0 and level2["published_acc"]["notebook"] == 93.0
+    assert level2["published_acc"]["level_up_above"] == 97.0
     # The 3-way matrix counts every hierarchy test image once, as does its DVC confusion CSV.
     expected = len(A.hierarchy_rows(A.prepare(_rows(tiny), tiny_params()), "category"))
     assert np.sum(hierarchy["confusion"]) == hierarchy["n"] == expected > 0
