@@ -221,7 +221,7 @@ def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     expected = len(A.hierarchy_rows(A.prepare(_rows(tiny), tiny_params()), "category"))
     assert np.sum(hierarchy["confusion"]) == hierarchy["n"] == expected > 0
     assert len(pd.read_csv(tiny / "plots/attribution/hierarchy_confusion.csv")) == expected
-    assert np.sum(level1["confusion"]) == level1["n"]
+    assert np.sum(level1["confusion"]) == level1["n_real"] + level1["n_fake"]
     history = pd.read_csv(tiny / "plots/attribution/level2_training.csv")
     assert list(history.columns[:2]) == ["epoch", "train_loss"] and history.best.sum() == 1
     card = json.loads((tiny / "models/attribution/model.json").read_text())
