@@ -111,6 +111,9 @@ def accuracy_vs_published(reports: dict[str, dict], path: str) -> None:
     ax.set_ylabel("accuracy % (threshold 0.5 / vote)")
     ax.set_title("accuracy per test set against the published numbers of the same method")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    save(fig, path)
+
+
 def confusion_matrices(matrices: dict[str, tuple[list[str], list[list[int]]]], path: str, title: str) -> None:
     """One panel per decision: counts, rows = true class, columns = predicted class."""
     n = max(len(matrices), 1)
