@@ -258,6 +258,76 @@ class LinearParams(Section):
         return self.epochs or self.recipe.epochs
 
 
+# ---------------------------------------------------------------------- attribution
+
+RESNET_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+DEMO_TEST_SETS = ["upsample_nearest", "transposed_conv", "noise_denoise"]
+
+
+class Selection(Section):
+    """Which rows of data/preprocessed.csv feed one part of a level."""
+
+    sets: Annotated[list[str], Field(min_length=1)] = Field(
+        description="'train' and 'val' name those splits; any other name is a test set"
+    )
+    generators: list[str] | None = Field(
+        None, description="fake generators kept (null = all); real images are always kept"
+    )
+
+
+class LevelParams(Section):
+    """The data of one level. A set in both train and test is split by group (split.group_by)."""
+
+    train: Selection
+    val: Selection | None = Field(None, description="null = carve split.val_fraction of the training groups")
+    test: Selection
+
+
+class Level3Params(LevelParams):
+    enabled: bool = False
+
+
+class GroupSplitParams(Section):
+    """How a set used for both training and testing is split without leakage."""
+
+    group_by: Literal["category", "image"] = Field(
+        "category", description="category: the class folder (the source photo in the demo); image: the file"
+    )
+    test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.34
+    val_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.25
+
+
+class AttributionParams(Section):
+    """Defaults: the notebook's model (ResNet-50, ImageNet weights, first layers frozen) trained
+    with CNNDetection's recipe (Adam, lr 1e-4, early stopping); the demo's levels."""
+
+    seed: int = 0
+    arch: Literal[RESNET_ARCHS] = "resnet50"
+    weights: str = Field("imagenet", description="imagenet (torchvision's DEFAULT weights) | none | path to a state dict")
+    freeze: list[Literal[RESNET_STAGES]] = Field(["stem", "layer1"], description="stages whose weights stay as loaded")
+    reuse_frozen: bool = Field(True, description="compute the frozen leading stages once per image")
+    crop_size: Annotated[int, Field(ge=32)] | None = Field(None, description="training crop (pixels); null = whole image")
+    crops_per_image: PositiveInt = Field(1, description="random crops of each training image per epoch")
+    batch_size: PositiveInt = 32
+    lr: Annotated[float, Field(gt=0.0)] = 1e-4
+    max_epochs: PositiveInt = 50
+    patience: PositiveInt = Field(5, description="epochs without a better validation accuracy before stopping")
+    class_balance: bool = Field(True, description="weight the loss so that each class counts equally")
+    split: GroupSplitParams = GroupSplitParams()
+    level1: LevelParams = LevelParams(
+        train=Selection(sets=["train"]), val=Selection(sets=["val"]),
+        test=Selection(sets=DEMO_TEST_SETS + ["real_blur", "real_jpeg80"]))
+    level2: LevelParams = LevelParams(train=Selection(sets=DEMO_TEST_SETS), test=Selection(sets=DEMO_TEST_SETS))
+    level3: Level3Params = Level3Params(train=Selection(sets=DEMO_TEST_SETS), test=Selection(sets=DEMO_TEST_SETS))
+
+    @model_validator(mode="after")
+    def _crop_fits(self):
+        if self.crop_size is not None and self.crop_size % 32:
+            raise ValueError(f"crop_size must be a multiple of 32 (the network's stride), got {self.crop_size}")
+        return self
+
+
 # ------------------------------------------------------------------------- the file
 
 
@@ -268,6 +338,7 @@ class Params(Section):
     tsne: TsneParams = TsneParams()
     nn: NnParams = NnParams()
     linear: LinearParams = LinearParams()
+    attribution: AttributionParams = AttributionParams()
 
 
 class ParamsError(UserError):

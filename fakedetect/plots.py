@@ -112,3 +112,22 @@ def accuracy_vs_published(reports: dict[str, dict], path: str) -> None:
     ax.set_title("accuracy per test set against the published numbers of the same method")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     save(fig, path)
+
+
+def confusion_matrices(matrices: dict[str, tuple[list[str], list[list[int]]]], path: str, title: str) -> None:
+    """One panel per decision: counts, rows = true class, columns = predicted class."""
+    n = max(len(matrices), 1)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
+    for ax, (name, (classes, matrix)) in zip(axes[0], matrices.items()):
+        counts = np.asarray(matrix)
+        ax.imshow(counts, cmap="Blues")
+        for (i, j), value in np.ndenumerate(counts):
+            ax.text(j, i, str(value), ha="center", va="center",
+                    color="white" if value > counts.max() / 2 else "black", fontsize=8)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(title)
+    save(fig, path)
