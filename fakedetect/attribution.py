@@ -16,6 +16,7 @@ borders. Validation, test and inference see the whole preprocessed image.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import time
@@ -350,6 +351,28 @@ def _loss(logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor
         per_row = nn.functional.cross_entropy(logits, target, reduction="none")
     w = class_weight[target]
     return (per_row * w).sum() / w.sum()
+
+
+def load_level(models_dir: str | os.PathLike, level: str) -> tuple[nn.Module, list[str]]:
+    """A trained level's network (weights only, never unpickled) and its classes, rebuilt from
+    the model card the stage wrote beside it; in eval mode."""
+    card = json.loads((Path(models_dir) / "model.json").read_text())
+    entry = card["levels"][level]
+    state = torch.load(Path(models_dir) / entry["file"], map_location="cpu", weights_only=True)
+    model = build_resnet(card["arch"], entry["outputs"])
+    model.load_state_dict(state)
+    return model.eval(), entry["classes"]
+
+
+def class_probabilities(model: nn.Module, pixels: torch.Tensor) -> np.ndarray:
+    """Per image (uint8, N x 3 x H x W, whole preprocessed images), the probability of each
+    class: a single logit gives [P(class 0), P(class 1)]."""
+    with torch.no_grad():
+        logits = model(normalize(pixels))
+    if logits.shape[1] == 1:
+        p1 = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p1, p1], dim=1).numpy()
+    return torch.softmax(logits, dim=1).numpy()
 
 
 def predicted_class(logits: torch.Tensor) -> torch.Tensor:

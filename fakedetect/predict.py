@@ -19,7 +19,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from fakedetect import augment, backbones, images
+from fakedetect import attribution, augment, backbones, images
 from fakedetect.images import BadImage, Limits
 from fakedetect.params import Params
 from fakedetect.stage import UserError
@@ -27,6 +27,7 @@ from fakedetect.stage import UserError
 LOCK = "dvc.lock"
 FEATURES = "data/features"
 LINEAR_MODEL = "models/linear.keras"
+ATTRIBUTION_MODELS = "models/attribution"
 METRICS = {"linear": "metrics/linear_eval.json", "nn": "metrics/nn_eval.json"}
 log = logging.getLogger("predict")
 
@@ -70,17 +71,19 @@ class ImagePaths(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
+        """(index, backbone input, the preprocessed image as uint8 C x H x W, skip reason)."""
         try:
             rgb = images.load(self.paths[i], self.limits).rgb
         except BadImage as exc:
-            return i, None, exc.reason
-        return i, self.transform(augment.center_crop(rgb, self.size)), ""
+            return i, None, None, exc.reason
+        crop = augment.center_crop(rgb, self.size)
+        return i, self.transform(crop), torch.from_numpy(crop).permute(2, 0, 1).contiguous(), ""
 
 
 def _collate(items):
-    good = [(i, x) for i, x, _ in items if x is not None]
-    batch = torch.stack([x for _, x in good]) if good else None
-    return [i for i, _ in good], batch, [(i, reason) for i, x, reason in items if x is None]
+    good = [item for item in items if item[1] is not None]
+    batches = (torch.stack([x for _, x, _, _ in good]), torch.stack([c for _, _, c, _ in good])) if good else None
+    return [i for i, _, _, _ in good], batches, [(i, reason) for i, x, _, reason in items if x is None]
 
 
 class Detector:
@@ -99,6 +102,7 @@ class Detector:
                              min_side=p.ingest.min_side, keep_only_rgb=p.ingest.keep_only_rgb)
         self.threshold = self._calibrated_threshold()
         self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
+        self.level2, self.families = attribution.load_level(self._artifact(ATTRIBUTION_MODELS), "level2")
 
     def _artifact(self, name: str) -> Path:
         path = self.project / name
@@ -153,16 +157,16 @@ class Detector:
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                              collate_fn=_collate)
         with tqdm(total=len(paths), desc="predict", unit="img", mininterval=2, disable=len(paths) < 8) as bar:
-            for indices, batch, skipped in loader:
+            for indices, batches, skipped in loader:
                 for i, reason in skipped:
                     results[i].reason = reason
-                if batch is not None:
-                    self._fill([results[i] for i in indices], self.backbone.encode(batch))
+                if batches is not None:
+                    self._fill([results[i] for i in indices], *batches)
                 bar.update(len(indices) + len(skipped))
         return results
 
-    def _fill(self, batch: list[Prediction], vectors: np.ndarray) -> None:
-        p_fake, ranking = self._score(vectors)
+    def _fill(self, batch: list[Prediction], inputs: torch.Tensor, pixels: torch.Tensor) -> None:
+        p_fake, ranking = self._score(self.backbone.encode(inputs))
         decided = p_fake if ranking is None else ranking
         for j, result in enumerate(batch):
             result.status = "ok"
@@ -172,3 +176,9 @@ class Detector:
             result.fake = bool(decided[j] > self.threshold) if self.threshold is not None else result.fake_at_0_5
             if ranking is not None:
                 result.extra["nn_score"] = round(float(ranking[j]), 6)
+        fakes = [j for j, result in enumerate(batch) if result.fake]
+        if fakes:
+            probabilities = attribution.class_probabilities(self.level2, pixels[fakes])
+            for j, p in zip(fakes, probabilities):
+                batch[j].family = self.families[int(p.argmax())]
+                batch[j].p_family = round(float(p.max()), 6)
