@@ -2,6 +2,7 @@
 level 2 GAN vs diffusion, level 3 the generator when enabled) under models/attribution/,
 metrics/attribution.json, per-epoch training CSVs and confusion matrices (CSV for DVC's
 confusion template, and plots/attribution.png)."""
+import io
 import logging
 import time
 from pathlib import Path
@@ -26,8 +27,9 @@ def main() -> None:
     start = time.perf_counter()
     result = attribution.run(rows, p, trunk)
     for level, state in result.models.items():
-        with atomic.atomic_path(MODELS / f"{level}.pt") as tmp:
-            torch.save(state, tmp)
+        buffer = io.BytesIO()  # saved from memory: a file name would be recorded inside the archive
+        torch.save(state, buffer)
+        atomic.write_bytes(MODELS / f"{level}.pt", buffer.getvalue())
     atomic.write_json(MODELS / "model.json", result.card)
     for level, history in result.histories.items():
         atomic.write_csv(PLOTS / f"{level}_training.csv", history)

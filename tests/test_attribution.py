@@ -209,6 +209,7 @@ def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     assert first.returncode == 0, first.stderr
     metrics_file = tiny / "metrics/attribution.json"
     metrics = json.loads(metrics_file.read_text())
+    saved = (tiny / "models/attribution/level1.pt").read_bytes()
     level1, level2, level3, hierarchy = (metrics[k] for k in ("level1", "level2", "level3", "hierarchy"))
     for key in ("acc", "real_acc", "fake_acc", "ap", "per_test_set", "per_generator", "confusion"):
         assert key in level1
@@ -232,6 +233,7 @@ def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     second = _run_stage(tiny, {**TINY, "freeze": ["stem"]})
     assert second.returncode == 0, second.stderr
     assert metrics_file.read_text() == json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    assert (tiny / "models/attribution/level1.pt").read_bytes() == saved
 
 
 def test_stage_stops_on_an_unknown_generator_naming_the_key(tiny):
