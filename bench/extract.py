@@ -4,8 +4,10 @@
 (b) the bare encoder on tensors already in memory, same batch size,
 (c) a per-image loop as the notebook did it (OpenCV read, PIL, torchvision transform, one
     image per encoder call), on the first 128 images,
-and the ratios a/b (target >= 0.85: decoding hidden behind the model) and a/c (target >= 3),
-plus peak resident memory (of the stage path, before (b) holds all 512 tensors in memory) and the
+and the ratios a/b (target >= 0.85: decoding hidden behind the model) and a/c (target >= 3).
+All three in float32, UnivFD's precision. Then (a') the stage path with `precision: bfloat16`
+where the CPU has native bf16, its ratio to (c), and how far its features are from float32's.
+Plus peak resident memory (of the stage path, before (b) holds all 512 tensors in memory) and the
 load average: with other processes on the two cores, two OpenMP threads stall at every
 synchronisation and small batches (c) suffer most, so run it on an idle machine. Needs `dvc repro preprocess`. Prints `name: value` lines.
 """
@@ -16,6 +18,7 @@ import tempfile
 import time
 
 import cv2
+import numpy as np
 import torch
 from PIL import Image
 from torchvision import transforms
@@ -30,6 +33,15 @@ N_LOOP = 128
 THREADS = 2
 
 
+def run_stage_path(rows, backbone, params) -> tuple[float, np.ndarray]:
+    """Images/s of extract.extract into an empty store, and the features."""
+    with tempfile.TemporaryDirectory() as store:
+        start = time.perf_counter()
+        matrix, _ = extract.extract(rows, backbone, FeatureStore(store, backbone.identity), params.batch_size,
+                                    params.loader_workers)
+        return len(rows) / (time.perf_counter() - start), matrix
+
+
 def main() -> None:
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(THREADS)
@@ -42,10 +54,7 @@ def main() -> None:
     backbone = backbones.create(params)
     backbone.encode(torch.zeros(8, 3, 224, 224))  # warm-up
 
-    with tempfile.TemporaryDirectory() as store:
-        start = time.perf_counter()
-        extract.extract(rows, backbone, FeatureStore(store, backbone.identity), params.batch_size, params.loader_workers)
-        stage_path = len(rows) / (time.perf_counter() - start)
+    stage_path, full = run_stage_path(rows, backbone, params)
     peak_stage_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     tensors = [backbone.transform(images.load(path).rgb) for path in rows.image]
@@ -65,6 +74,16 @@ def main() -> None:
             clip.encode_image(notebook_transform(image).unsqueeze(0)).numpy()
     loop = N_LOOP / (time.perf_counter() - start)
 
+    bf16 = None
+    if backbones.cpu_has_native_bf16():
+        bf16_params = params.model_copy(update={"precision": "bfloat16"})
+        bf16_backbone = backbones.create(bf16_params)
+        bf16_backbone.encode(torch.zeros(8, 3, 224, 224))  # warm-up
+        bf16_path, reduced = run_stage_path(rows, bf16_backbone, bf16_params)
+        cosine = (full * reduced).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(reduced, axis=1)
+        relative = np.linalg.norm(full - reduced, axis=1) / np.linalg.norm(full, axis=1)
+        bf16 = bf16_path, cosine.min(), relative.mean()
+
     print(f"images: {len(rows)}")
     print(f"batch_size: {params.batch_size}")
     print(f"loader_workers: {params.loader_workers}")
@@ -76,6 +95,14 @@ def main() -> None:
     print(f"c_per_image_loop_images_per_s: {loop:.2f}")
     print(f"ratio_a_over_b: {stage_path / bare:.3f}")
     print(f"ratio_a_over_c: {stage_path / loop:.2f}")
+    if bf16 is None:
+        print("a_bf16_stage_path_images_per_s: n/a (no native bfloat16 on this CPU)")
+    else:
+        print(f"a_bf16_stage_path_images_per_s: {bf16[0]:.2f}")
+        print(f"ratio_a_bf16_over_c: {bf16[0] / loop:.2f}")
+        print(f"ratio_a_bf16_over_a: {bf16[0] / stage_path:.2f}")
+        print(f"bf16_vs_float32_min_cosine: {bf16[1]:.6f}")
+        print(f"bf16_vs_float32_mean_relative_error: {bf16[2]:.4f}")
     print(f"peak_rss_stage_path_mb: {peak_stage_mb:.0f}")
     print(f"peak_rss_whole_bench_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
     print(f"peak_rss_loader_workers_mb: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")

@@ -92,7 +92,19 @@ def file_sha256(path: str | os.PathLike) -> str:
 # ------------------------------------------------------------------ device, precision
 
 
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without them bfloat16 matrix products are emulated, slower than float32."""
+    return any(getattr(torch.cpu, probe, lambda: False)()
+               for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 def resolve_device(p: ExtractParams) -> tuple[torch.device, torch.dtype]:
+    """The device and dtype the params ask for, or a UserError naming the key. Reduced precision
+    changes the features (bfloat16: about 1% relative error, README "extract_clip"), so it is never
+    chosen for the user; float32 is UnivFD's."""
     if p.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -100,8 +112,12 @@ def resolve_device(p: ExtractParams) -> tuple[torch.device, torch.dtype]:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"extract.device: {p.device} requested but no CUDA GPU is available (use auto or cpu)")
     if p.precision == "float16" and device.type != "cuda":
-        raise UserError("extract.precision: float16 is only supported on a GPU; use float32 on the CPU")
-    return device, torch.float16 if p.precision == "float16" else torch.float32
+        raise UserError("extract.precision: float16 is only supported on a GPU; use float32 (or bfloat16 on a "
+                        "CPU with AVX512-BF16 or AMX) on the CPU")
+    if p.precision == "bfloat16" and device.type == "cpu" and not cpu_has_native_bf16():
+        raise UserError("extract.precision: bfloat16 needs a CPU with AVX512-BF16 or AMX (this one would emulate "
+                        "it, slower than float32); use float32")
+    return device, DTYPES[p.precision]
 
 
 # ------------------------------------------------------------------ EfficientNet-Lite0

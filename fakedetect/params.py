@@ -176,7 +176,8 @@ class ExtractParams(Section):
     )
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    precision: Literal["float32", "float16"] = "float32"
+    precision: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="float32 (UnivFD's features) | float16 (GPU) | bfloat16 (GPU, or a CPU with native bf16)")
     batch_size: PositiveInt = 64
     loader_workers: Annotated[int, Field(ge=0)] = Field(1, description="processes decoding images; 0 = in the main process")
     store: str = Field(".cache/features", description="the resumable per-image feature store (outside DVC's outputs)")

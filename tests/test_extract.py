@@ -227,3 +227,22 @@ def test_cached_tag_loads_offline_with_quickgelu(tmp_path, monkeypatch):
 def test_bad_backbone_params_name_the_key(params, match):
     with pytest.raises(backbones.UserError, match=match):
         backbones.create(ExtractParams(**params))
+
+
+def test_bfloat16_needs_native_support_on_the_cpu(monkeypatch):
+    monkeypatch.setattr(backbones, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(backbones.UserError, match=r"extract\.precision: bfloat16 needs a CPU with AVX512-BF16 or AMX"):
+        backbones.create(ExtractParams(model="ViT-B-32", pretrained=None, precision="bfloat16", device="cpu"))
+
+
+def test_bfloat16_features_are_close_and_stored_apart(tmp_path, monkeypatch):
+    """bfloat16 is a speed option: its features stay close to float32's, and the store keeps them apart."""
+    monkeypatch.setattr(backbones, "cpu_has_native_bf16", lambda: True)  # emulated where absent: correct, slower
+    x = torch.randn(3, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    full = backbones.create(ExtractParams(model="ViT-B-32", pretrained=None, device="cpu"))
+    half = backbones.create(ExtractParams(model="ViT-B-32", pretrained=None, device="cpu", precision="bfloat16"))
+    a, b = full.encode(x), half.encode(x)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.999 and not np.array_equal(a, b)
+    assert FeatureStore(tmp_path, full.identity).folder != FeatureStore(tmp_path, half.identity).folder
