@@ -77,7 +77,7 @@ class ImagePaths(torch.utils.data.Dataset):
         except BadImage as exc:
             return i, None, None, exc.reason
         crop = augment.center_crop(rgb, self.size)
-        return i, self.transform(crop), torch.from_numpy(crop).permute(2, 0, 1).contiguous(), ""
+        return i, self.transform(crop), torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))), ""
 
 
 def _collate(items):
