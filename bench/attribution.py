@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from fakedetect import attribution, layouts
+from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def main() -> None:
     p = load_params().attribution
     if not attribution.frozen_prefix(p.freeze):
         sys.exit("bench/attribution.py: params.yaml attribution.freeze has no frozen leading stage to reuse")
-    data = attribution.prepare(layouts.read_manifest("data/preprocessed.csv"), p)["level1"]
+    data = attribution.prepare(layouts.read_manifest(PREPROCESSED_MANIFEST), p)["level1"]
     bank = attribution.ImageBank([*data.train.image, *data.val.image])
     with_reuse, cache_s = training_rate(p, data, bank, reuse=True)
     without, _ = training_rate(p, data, bank, reuse=False)

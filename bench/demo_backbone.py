@@ -21,10 +21,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from fakedetect import backbones, extract, layouts
+from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
 from fakedetect.params import ExtractParams, load_params
 
-MANIFEST = "data/preprocessed.csv"
 FAKE_SETS = ("upsample_nearest", "transposed_conv", "noise_denoise")
 CONTROLS = ("real_blur", "real_jpeg80")
 CANDIDATES = {
@@ -59,7 +59,7 @@ def scores(matrix: np.ndarray, rows, train_split: str) -> dict[str, float]:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
-    rows = layouts.read_manifest(MANIFEST)
+    rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
     rows = rows[rows.status == "ok"].reset_index(drop=True)
     store_root = load_params().extract.store
     for name, overrides in CANDIDATES.items():

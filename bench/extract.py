@@ -24,10 +24,10 @@ from PIL import Image
 from torchvision import transforms
 
 from fakedetect import backbones, extract, images, layouts
+from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
 from fakedetect.params import ExtractParams
 
-MANIFEST = "data/preprocessed.csv"
 N_IMAGES = 512
 N_LOOP = 128
 THREADS = 2
@@ -46,9 +46,9 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(THREADS)
     try:
-        rows = layouts.read_manifest(MANIFEST)
+        rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
     except FileNotFoundError:
-        sys.exit(f"{MANIFEST} not found: run `dvc repro preprocess` first")
+        sys.exit(f"{PREPROCESSED_MANIFEST} not found: run `dvc repro preprocess` first")
     rows = rows[rows.status == "ok"].drop_duplicates("image_sha256").head(N_IMAGES).reset_index(drop=True)
     params = ExtractParams(model="ViT-B-32", pretrained=None)
     backbone = backbones.create(params)

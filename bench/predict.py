@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from fakedetect import extract, layouts, params
+from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
 from fakedetect.predict import Detector
 
@@ -35,7 +36,7 @@ def run_command(paths: list[str]) -> float:
 
 def main() -> None:
     torch.set_num_threads(2)
-    rows = layouts.read_manifest(PROJECT / "data/preprocessed.csv")
+    rows = layouts.read_manifest(PROJECT / PREPROCESSED_MANIFEST)
     rows = rows[(rows.split == "test") & (rows.status == "ok")].drop_duplicates("image_sha256").head(N_IMAGES)
     if len(rows) < N_IMAGES:
         sys.exit("run `make repro` first: the demo's test images are needed")

@@ -20,15 +20,13 @@ import yaml
 from tqdm import tqdm
 
 from fakedetect import attribution, augment, backbones, images
+from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_METRICS, LINEAR_MODEL, NN_METRICS
 from fakedetect.images import BadImage, Limits
 from fakedetect.params import Params
 from fakedetect.stage import UserError
 
 LOCK = "dvc.lock"
-FEATURES = "data/features"
-LINEAR_MODEL = "models/linear.keras"
-ATTRIBUTION_MODELS = "models/attribution"
-METRICS = {"linear": "metrics/linear_eval.json", "nn": "metrics/nn_eval.json"}
+METRICS = {"linear": LINEAR_METRICS, "nn": NN_METRICS}
 log = logging.getLogger("predict")
 
 

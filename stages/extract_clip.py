@@ -7,12 +7,10 @@ from precomputed feature files."""
 import logging
 
 from fakedetect import atomic, backbones, extract, features, layouts, stage
+from fakedetect.artifacts import EXTRACT_METRICS, FEATURES, INGEST_METRICS, PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
 from fakedetect.params import load_params
 
-MANIFEST = "data/preprocessed.csv"
-OUT_DIR = "data/features"
-METRICS = "metrics/extract.json"
 ROW_COLUMNS = ["id", "split", "test_set", "label", "generator", "family", "category", "image", "image_sha256"]
 log = logging.getLogger("extract_clip")
 
@@ -23,10 +21,10 @@ def main() -> None:
     if p.source == "import":
         matrix, rows = features.import_features(p.imports)
     else:
-        rows = layouts.read_manifest(MANIFEST)
+        rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
         rows = rows.loc[rows.status == "ok", ROW_COLUMNS].reset_index(drop=True)
         if rows.empty:
-            raise stage.UserError(f"{MANIFEST} has no usable rows: check metrics/ingest.json")
+            raise stage.UserError(f"{PREPROCESSED_MANIFEST} has no usable rows: check {INGEST_METRICS}")
         backbone = backbones.create(p)
         store = FeatureStore(p.store, backbone.identity)
         matrix, run = extract.extract(rows, backbone, store, p.batch_size, p.loader_workers)
@@ -34,10 +32,10 @@ def main() -> None:
                     "run": {"computed": run.computed, "reused": run.reused, "seconds": round(run.seconds, 2),
                             "device": str(backbone.device),
                             "images_per_s": round(run.computed / run.seconds, 2) if run.computed else None}}
-    features.save_features(OUT_DIR, matrix, rows)
+    features.save_features(FEATURES, matrix, rows)
     summary |= {"rows": len(rows), "dimension": int(matrix.shape[1])}
-    atomic.write_json(METRICS, summary)
-    log.info("%d rows x %d features -> %s", len(rows), matrix.shape[1], OUT_DIR)
+    atomic.write_json(EXTRACT_METRICS, summary)
+    log.info("%d rows x %d features -> %s", len(rows), matrix.shape[1], FEATURES)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,10 @@ import logging
 import time
 
 from fakedetect import atomic, demo, layouts, stage
+from fakedetect.artifacts import INGEST_METRICS, MANIFEST
 from fakedetect.images import Limits
 from fakedetect.params import load_params, workers
 
-MANIFEST = "data/manifest.csv"
-METRICS = "metrics/ingest.json"
 log = logging.getLogger("ingest")
 
 
@@ -32,7 +31,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     atomic.write_csv(MANIFEST, manifest)
     summary = layouts.summarize(manifest, found)
-    atomic.write_json(METRICS, {"source": p.source, **summary})
+    atomic.write_json(INGEST_METRICS, {"source": p.source, **summary})
     log.info("%d files (%d ok, %d skipped) in %.1f s: %.0f files/s with %d workers",
              summary["rows"], summary["ok"], summary["skipped"], seconds, len(manifest) / max(seconds, 1e-9), n_workers)
 

@@ -9,15 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from fakedetect import atomic, features, metrics, plots, stage
+from fakedetect.artifacts import ACCURACY_CHART, FEATURES, LINEAR_CURVES, LINEAR_METRICS, LINEAR_MODEL, NN_METRICS
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
 
-FEATURES = "data/features"
-MODEL = "models/linear.keras"
-NN_METRICS = "metrics/nn_eval.json"
-METRICS = "metrics/linear_eval.json"
-CURVES = "plots/linear_eval"
-CHART = "plots/accuracy_vs_published.png"
 # Which published table each head is compared with.
 PUBLISHED_AS = {"fcnn": "notebook_fcnn", "linear_probe": "univfd_linear_probe"}
 log = logging.getLogger("linear_eval")
@@ -35,10 +30,10 @@ def _score(p, matrix: np.ndarray) -> tuple[np.ndarray, str, str]:
         return univfd_head.predict(weight, bias, matrix), "univfd_linear_probe", "external UnivFD head"
     from fakedetect import classifiers
 
-    model = classifiers.load(MODEL)
+    model = classifiers.load(LINEAR_MODEL)
     if model.input_shape[-1] != matrix.shape[1]:
-        raise UserError(f"{MODEL} expects {model.input_shape[-1]} features but {FEATURES} has {matrix.shape[1]}: "
-                        "run linear_train again (dvc repro)")
+        raise UserError(f"{LINEAR_MODEL} expects {model.input_shape[-1]} features but {FEATURES} has "
+                        f"{matrix.shape[1]}: run linear_train again (dvc repro)")
     return classifiers.predict(model, matrix), PUBLISHED_AS[p.head], p.head
 
 
@@ -52,8 +47,8 @@ def main() -> None:
     probabilities, method, head = _score(p, matrix[scored])
     report = metrics.report(rows.iloc[scored], probabilities, (probabilities > 0.5).astype(np.int64), method)
     report["head"] = p.external_head or p.head
-    atomic.write_json(METRICS, report)
-    skipped = plots.save_curves(CURVES, rows.iloc[scored], probabilities)
+    atomic.write_json(LINEAR_METRICS, report)
+    skipped = plots.save_curves(LINEAR_CURVES, rows.iloc[scored], probabilities)
     if skipped:
         log.info("no ROC/PR curves for one-class test sets: %s", ", ".join(skipped))
     reports = {}
@@ -61,7 +56,7 @@ def main() -> None:
         nn = json.loads(Path(NN_METRICS).read_text())
         reports[f"{nn['k']}-NN"] = nn
     reports[head] = report
-    plots.accuracy_vs_published(reports, CHART)
+    plots.accuracy_vs_published(reports, ACCURACY_CHART)
     log.info("%s on %d validation and test rows: mean accuracy %s%%, mean AP %s%%", head, len(scored),
              report["mean"]["acc"], report["mean"]["ap"])
 

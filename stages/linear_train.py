@@ -8,12 +8,10 @@ import logging
 import numpy as np
 
 from fakedetect import atomic, classifiers, features, stage
+from fakedetect.artifacts import FEATURES, LINEAR_HISTORY, LINEAR_MODEL
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
 
-FEATURES = "data/features"
-MODEL = "models/linear.keras"
-HISTORY = "plots/linear_train.csv"
 log = logging.getLogger("linear_train")
 
 
@@ -25,11 +23,11 @@ def main() -> None:
     if not ((labels[train] == 0).any() and (labels[train] == 1).any()):
         raise UserError(f"{FEATURES}: the training split must hold real and fake rows")
     if not val.any():
-        log.warning("no validation split: the validation columns of %s stay empty%s", HISTORY,
+        log.warning("no validation split: the validation columns of %s stay empty%s", LINEAR_HISTORY,
                     "; the linear probe's schedule watches the training accuracy" if p.head == "linear_probe" else "")
     model, history = classifiers.train(matrix[train], labels[train], matrix[val], labels[val], p)
-    classifiers.save(model, MODEL)
-    atomic.write_csv(HISTORY, history)
+    classifiers.save(model, LINEAR_MODEL)
+    atomic.write_csv(LINEAR_HISTORY, history)
     last = history.iloc[-1]
     log.info("%s: %d epochs on %d rows; last epoch: accuracy %.4f, validation accuracy %s",
              p.head, len(history), train.sum(), last.accuracy,

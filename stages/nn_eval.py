@@ -11,12 +11,10 @@ import logging
 import numpy as np
 
 from fakedetect import atomic, features, metrics, neighbours, plots, stage
+from fakedetect.artifacts import FEATURES, NN_CURVES, NN_METRICS
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
 
-FEATURES = "data/features"
-METRICS = "metrics/nn_eval.json"
-CURVES = "plots/nn_eval"
 log = logging.getLogger("nn_eval")
 
 
@@ -43,8 +41,8 @@ def main() -> None:
     report = metrics.report(rows.iloc[scored], scores, found.predict(p.k), method)
     report["k"] = p.k
     report["bank"] = {"n_real": int((labels[bank] == 0).sum()), "n_fake": int((labels[bank] == 1).sum())}
-    atomic.write_json(METRICS, report)
-    skipped = plots.save_curves(CURVES, rows.iloc[scored], scores)
+    atomic.write_json(NN_METRICS, report)
+    skipped = plots.save_curves(NN_CURVES, rows.iloc[scored], scores)
     if skipped:
         log.info("no ROC/PR curves for one-class test sets: %s", ", ".join(skipped))
     log.info("%d-NN on %d validation and test rows against a bank of %d: mean accuracy %s%%, mean AP %s%%",

@@ -4,12 +4,9 @@ import logging
 import time
 
 from fakedetect import atomic, augment, images, layouts, plots, stage
+from fakedetect.artifacts import MANIFEST, PREPROCESSED, PREPROCESSED_MANIFEST, PREPROCESS_PLOT
 from fakedetect.params import load_params, workers
 
-MANIFEST = "data/manifest.csv"
-OUT_DIR = "data/preprocessed"
-OUT_MANIFEST = "data/preprocessed.csv"
-PLOT = "plots/preprocess.png"
 log = logging.getLogger("preprocess")
 
 
@@ -29,10 +26,11 @@ def main() -> None:
     manifest = layouts.read_manifest(MANIFEST)
     n_workers = workers(p.workers)
     start = time.perf_counter()
-    rows = augment.preprocess(manifest, p, OUT_DIR, n_workers)
+    rows = augment.preprocess(manifest, p, PREPROCESSED, n_workers)
     seconds = time.perf_counter() - start
-    atomic.write_csv(OUT_MANIFEST, rows)
-    plots.before_after(_examples(rows), PLOT, f"preprocessing: train = {p.train_protocol}, test = centre crop {p.size}")
+    atomic.write_csv(PREPROCESSED_MANIFEST, rows)
+    plots.before_after(_examples(rows), PREPROCESS_PLOT,
+                       f"preprocessing: train = {p.train_protocol}, test = centre crop {p.size}")
     skipped = int((rows.status != "ok").sum())
     log.info("%d images (%d skipped) in %.1f s: %.0f images/s with %d workers",
              len(rows), skipped, seconds, len(rows) / max(seconds, 1e-9), n_workers)

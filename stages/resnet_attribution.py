@@ -10,35 +10,32 @@ from pathlib import Path
 import torch
 
 from fakedetect import atomic, attribution, layouts, plots, stage
+from fakedetect.artifacts import (ATTRIBUTION_METRICS, ATTRIBUTION_MODELS, ATTRIBUTION_PICTURE, ATTRIBUTION_PLOTS,
+                                  PREPROCESSED_MANIFEST)
 from fakedetect.params import load_params
 
-MANIFEST = "data/preprocessed.csv"
-MODELS = Path("models/attribution")
-METRICS = "metrics/attribution.json"
-PLOTS = Path("plots/attribution")
-PICTURE = "plots/attribution.png"
 log = logging.getLogger("resnet_attribution")
 
 
 def main() -> None:
     p = load_params().attribution
     trunk = attribution.load_trunk_weights(p.arch, p.weights)  # before any work: fails fast offline
-    rows = layouts.read_manifest(MANIFEST)
+    rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
     start = time.perf_counter()
     result = attribution.run(rows, p, trunk)
     for level, state in result.models.items():
         buffer = io.BytesIO()  # saved from memory: a file name would be recorded inside the archive
         torch.save(state, buffer)
-        atomic.write_bytes(MODELS / f"{level}.pt", buffer.getvalue())
-    atomic.write_json(MODELS / "model.json", result.card)
+        atomic.write_bytes(Path(ATTRIBUTION_MODELS) / f"{level}.pt", buffer.getvalue())
+    atomic.write_json(Path(ATTRIBUTION_MODELS) / "model.json", result.card)
     for level, history in result.histories.items():
-        atomic.write_csv(PLOTS / f"{level}_training.csv", history)
+        atomic.write_csv(Path(ATTRIBUTION_PLOTS) / f"{level}_training.csv", history)
     for name, frame in result.confusions.items():
-        atomic.write_csv(PLOTS / f"{name}_confusion.csv", frame)
+        atomic.write_csv(Path(ATTRIBUTION_PLOTS) / f"{name}_confusion.csv", frame)
     matrices = {name: (result.metrics[name]["classes"], result.metrics[name]["confusion"])
                 for name in result.confusions}
-    plots.confusion_matrices(matrices, PICTURE, f"attribution, {p.arch} (weights: {p.weights})")
-    atomic.write_json(METRICS, result.metrics)
+    plots.confusion_matrices(matrices, ATTRIBUTION_PICTURE, f"attribution, {p.arch} (weights: {p.weights})")
+    atomic.write_json(ATTRIBUTION_METRICS, result.metrics)
     log.info("done in %.0f s; training %s images/s", time.perf_counter() - start,
              {k: round(v, 1) for k, v in result.images_per_s.items()})
 

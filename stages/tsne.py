@@ -3,11 +3,9 @@ and plots/tsne.csv (the 2-D coordinates of a seeded, class-balanced sample)."""
 import logging
 
 from fakedetect import atomic, features, plots, stage, tsne
+from fakedetect.artifacts import FEATURES, TSNE_COORDS, TSNE_PLOT
 from fakedetect.params import load_params
 
-FEATURES = "data/features"
-PLOT = "plots/tsne.png"
-COORDS = "plots/tsne.csv"
 log = logging.getLogger("tsne")
 
 
@@ -24,11 +22,11 @@ def main() -> None:
     rows = rows.iloc[chosen].reset_index(drop=True)
     coords = tsne.embed(matrix[chosen], p.perplexity, p.seed)
     rows["x"], rows["y"] = coords[:, 0].round(4), coords[:, 1].round(4)
-    atomic.write_csv(COORDS, rows[["id", "split", "test_set", "label", "generator", "family", "x", "y"]])
+    atomic.write_csv(TSNE_COORDS, rows[["id", "split", "test_set", "label", "generator", "family", "x", "y"]])
     model = params.extract.model + (f" ({params.extract.pretrained})" if params.extract.pretrained else " (random init)")
-    plots.tsne_scatter(coords, rows.label.to_numpy(), rows.generator.to_numpy(), PLOT,
+    plots.tsne_scatter(coords, rows.label.to_numpy(), rows.generator.to_numpy(), TSNE_PLOT,
                        f"t-SNE of {model} features: {len(rows)} points, perplexity {p.perplexity:g}")
-    log.info("%d points -> %s, %s", len(rows), PLOT, COORDS)
+    log.info("%d points -> %s, %s", len(rows), TSNE_PLOT, TSNE_COORDS)
 
 
 if __name__ == "__main__":

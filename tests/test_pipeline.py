@@ -2,8 +2,12 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
+from fakedetect import artifacts
 from helpers import DVC, copy_project, run
+
+ARTIFACTS = {name: path for name, path in vars(artifacts).items() if name.isupper()}
 
 
 @pytest.fixture(scope="module")
@@ -26,3 +30,18 @@ def test_whole_pipeline_on_a_fresh_copy(trained_project):
     shown = run(DVC + ["metrics", "show"], trained_project)
     for name in ("ingest.json", "extract.json", "nn_eval.json", "linear_eval.json"):
         assert name in shown
+
+
+def test_artifact_paths_are_the_ones_dvc_yaml_declares():
+    """The stage scripts and the predictor name their files through fakedetect.artifacts."""
+    declared = set()
+    for stage in yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"].values():
+        for kind in ("outs", "metrics", "plots"):
+            declared |= {entry if isinstance(entry, str) else next(iter(entry)) for entry in stage.get(kind, [])}
+    undeclared = {name: path for name, path in ARTIFACTS.items()
+                  if not any(d == path or d.startswith(path + "/") for d in declared)}
+    assert not undeclared
+
+
+def test_every_artifact_exists_after_repro(trained_project):
+    assert [path for path in ARTIFACTS.values() if not (trained_project / path).exists()] == []

@@ -1,0 +1,24 @@
+"""Where the pipeline's artifacts live, relative to the project root: the paths dvc.yaml
+declares, named once for the stage scripts, the predictor and the benchmarks (a test checks
+that dvc.yaml declares every one)."""
+
+MANIFEST = "data/manifest.csv"  # ingest
+INGEST_METRICS = "metrics/ingest.json"
+PREPROCESSED = "data/preprocessed"  # preprocess: the images
+PREPROCESSED_MANIFEST = "data/preprocessed.csv"
+PREPROCESS_PLOT = "plots/preprocess.png"
+FEATURES = "data/features"  # extract_clip
+EXTRACT_METRICS = "metrics/extract.json"
+TSNE_PLOT = "plots/tsne.png"
+TSNE_COORDS = "plots/tsne.csv"
+NN_METRICS = "metrics/nn_eval.json"
+NN_CURVES = "plots/nn_eval"
+LINEAR_MODEL = "models/linear.keras"
+LINEAR_HISTORY = "plots/linear_train.csv"
+LINEAR_METRICS = "metrics/linear_eval.json"
+LINEAR_CURVES = "plots/linear_eval"
+ACCURACY_CHART = "plots/accuracy_vs_published.png"
+ATTRIBUTION_MODELS = "models/attribution"
+ATTRIBUTION_METRICS = "metrics/attribution.json"
+ATTRIBUTION_PLOTS = "plots/attribution"
+ATTRIBUTION_PICTURE = "plots/attribution.png"
