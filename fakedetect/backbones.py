@@ -56,11 +56,19 @@ class Transform:
     std: tuple[float, float, float]
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
-        pixels = np.array(augment.center_crop(rgb, self.crop), copy=True)  # writable, as torchvision's ToTensor
-        x = torch.from_numpy(pixels).permute(2, 0, 1).float().div(255)
+        """One image: H x W x 3 uint8 -> 3 x crop x crop float32."""
+        return self.normalize(torch.from_numpy(self.crop_pixels(rgb))[None])[0]
+
+    def crop_pixels(self, rgb: np.ndarray) -> np.ndarray:
+        return np.array(augment.center_crop(rgb, self.crop), copy=True)  # writable, as torchvision's ToTensor
+
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A batch of cropped images, N x crop x crop x 3 uint8 -> N x 3 x crop x crop float32 (the
+        same operations per element as for one image, so batched and single results are equal)."""
+        x = pixels.permute(0, 3, 1, 2).float().div(255)
         mean = torch.as_tensor(self.mean, dtype=torch.float32)[:, None, None]
         std = torch.as_tensor(self.std, dtype=torch.float32)[:, None, None]
-        return x.sub_(mean).div_(std)
+        return x.sub_(mean).div_(std).contiguous()
 
     def describe(self) -> str:
         return f"center_crop{self.crop} mean={list(self.mean)} std={list(self.std)}"

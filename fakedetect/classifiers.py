@@ -105,9 +105,11 @@ def train(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, va
     return model, history.round(6)
 
 
-def predict(model: keras.Model, features: np.ndarray) -> np.ndarray:
-    """Probability that each row is fake."""
-    return model.predict(features, batch_size=4096, verbose=0)[:, 0].astype(np.float64)
+def predict(model: keras.Model, features: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Probability that each row is fake. predict_on_batch per chunk of rows: the same compiled
+    function as model.predict, without its ~40 ms of set-up per call (predict scores small batches)."""
+    parts = [np.asarray(model.predict_on_batch(features[i:i + chunk])) for i in range(0, len(features), chunk)]
+    return np.concatenate(parts)[:, 0].astype(np.float64) if parts else np.empty(0)
 
 
 def save(model: keras.Model, path: str | os.PathLike) -> None:

@@ -60,28 +60,28 @@ def run_params(project: Path) -> Params:
 
 
 class ImagePaths(torch.utils.data.Dataset):
-    """path -> (index, transformed image or None, skip reason): decoded in loader processes."""
+    """path -> (index, the image centre-cropped as the pipeline's test images, skip reason):
+    decoded in loader processes. Only uint8 pixels cross to the main process, which derives
+    both networks' inputs from them."""
 
-    def __init__(self, paths: list[str], limits: Limits, size: int, transform: backbones.Transform):
-        self.paths, self.limits, self.size, self.transform = paths, limits, size, transform
+    def __init__(self, paths: list[str], limits: Limits, size: int):
+        self.paths, self.limits, self.size = paths, limits, size
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int):
-        """(index, backbone input, the preprocessed image as uint8 C x H x W, skip reason)."""
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
         try:
             rgb = images.load(self.paths[i], self.limits).rgb
         except BadImage as exc:
-            return i, None, None, exc.reason
-        crop = augment.center_crop(rgb, self.size)
-        return i, self.transform(crop), torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))), ""
+            return i, None, exc.reason
+        return i, torch.from_numpy(np.array(augment.center_crop(rgb, self.size), copy=True)), ""
 
 
 def _collate(items):
-    good = [item for item in items if item[1] is not None]
-    batches = (torch.stack([x for _, x, _, _ in good]), torch.stack([c for _, _, c, _ in good])) if good else None
-    return [i for i, _, _, _ in good], batches, [(i, reason) for i, x, _, reason in items if x is None]
+    good = [(i, pixels) for i, pixels, _ in items if pixels is not None]
+    batch = torch.stack([pixels for _, pixels in good]) if good else None
+    return [i for i, _ in good], batch, [(i, reason) for i, pixels, reason in items if pixels is None]
 
 
 class Detector:
@@ -151,19 +151,22 @@ class Detector:
     def predict(self, paths: list[str], batch_size: int = 32, workers: int = 1) -> list[Prediction]:
         """Score every path; unreadable files come back with status `unreadable` and their reason."""
         results = [Prediction(path=p, status="unreadable") for p in paths]
-        dataset = ImagePaths(paths, self.limits, self.params.preprocess.size, self.backbone.transform)
+        dataset = ImagePaths(paths, self.limits, self.params.preprocess.size)
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                              collate_fn=_collate)
         with tqdm(total=len(paths), desc="predict", unit="img", mininterval=2, disable=len(paths) < 8) as bar:
-            for indices, batches, skipped in loader:
+            for indices, pixels, skipped in loader:
                 for i, reason in skipped:
                     results[i].reason = reason
-                if batches is not None:
-                    self._fill([results[i] for i in indices], *batches)
+                if pixels is not None:
+                    self._fill([results[i] for i in indices], pixels)
                 bar.update(len(indices) + len(skipped))
         return results
 
-    def _fill(self, batch: list[Prediction], inputs: torch.Tensor, pixels: torch.Tensor) -> None:
+    def _fill(self, batch: list[Prediction], pixels: torch.Tensor) -> None:
+        """Score one batch of centre-cropped images (N x H x W x 3 uint8)."""
+        transform = self.backbone.transform
+        inputs = transform.normalize(torch.from_numpy(np.stack([transform.crop_pixels(x) for x in pixels.numpy()])))
         p_fake, ranking = self._score(self.backbone.encode(inputs))
         decided = p_fake if ranking is None else ranking
         for j, result in enumerate(batch):
@@ -176,7 +179,7 @@ class Detector:
                 result.extra["nn_score"] = round(float(ranking[j]), 6)
         fakes = [j for j, result in enumerate(batch) if result.fake]
         if fakes:
-            probabilities = attribution.class_probabilities(self.level2, pixels[fakes])
+            probabilities = attribution.class_probabilities(self.level2, pixels[fakes].permute(0, 3, 1, 2))
             for j, p in zip(fakes, probabilities):
                 batch[j].family = self.families[int(p.argmax())]
                 batch[j].p_family = round(float(p.max()), 6)
