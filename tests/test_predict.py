@@ -8,8 +8,9 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
-from fakedetect import features, layouts
+from fakedetect import attribution, augment, features, images, layouts  # torchvision before TensorFlow
 from fakedetect.cli import COLUMNS
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
@@ -48,6 +49,27 @@ def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_sco
         assert set(COLUMNS) <= set(g) and g["status"] == "ok" and g["threshold"] == threshold
         assert g["fake"] == (g["p_fake"] > threshold) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
         assert (g["family"] in ("gan", "diffusion")) == g["fake"]
+
+
+def test_families_match_the_saved_level2_network_across_batches(trained_project):
+    """The family, found in a second thread batch after batch by a BatchNorm-folded network,
+    is what the level-2 network the stage saved says."""
+    rows = layouts.read_manifest(trained_project / "data/preprocessed.csv")
+    fakes = rows[(rows.split == "test") & (rows.label == 1)].groupby("test_set").head(4)
+    result = predict(trained_project, "--json", "--batch-size", "3", *fakes.path)
+    assert result.returncode == 0, result.stderr
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    models = trained_project / "models/attribution"
+    card = json.loads((models / "model.json").read_text())
+    saved = attribution.build_resnet(card["arch"], card["levels"]["level2"]["outputs"])
+    saved.load_state_dict(torch.load(models / "level2.pt", weights_only=True))
+    pixels = torch.stack([torch.from_numpy(augment.center_crop(images.load(g["path"]).rgb, 224)).permute(2, 0, 1)
+                          for g in got if g["fake"]])
+    expected = attribution.class_probabilities(saved.eval(), pixels)
+    judged = [g for g in got if g["fake"]]
+    assert judged and all(g["family"] is None for g in got if not g["fake"])
+    assert [g["family"] for g in judged] == [card["levels"]["level2"]["classes"][int(p.argmax())] for p in expected]
+    np.testing.assert_allclose([g["p_family"] for g in judged], expected.max(axis=1), atol=1e-4)
 
 
 def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_path):
