@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 
 from fakedetect.images import IMAGE_EXTENSIONS
@@ -57,6 +58,18 @@ def _table(rows: list[dict]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header] + body)
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _at_least_zero(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return int(text)
+
+
 def predict_command(args: argparse.Namespace) -> int:
     from fakedetect.predict import Detector  # torch and torchvision load before Keras (DESIGN §8)
     from fakedetect.stage import UserError
@@ -71,7 +84,12 @@ def predict_command(args: argparse.Namespace) -> int:
         return 2
     try:
         detector = Detector(args.project, args.classifier)
-        rows = [_row(p) for p in detector.predict(paths, args.batch_size, args.workers)]
+        start = time.perf_counter()
+        extract = detector.params.extract
+        batch_size = extract.batch_size if args.batch_size is None else args.batch_size
+        workers = extract.loader_workers if args.workers is None else args.workers
+        rows = [_row(p) for p in detector.predict(paths, batch_size, workers)]
+        seconds = time.perf_counter() - start
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -85,6 +103,8 @@ def predict_command(args: argparse.Namespace) -> int:
     else:
         print(_table(rows))
     unreadable = [r for r in rows if r["status"] != "ok"]
+    print(f"scored {len(rows) - len(unreadable)} of {len(rows)} images in {seconds:.1f} s "
+          f"({len(rows) / seconds:.1f} images/s)", file=sys.stderr)
     if unreadable:
         print(f"{len(unreadable)} of {len(rows)} inputs could not be read:", file=sys.stderr)
         for r in unreadable:
@@ -116,8 +136,9 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--json", dest="format", action="store_const", const="json", help="one JSON object per image")
     out.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header row")
     p.add_argument("--project", default=".", help="the project folder holding the trained run (default: here)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=1, help="processes decoding images while the model runs")
+    p.add_argument("--batch-size", type=_positive, help="images per batch (default: the run's extract.batch_size)")
+    p.add_argument("--workers", type=_at_least_zero, help="processes decoding images while the model runs "
+                                               "(default: the run's extract.loader_workers)")
     p.set_defaults(format="table", run=predict_command)
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")

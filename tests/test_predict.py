@@ -86,6 +86,7 @@ def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_p
     assert len(rows) == 4 and set(COLUMNS) <= set(rows[0])
     assert [r["status"] for r in rows] == ["unreadable", "ok", "ok", "ok"]
     assert rows[0]["reason"] == "truncated" and "broken.jpg: truncated" in result.stderr
+    assert "scored 3 of 4 images in" in result.stderr
 
 
 @pytest.mark.parametrize("prefix", ["import torch; import tensorflow", "import tensorflow; import keras"])
@@ -112,6 +113,8 @@ def test_clear_errors_without_a_trained_run(tmp_path):
     assert result.returncode == 2 and "make repro" in result.stderr and "Traceback" not in result.stderr
     result = predict(tmp_path)
     assert result.returncode == 2 and "no image files" in result.stderr
+    result = predict(tmp_path, "--batch-size", "0", tmp_path / "a.png")
+    assert result.returncode == 2 and "--batch-size: expected a whole number of at least 1" in result.stderr
 
 
 def test_real_world_images(trained_project, shared_fixtures):
