@@ -14,12 +14,29 @@ from PIL import Image
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def run_stage(name: str, cwd: Path, params: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python stages/<name>.py` in `cwd` (after writing `params` there as params.yaml)."""
+def run_stage(name: str, cwd: Path, params: dict | None = None, timeout: int = 600,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python stages/<name>.py` in `cwd` (after writing `params` there as params.yaml), in
+    `env` (default: this process's environment)."""
     if params is not None:
         (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return subprocess.run([sys.executable, str(PROJECT / "stages" / f"{name}.py")], cwd=cwd,
+    return subprocess.run([sys.executable, str(PROJECT / "stages" / f"{name}.py")], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def stage_env(**extra) -> dict:
+    """This process's environment without HF_HUB_OFFLINE (a test that wants it says so), the
+    project on PYTHONPATH, and `extra`."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    return env | {"PYTHONPATH": str(PROJECT)} | extra
+
+
+def assert_stopped(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """A stage stopped on bad input: exit status 1 and a message with every fragment, no traceback."""
+    assert result.returncode == 1
+    for fragment in fragments:
+        assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def write_image(path: Path, size=(48, 40), mode="RGB", seed=0, **save_args) -> Path:

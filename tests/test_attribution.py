@@ -4,22 +4,20 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from fakedetect import attribution as A
 from fakedetect import layouts
 from fakedetect.params import AttributionParams
 from fakedetect.stage import UserError
+from helpers import assert_stopped, run_stage, stage_env
 
-PROJECT = Path(__file__).resolve().parents[1]
 SIZE = 32
 FAMILY = {"upsample_nearest": "gan", "transposed_conv": "gan", "noise_denoise": "diffusion"}
 
@@ -86,10 +84,8 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def _run_stage(root: Path, attribution: dict, **env) -> subprocess.CompletedProcess:
-    (root / "params.yaml").write_text(yaml.safe_dump({"attribution": attribution}))
-    return subprocess.run([sys.executable, str(PROJECT / "stages/resnet_attribution.py")], cwd=root,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(PROJECT), "HF_HUB_OFFLINE": "1", **env})
+    return run_stage("resnet_attribution", root, {"attribution": attribution}, timeout=300,
+                     env=stage_env(HF_HUB_OFFLINE="1", **env))
 
 
 def _rows(root: Path) -> pd.DataFrame:
@@ -240,9 +236,7 @@ def test_stage_stops_on_an_unknown_generator_naming_the_key(tiny):
     bad = {**TINY, "level2": {"train": {"sets": list(FAMILY), "generators": ["biggan"]},
                               "test": {"sets": list(FAMILY)}}}
     result = _run_stage(tiny, bad)
-    assert result.returncode == 1
-    assert "error: attribution.level2.train.generators: unknown generator(s) ['biggan']" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_stopped(result, "error: attribution.level2.train.generators: unknown generator(s) ['biggan']")
 
 
 def test_stage_offline_imagenet_fails_naming_the_key(tiny, tmp_path):

@@ -1,7 +1,6 @@
 """extract_clip: the test transform, feature shape/dtype/order, kill-and-resume, fast failure on
 unavailable weights. Offline: the packaged EfficientNet-Lite0 or randomly initialised OpenCLIP."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,8 +19,8 @@ from torchvision import transforms
 from fakedetect import augment, backbones, extract, features, images
 from fakedetect.featurestore import FeatureStore
 from fakedetect.params import ExtractParams
+from helpers import PROJECT, run_stage, stage_env
 
-PROJECT = Path(__file__).resolve().parents[1]
 STAGE = PROJECT / "stages" / "extract_clip.py"
 
 
@@ -75,11 +74,6 @@ def project(tmp_path: Path, rows: pd.DataFrame, extract_params: dict) -> Path:
     rows.to_csv(root / "data" / "preprocessed.csv", index=False)
     (root / "params.yaml").write_text(yaml.safe_dump({"extract": extract_params}))
     return root
-
-
-def stage_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
-    return env | {"PYTHONPATH": str(PROJECT)} | extra
 
 
 # ------------------------------------------------------------------ the transform
@@ -165,8 +159,7 @@ def test_killed_stage_resumes_without_recomputing(tmp_path):
     finished = set(FeatureStore(tmp_path / "store", identity).load(set(rows.image_sha256)))
     assert 0 < len(finished) < n
 
-    rerun = subprocess.run([sys.executable, str(STAGE)], cwd=root, env=stage_env(HF_HUB_OFFLINE="1"),
-                           capture_output=True, text=True, timeout=300)
+    rerun = run_stage("extract_clip", root, timeout=300, env=stage_env(HF_HUB_OFFLINE="1"))
     assert rerun.returncode == 0, rerun.stderr
     run = json.loads((root / "metrics" / "extract.json").read_text())["run"]
     assert (run["computed"], run["reused"]) == (n - len(finished), len(finished))
@@ -195,7 +188,7 @@ def test_unavailable_weights_fail_fast(tmp_path, offline):
     env = stage_env(HOME=str(tmp_path / "home"), HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="https://huggingface.invalid")
     if offline:
         env["HF_HUB_OFFLINE"] = offline
-    result = subprocess.run([sys.executable, str(STAGE)], cwd=root, env=env, capture_output=True, text=True, timeout=30)
+    result = run_stage("extract_clip", root, timeout=30, env=env)
     assert result.returncode == 1
     message = result.stderr.splitlines()[-1]
     assert message.startswith("error: extract.pretrained:")

@@ -1,8 +1,6 @@
 """Importing precomputed features: the notebook project's .pt tensors (the acceptance fixture),
 .npy and .npz, with row ranges; unsafe or inconsistent files are refused naming the key."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import yaml
 from fakedetect import features
 from fakedetect.params import ExtractParams, ImportSource
 from fakedetect.stage import UserError
-from test_extract import PROJECT, stage_env
+from helpers import run_stage, stage_env
 
 
 def fixture_imports(folder) -> list[dict]:
@@ -39,8 +37,7 @@ def test_notebook_fixture_imports_and_flows_through_tsne(tmp_path, shared_fixtur
               "tsne": {"max_points": 200, "perplexity": 20}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("extract_clip", "tsne"):
-        result = subprocess.run([sys.executable, str(PROJECT / "stages" / f"{stage}.py")], cwd=tmp_path,
-                                env=stage_env(HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=120)
+        result = run_stage(stage, tmp_path, timeout=120, env=stage_env(HF_HUB_OFFLINE="1"))
         assert result.returncode == 0, result.stderr
     matrix, rows = features.load_features(tmp_path / "data" / "features")
     assert matrix.shape == (6000, 768) and matrix.dtype == np.float32

@@ -7,7 +7,7 @@ from fakedetect import layouts
 from fakedetect.images import Limits
 from fakedetect.params import DatasetSource
 from fakedetect.stage import UserError
-from helpers import run_stage, write_image
+from helpers import assert_stopped, run_stage, write_image
 
 
 def rows_of(sources, max_per_class=None, seed=0):
@@ -130,9 +130,7 @@ def test_root_that_does_not_exist_stops_the_stage_naming_the_key(tmp_path):
     params = {"ingest": {"source": "datasets",
                          "datasets": [{"layout": "generic", "root": str(tmp_path / "nowhere")}]}}
     result = run_stage("ingest", tmp_path, params)
-    assert result.returncode == 1
-    assert "ingest.datasets.0.root" in result.stderr and "does not exist" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_stopped(result, "ingest.datasets.0.root", "does not exist")
     assert not (tmp_path / "data/manifest.csv").exists()
 
 

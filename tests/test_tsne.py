@@ -1,6 +1,4 @@
 """The tsne stage: a seeded, class-balanced sample, a deterministic embedding, the plot and CSV."""
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -8,7 +6,7 @@ import pytest
 import yaml
 
 from fakedetect import features, tsne
-from test_extract import PROJECT, stage_env
+from helpers import run_stage, stage_env
 
 
 @pytest.mark.parametrize("sizes, total, shares", [
@@ -51,8 +49,7 @@ def test_tsne_stage_writes_plot_and_coordinates(tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tsne": {"max_points": 120, "perplexity": 15, "seed": 1}}))
     outputs = []
     for _ in range(2):
-        result = subprocess.run([sys.executable, str(PROJECT / "stages" / "tsne.py")], cwd=tmp_path,
-                                env=stage_env(), capture_output=True, text=True, timeout=120)
+        result = run_stage("tsne", tmp_path, timeout=120, env=stage_env())
         assert result.returncode == 0, result.stderr
         outputs.append((tmp_path / "plots" / "tsne.csv").read_bytes())
     assert outputs[0] == outputs[1]  # seeded: the same coordinates
