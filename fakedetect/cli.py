@@ -58,16 +58,13 @@ def _table(rows: list[dict]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header] + body)
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
-def _at_least_zero(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
-    return int(text)
+def _whole_number(minimum: int):
+    """An argparse type: a whole number of at least `minimum`."""
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {minimum}, got {text!r}")
+        return int(text)
+    return parse
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -136,8 +133,8 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--json", dest="format", action="store_const", const="json", help="one JSON object per image")
     out.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header row")
     p.add_argument("--project", default=".", help="the project folder holding the trained run (default: here)")
-    p.add_argument("--batch-size", type=_positive, help="images per batch (default: the run's extract.batch_size)")
-    p.add_argument("--workers", type=_at_least_zero, help="processes decoding images while the model runs "
+    p.add_argument("--batch-size", type=_whole_number(1), help="images per batch (default: the run's extract.batch_size)")
+    p.add_argument("--workers", type=_whole_number(0), help="processes decoding images while the model runs "
                                                "(default: the run's extract.loader_workers)")
     p.set_defaults(format="table", run=predict_command)
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")

@@ -23,15 +23,16 @@ def main() -> None:
     rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
     start = time.perf_counter()
     result = attribution.run(rows, p, trunk)
+    models, curves = Path(ATTRIBUTION_MODELS), Path(ATTRIBUTION_PLOTS)
     for level, state in result.models.items():
         buffer = io.BytesIO()  # saved from memory: a file name would be recorded inside the archive
         torch.save(state, buffer)
-        atomic.write_bytes(Path(ATTRIBUTION_MODELS) / f"{level}.pt", buffer.getvalue())
-    atomic.write_json(Path(ATTRIBUTION_MODELS) / "model.json", result.card)
+        atomic.write_bytes(models / result.card["levels"][level]["file"], buffer.getvalue())  # as the card says
+    atomic.write_json(models / "model.json", result.card)
     for level, history in result.histories.items():
-        atomic.write_csv(Path(ATTRIBUTION_PLOTS) / f"{level}_training.csv", history)
+        atomic.write_csv(curves / f"{level}_training.csv", history)
     for name, frame in result.confusions.items():
-        atomic.write_csv(Path(ATTRIBUTION_PLOTS) / f"{name}_confusion.csv", frame)
+        atomic.write_csv(curves / f"{name}_confusion.csv", frame)
     matrices = {name: (result.metrics[name]["classes"], result.metrics[name]["confusion"])
                 for name in result.confusions}
     plots.confusion_matrices(matrices, ATTRIBUTION_PICTURE, f"attribution, {p.arch} (weights: {p.weights})")
