@@ -2,8 +2,10 @@
 path with the same backbone on the same images (target: at least 0.8 of it). Measured twice:
 the detector's scoring in this process, and the command itself as a user runs it (the
 images/s it reports on stderr; its start-up, importing torch and TensorFlow and loading the
-models, paid once per command, is reported apart). Each figure is the median of three runs. Needs a trained
-run (`make repro`). Prints `name: value` lines."""
+models, paid once per command, is reported apart). The command is also timed with --no-family, which
+leaves out the second network (level 2's ResNet on each image judged fake), so that what the
+command costs beyond the backbone is seen apart from what that network costs. Each figure is the
+median of three runs. Needs a trained run (`make repro`). Prints `name: value` lines."""
 import json
 import re
 import statistics
@@ -15,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from fakedetect import extract, layouts, params
+from fakedetect import attribution, extract, layouts, params
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
-from fakedetect.predict import Detector
+from fakedetect.predict import Detector, ImagePaths
 
 PROJECT = Path(__file__).resolve().parents[1]
 N_IMAGES = 256
@@ -26,16 +28,36 @@ N_WARM_UP = 32
 REPEATS = 3
 
 
-def run_command(paths: list[str]) -> tuple[float, float]:
+def run_command(paths: list[str], *options: str) -> tuple[float, float]:
     """`python -m fakedetect predict --json` on the paths, as a user runs it: (wall seconds, the
     images/s of its scoring, which it reports on stderr)."""
     start = time.perf_counter()
-    command = subprocess.run([sys.executable, "-m", "fakedetect", "predict", "--json", *paths], cwd=PROJECT,
+    command = subprocess.run([sys.executable, "-m", "fakedetect", "predict", "--json", *options, *paths], cwd=PROJECT,
                              capture_output=True, text=True)
     seconds = time.perf_counter() - start
     assert command.returncode == 0, command.stderr
     assert len([json.loads(line) for line in command.stdout.splitlines()]) == len(paths)  # one object per image
     return seconds, float(re.search(r"\(([0-9.]+) images/s\)", command.stderr).group(1))
+
+
+def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
+    """Milliseconds per image of each network alone on one batch, the median of three: the
+    backbone, which every image needs, and the family network, which each image judged fake needs."""
+    pixels = torch.stack([ImagePaths(paths, detector.limits, detector.params.preprocess.size)[i][1]
+                          for i in range(len(paths))])
+    inputs = detector.backbone.transform.normalize(pixels)
+
+    def per_image_ms(work) -> float:
+        work()
+        times = []
+        for _ in range(REPEATS):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times) / len(paths)
+
+    return (per_image_ms(lambda: detector.backbone.encode(inputs)),
+            per_image_ms(lambda: attribution.class_probabilities(detector.level2, pixels.permute(0, 3, 1, 2))))
 
 
 def main() -> None:
@@ -61,8 +83,14 @@ def main() -> None:
         extract_rates.append(run.computed / run.seconds)
     predict_rate, extract_rate = statistics.median(predict_rates), statistics.median(extract_rates)
 
-    runs = [run_command(paths) for _ in range(REPEATS)]
+    backbone_ms, family_ms = network_costs(detector, paths[:p.batch_size])
+
+    runs, bare_rates = [], []
+    for _ in range(REPEATS):
+        runs.append(run_command(paths))
+        bare_rates.append(run_command(paths, "--no-family")[1])
     command_wall_s, command_rate = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    bare_rate = statistics.median(bare_rates)
 
     print(f"images: {N_IMAGES}")
     print(f"backbone: {p.model}")
@@ -73,6 +101,15 @@ def main() -> None:
     print(f"detector_over_extract_ratio: {predict_rate / extract_rate:.2f}")
     print(f"command_images_per_s: {command_rate:.1f}")
     print(f"command_over_extract_ratio: {command_rate / extract_rate:.2f}")
+    print(f"images_judged_fake: {sum(r.fake for r in predictions)}")
+    print(f"command_no_family_images_per_s: {bare_rate:.1f}")
+    print(f"command_no_family_over_extract_ratio: {bare_rate / extract_rate:.2f}")
+    print(f"backbone_ms_per_image: {backbone_ms:.1f}")
+    print(f"family_network_ms_per_image: {family_ms:.1f}")
+    print(f"family_over_backbone_cost_ratio: {family_ms / backbone_ms:.2f}")
+    # The most the command could reach running the two networks one after the other, at no other cost:
+    fake_share = sum(r.fake for r in predictions) / N_IMAGES
+    print(f"ratio_bound_networks_in_series: {backbone_ms / (backbone_ms + fake_share * family_ms):.2f}")
     print(f"command_wall_s_{N_IMAGES}_images: {command_wall_s:.1f}")
     print(f"command_startup_s: {command_wall_s - N_IMAGES / command_rate:.1f}")
 

@@ -47,6 +47,7 @@ STAGE_STRIDE = {"stem": 4, "layer1": 4, "layer2": 8, "layer3": 16, "layer4": 32}
 FAMILIES = ("gan", "diffusion")  # level 2's classes, in the order of its single logit (0, 1)
 HIERARCHY = ("real", "gan", "diffusion")
 LEVELS = ("level1", "level2", "level3")
+MODEL_CARD = "model.json"  # beside the saved levels: what a predictor needs to rebuild them
 WEIGHTS_HOST = "download.pytorch.org"  # torchvision's weights
 
 # Published accuracies (%) shown beside each level's; each on its own data, so no deltas.
@@ -359,7 +360,7 @@ def load_level(models_dir: str | os.PathLike, level: str) -> tuple[nn.Module, li
     the model card the stage wrote beside it, prepared for inference: BatchNorm folded into the
     convolutions and channels-last memory, about 1.8x faster on the CPU; its logits differ
     from the unfolded network's by float rounding only (~1e-5)."""
-    card = json.loads((Path(models_dir) / "model.json").read_text())
+    card = json.loads((Path(models_dir) / MODEL_CARD).read_text())
     entry = card["levels"][level]
     state = torch.load(Path(models_dir) / entry["file"], map_location="cpu", weights_only=True)
     model = build_resnet(card["arch"], entry["outputs"])

@@ -80,7 +80,7 @@ def predict_command(args: argparse.Namespace) -> int:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
     try:
-        detector = Detector(args.project, args.classifier)
+        detector = Detector(args.project, args.classifier, args.family)
         start = time.perf_counter()
         extract = detector.params.extract
         batch_size = extract.batch_size if args.batch_size is None else args.batch_size
@@ -129,6 +129,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="append", default=[], metavar="FILE", help="a file listing image paths, one per line")
     p.add_argument("--classifier", choices=["linear", "nn"], default="linear",
                    help="linear: the trained head (default) | nn: nearest neighbour in the training features")
+    p.add_argument("--no-family", dest="family", action="store_false",
+                   help="P(fake) only, without the GAN/diffusion family: faster, and needs no resnet_attribution run")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", dest="format", action="store_const", const="json", help="one JSON object per image")
     out.add_argument("--csv", dest="format", action="store_const", const="csv", help="CSV with a header row")

@@ -88,7 +88,7 @@ def _collate(items):
 class Detector:
     """A trained run, loaded once, that scores batches of image files."""
 
-    def __init__(self, project: str | Path = ".", classifier: str = "linear"):
+    def __init__(self, project: str | Path = ".", classifier: str = "linear", family: bool = True):
         self.project = Path(project)
         self.classifier = classifier
         self.params = p = run_params(self.project)
@@ -101,13 +101,21 @@ class Detector:
                              min_side=p.ingest.min_side, keep_only_rgb=p.ingest.keep_only_rgb)
         self.threshold = self._calibrated_threshold()
         self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
-        self.level2, self.families = attribution.load_level(self._artifact(ATTRIBUTION_MODELS), "level2")
+        self.level2, self.families = self._level2() if family else (None, [])
 
     def _artifact(self, name: str) -> Path:
         path = self.project / name
         if not path.exists():
             raise UserError(f"{path} is missing: run `make repro` (or `dvc pull`) first")
         return path
+
+    def _level2(self):
+        """The family network; a run that stopped before resnet_attribution can still say P(fake)."""
+        models = self.project / ATTRIBUTION_MODELS
+        if not (models / attribution.MODEL_CARD).is_file():
+            raise UserError(f"{models / attribution.MODEL_CARD} is missing: run `make repro` (or `dvc pull`) first, or score without "
+                            "the family (fakedetect predict --no-family)")
+        return attribution.load_level(models, "level2")
 
     def _calibrated_threshold(self) -> float | None:
         report = json.loads(self._artifact(METRICS[self.classifier]).read_text())
@@ -169,7 +177,7 @@ class Detector:
                     if family is not None:
                         family.result()  # raises what the thread raised
                     family = family_thread.submit(self._name_families, [batch[j] for j in fakes],
-                                                  pixels[fakes]) if fakes else None
+                                                  pixels[fakes]) if fakes and self.level2 is not None else None
                 bar.update(len(indices) + len(skipped))
             if family is not None:
                 family.result()

@@ -28,7 +28,7 @@ def main() -> None:
         buffer = io.BytesIO()  # saved from memory: a file name would be recorded inside the archive
         torch.save(state, buffer)
         atomic.write_bytes(models / result.card["levels"][level]["file"], buffer.getvalue())  # as the card says
-    atomic.write_json(models / "model.json", result.card)
+    atomic.write_json(models / attribution.MODEL_CARD, result.card)
     for level, history in result.histories.items():
         atomic.write_csv(curves / f"{level}_training.csv", history)
     for name, frame in result.confusions.items():

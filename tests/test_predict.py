@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fakedetect import attribution, augment, features, images, layouts  # torchvision before TensorFlow
+from fakedetect.artifacts import LINEAR_METRICS, LINEAR_MODEL
 from fakedetect.cli import COLUMNS
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
@@ -70,6 +71,27 @@ def test_families_match_the_saved_level2_network_across_batches(trained_project)
     assert judged and all(g["family"] is None for g in got if not g["fake"])
     assert [g["family"] for g in judged] == [card["levels"]["level2"]["classes"][int(p.argmax())] for p in expected]
     np.testing.assert_allclose([g["p_family"] for g in judged], expected.max(axis=1), atol=1e-4)
+
+
+def test_without_the_family_network(trained_project, tmp_path):
+    """A run that stopped before resnet_attribution still says P(fake) with --no-family; without
+    the flag it is told which stage is missing, and about the flag."""
+    for name in ["dvc.lock", LINEAR_METRICS, LINEAR_MODEL]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(trained_project / name, tmp_path / name)
+    inputs = sorted((trained_project / "data/demo/test").rglob("*.png"))[::40]
+    refused = predict(tmp_path, *inputs)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "attribution/model.json is missing" in refused.stderr and "--no-family" in refused.stderr
+    without = predict(tmp_path, "--no-family", "--json", *inputs)
+    assert without.returncode == 0, without.stderr
+    full = predict(trained_project, "--json", *inputs)
+    without, full = ([json.loads(line) for line in r.stdout.splitlines()] for r in (without, full))
+    assert len(without) == len(inputs) and any(g["fake"] for g in full) and any(not g["fake"] for g in full)
+    for a, b in zip(without, full):
+        assert a["family"] is None and a["p_family"] is None
+        assert {k: a[k] for k in ["p_fake", "fake", "fake_at_0_5", "threshold"]} == \
+            {k: b[k] for k in ["p_fake", "fake", "fake_at_0_5", "threshold"]}
 
 
 def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_path):

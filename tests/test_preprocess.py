@@ -61,7 +61,6 @@ def test_blur_hits_exactly_the_seeded_half(demo_run):
 def test_outputs_are_the_protocol_pixels(demo_run):
     folder = demo_run[0]
     rows = layouts.read_manifest(folder / "data/preprocessed.csv")
-    params = PreprocessParams()
     for row in rows[rows.split == "train"].head(6).itertuples():
         source = images.load(str(folder / row.path)).rgb
         jpeg = augment.jpeg_encode(cv2.resize(source, (224, 224), interpolation=cv2.INTER_LINEAR), 80)
