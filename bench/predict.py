@@ -45,7 +45,7 @@ def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
     backbone, which every image needs, and the family network, which each image judged fake needs."""
     pixels = torch.stack([ImagePaths(paths, detector.limits, detector.params.preprocess.size)[i][1]
                           for i in range(len(paths))])
-    inputs = detector.backbone.transform.normalize(pixels)
+    inputs = detector.backbone.transform.batch(pixels.numpy())
 
     def per_image_ms(work) -> float:
         work()

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import boto3
 
+from fakedetect import artifacts, features
+
 PROJECT = Path(__file__).resolve().parents[1]
-FEATURES = PROJECT / "data" / "features"
+FEATURES = PROJECT / artifacts.FEATURES
 DVC = [sys.executable, "-m", "dvc"]
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.org",
        "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.org"}
@@ -68,7 +70,7 @@ def measure(name: str, folder: Path, url: str, endpoint: str | None) -> None:
 
 
 def main() -> None:
-    if not (FEATURES / "features.npy").is_file():
+    if not (FEATURES / features.MATRIX).is_file():
         sys.exit(f"{FEATURES} is missing: run `make repro` first")
     server, endpoint = moto_server()
     try:

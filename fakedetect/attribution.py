@@ -32,7 +32,7 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 from tqdm import tqdm
 
-from fakedetect.backbones import _reachable
+from fakedetect.backbones import why_no_download
 from fakedetect.metrics import set_metrics
 from fakedetect.params import RESNET_STAGES, AttributionParams, GroupSplitParams, LevelParams, Selection
 from fakedetect.stage import UserError
@@ -48,7 +48,6 @@ FAMILIES = ("gan", "diffusion")  # level 2's classes, in the order of its single
 HIERARCHY = ("real", "gan", "diffusion")
 LEVELS = ("level1", "level2", "level3")
 MODEL_CARD = "model.json"  # beside the saved levels: what a predictor needs to rebuild them
-WEIGHTS_HOST = "download.pytorch.org"  # torchvision's weights
 
 # Published accuracies (%) shown beside each level's; each on its own data, so no deltas.
 PUBLISHED = {"level1": {"notebook": 87.0, "level_up_above": 97.0},
@@ -72,8 +71,7 @@ def load_trunk_weights(arch: str, weights: str, key: str = "attribution.weights"
         url = torchvision.models.get_model_weights(arch).DEFAULT.url
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
         if not cached.is_file():
-            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-            why = "HF_HUB_OFFLINE is set" if offline else None if _reachable(url) else f"{WEIGHTS_HOST} cannot be reached"
+            why = why_no_download(url)
             if why:
                 raise UserError(f"{key}: imagenet weights for {arch} are not in {cached.parent} and {why}; "
                                 f"put {os.path.basename(url)} there, give a local state dict path, or use none")
@@ -120,6 +118,11 @@ def frozen_prefix(freeze: list[str]) -> int:
     while n < len(RESNET_STAGES) and RESNET_STAGES[n] in freeze:
         n += 1
     return n
+
+
+def prefix_stride(start: int) -> int:
+    """Image pixels per cell of the activations after the first `start` stages (1: the image)."""
+    return STAGE_STRIDE[RESNET_STAGES[start - 1]] if start else 1
 
 
 def freeze_stages(model: nn.Module, freeze: list[str]) -> list[nn.Module]:
@@ -311,10 +314,6 @@ class Inputs:
     start: int = 0  # stage index the network runs from
     activations: torch.Tensor | None = None  # bank-aligned, when start > 0
 
-    @property
-    def stride(self) -> int:
-        return STAGE_STRIDE[RESNET_STAGES[self.start - 1]] if self.start else 1
-
     def full(self, idx: torch.Tensor) -> torch.Tensor:
         return self.activations[idx] if self.activations is not None else normalize(self.bank.pixels[idx])
 
@@ -323,7 +322,7 @@ class Inputs:
         x = self.full(idx)
         if crop_px is None:
             return x
-        scale = self.stride  # pixels per cell of x
+        scale = prefix_stride(self.start)  # pixels per cell of x
         side_px = x.shape[-1] * scale
         positions = (side_px - crop_px) // align + 1
         offsets = torch.randint(positions, (len(idx), 2), generator=gen) * align // scale
@@ -425,7 +424,7 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
     weight = class_weights(data.train.target.to_numpy(), n_classes, p.class_balance)
     trainable = [q for q in model.parameters() if q.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=p.lr)
-    align = STAGE_STRIDE[RESNET_STAGES[frozen_prefix(p.freeze) - 1]] if frozen_prefix(p.freeze) else 1
+    align = prefix_stride(frozen_prefix(p.freeze))  # the same crops with and without reuse_frozen
     samples = len(train_idx) * p.crops_per_image
     used = samples // p.batch_size * p.batch_size or samples  # whole batches: BatchNorm needs > 1
     batches = (used + p.batch_size - 1) // p.batch_size
@@ -599,7 +598,7 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
     result = Result(metrics={"model": {"arch": p.arch, "weights": p.weights, "frozen": list(p.freeze),
                                        "reuse_frozen": p.reuse_frozen, "crop_size": p.crop_size},
                              "published_note": PUBLISHED_NOTE})
-    trained, inputs = {}, {}
+    trained, inputs, level_cards = {}, {}, {}
     for level, data in levels.items():
         model, frozen = new_model(p, len(data.classes), trunk)
         inputs[level] = make_inputs(model, bank, p, cache)
@@ -621,8 +620,7 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
         result.metrics[level] = {**report, "published_acc": PUBLISHED[level], "data": split_counts(data),
                                  "epochs_run": len(t.history), "best_epoch": t.best_epoch}
         result.confusions[level] = confusion_rows(truth, pred, data.classes)
-        result.card[level] = {"file": f"{level}.pt", "classes": list(data.classes),
-                              "outputs": model.fc.out_features}
+        level_cards[level] = {"file": f"{level}.pt", "classes": list(data.classes), "outputs": model.fc.out_features}
     if "level3" not in levels:
         result.metrics["level3"] = None
     idx = bank.index(hierarchy.image)
@@ -633,7 +631,7 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
     h = hierarchy.assign(target=truth)
     result.metrics["hierarchy"] = multiclass_report(h, decision, HIERARCHY, "class")
     result.confusions["hierarchy"] = confusion_rows(truth, decision, HIERARCHY)
-    result.card = {"arch": p.arch, "mean": list(MEAN), "std": list(STD), "levels": result.card,
+    result.card = {"arch": p.arch, "mean": list(MEAN), "std": list(STD), "levels": level_cards,
                    "input": "a preprocessed RGB image (whole, as the preprocess stage writes it), uint8 / 255, "
                             "normalised by mean and std",
                    "hierarchy": "level1 fake (logit >= 0) -> level2: gan (logit < 0) or diffusion"}

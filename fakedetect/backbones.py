@@ -57,14 +57,12 @@ class Transform:
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
         """One image: H x W x 3 uint8 -> 3 x crop x crop float32."""
-        return self.normalize(torch.from_numpy(self.crop_pixels(rgb))[None])[0]
+        return self.batch([rgb])[0]
 
-    def crop_pixels(self, rgb: np.ndarray) -> np.ndarray:
-        return np.array(augment.center_crop(rgb, self.crop), copy=True)  # writable, as torchvision's ToTensor
-
-    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
-        """A batch of cropped images, N x crop x crop x 3 uint8 -> N x 3 x crop x crop float32 (the
-        same operations per element as for one image, so batched and single results are equal)."""
+    def batch(self, rgbs) -> torch.Tensor:
+        """Images (H x W x 3 uint8 each) -> N x 3 x crop x crop float32; the same operations per
+        element whatever N, so a batch equals its images transformed one at a time."""
+        pixels = torch.from_numpy(np.stack([augment.center_crop(rgb, self.crop) for rgb in rgbs]))  # a new array
         x = pixels.permute(0, 3, 1, 2).float().div(255)
         mean = torch.as_tensor(self.mean, dtype=torch.float32)[:, None, None]
         std = torch.as_tensor(self.std, dtype=torch.float32)[:, None, None]
@@ -248,6 +246,14 @@ def _reachable(url: str) -> bool:
     return opened.wait(NETWORK_PROBE_S)
 
 
+def why_no_download(url: str) -> str | None:
+    """Why `url` cannot be downloaded now (HF_HUB_OFFLINE set, read as huggingface_hub reads it,
+    or its host not answering), or None: checked before a library's own slow retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return "HF_HUB_OFFLINE is set"
+    return None if _reachable(url) else f"{urlparse(url).hostname} cannot be reached"
+
+
 def _tag_weights(model: str, tag: str) -> tuple[str, bool]:
     """(checkpoint path, QuickGELU) for an open_clip tag: the cached copy, else a download, but
     only when the network answers; otherwise fail now rather than after open_clip's retries."""
@@ -260,8 +266,7 @@ def _tag_weights(model: str, tag: str) -> tuple[str, bool]:
     if cached:
         return cached, quick_gelu
     source = huggingface_hub.constants.ENDPOINT if cfg.get("hf_hub") else cfg["url"]
-    why = ("HF_HUB_OFFLINE is set" if huggingface_hub.constants.HF_HUB_OFFLINE
-           else None if _reachable(source) else f"{urlparse(source).hostname} cannot be reached")
+    why = why_no_download(source)
     if why is None:
         try:
             return open_clip.pretrained.download_pretrained(cfg), quick_gelu

@@ -96,26 +96,25 @@ class Detector:
             raise UserError("the run's features were imported (extract.source: import): predict needs the backbone "
                             "that computes them; set extract.source: backbone and run `make repro`")
         self.backbone = backbones.create(p.extract)
-        self.dim = self.backbone.encode(torch.zeros(1, 3, p.preprocess.size, p.preprocess.size)).shape[1]
+        crop = self.backbone.transform.crop  # what the encoder is given, whatever preprocess.size
+        self.dim = self.backbone.encode(torch.zeros(1, 3, crop, crop)).shape[1]
         self.limits = Limits(max_pixels=p.ingest.max_pixels, max_bytes=int(p.ingest.max_file_mb * 2**20),
                              min_side=p.ingest.min_side, keep_only_rgb=p.ingest.keep_only_rgb)
         self.threshold = self._calibrated_threshold()
         self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
         self.level2, self.families = self._level2() if family else (None, [])
 
-    def _artifact(self, name: str) -> Path:
+    def _artifact(self, name: str, otherwise: str = "") -> Path:
         path = self.project / name
         if not path.exists():
-            raise UserError(f"{path} is missing: run `make repro` (or `dvc pull`) first")
+            raise UserError(f"{path} is missing: run `make repro` (or `dvc pull`) first{otherwise}")
         return path
 
     def _level2(self):
         """The family network; a run that stopped before resnet_attribution can still say P(fake)."""
-        models = self.project / ATTRIBUTION_MODELS
-        if not (models / attribution.MODEL_CARD).is_file():
-            raise UserError(f"{models / attribution.MODEL_CARD} is missing: run `make repro` (or `dvc pull`) first, or score without "
-                            "the family (fakedetect predict --no-family)")
-        return attribution.load_level(models, "level2")
+        card = self._artifact(f"{ATTRIBUTION_MODELS}/{attribution.MODEL_CARD}",
+                              ", or score without the family (fakedetect predict --no-family)")
+        return attribution.load_level(card.parent, "level2")
 
     def _calibrated_threshold(self) -> float | None:
         report = json.loads(self._artifact(METRICS[self.classifier]).read_text())
@@ -186,9 +185,7 @@ class Detector:
     def _score_batch(self, batch: list[Prediction], pixels: torch.Tensor) -> list[int]:
         """P(fake) and the decisions for one batch of centre-cropped images (N x H x W x 3 uint8);
         returns the positions of those judged fake."""
-        transform = self.backbone.transform
-        inputs = transform.normalize(torch.from_numpy(np.stack([transform.crop_pixels(x) for x in pixels.numpy()])))
-        p_fake, ranking = self._score(self.backbone.encode(inputs))
+        p_fake, ranking = self._score(self.backbone.encode(self.backbone.transform.batch(pixels.numpy())))
         decided = p_fake if ranking is None else ranking
         for j, result in enumerate(batch):
             result.status = "ok"

@@ -16,7 +16,6 @@ def shared_fixtures() -> Path:
     return SHARED_FIXTURES
 
 
-
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory) -> Path:
     """A fresh copy of the project on which `dvc repro` ran the whole pipeline on a small demo

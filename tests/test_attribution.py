@@ -2,7 +2,6 @@
 hierarchy's confusion matrix, params errors, determinism and offline weights."""
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -187,10 +186,10 @@ def test_local_checkpoint_loads_into_the_trunk(tmp_path):
         A.load_trunk_weights("resnet18", "nowhere.pt")
 
 
-def test_imagenet_weights_offline_fail_naming_the_key(tmp_path):
+def test_imagenet_weights_offline_fail_naming_the_key(tmp_path, monkeypatch):
     torch.hub.set_dir(str(tmp_path))  # an empty hub cache
     try:
-        os.environ["HF_HUB_OFFLINE"] = "1"
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         with pytest.raises(UserError, match=r"attribution\.weights: imagenet weights for resnet50 are not in"):
             A.load_trunk_weights("resnet50", "imagenet")
     finally:

@@ -92,12 +92,16 @@ def test_transform_equals_univfd_test_transform(crop):
 
 
 def test_batched_transform_equals_one_image_at_a_time():
-    """predict normalises whole batches in the main process; the extract stage one image per loader call."""
+    """predict transforms whole batches in the main process; the extract stage one image per
+    loader call. Both equal UnivFD's torchvision transform of each image, bit for bit."""
     transform = backbones.Transform(224, backbones.CLIP_MEAN, backbones.CLIP_STD)
+    univfd = transforms.Compose([transforms.CenterCrop(224), transforms.ToTensor(),
+                                 transforms.Normalize(mean=backbones.CLIP_MEAN, std=backbones.CLIP_STD)])
     rgbs = [np.ascontiguousarray(skdata.astronaut()[i * 40:i * 40 + 300, i * 30:i * 30 + 260]) for i in range(3)]
-    batch = transform.normalize(torch.from_numpy(np.stack([transform.crop_pixels(rgb) for rgb in rgbs])))
+    batch = transform.batch(rgbs)
     assert batch.is_contiguous()
     assert torch.equal(batch, torch.stack([transform(rgb) for rgb in rgbs]))
+    assert torch.equal(batch, torch.stack([univfd(Image.fromarray(rgb)) for rgb in rgbs]))
 
 
 def test_openclip_identity_names_clip_normalisation():
