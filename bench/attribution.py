@@ -12,22 +12,22 @@ from pathlib import Path
 
 import torch
 
-from fakedetect import attribution, layouts
+from fakedetect import layouts
+from fakedetect.attribution import data, network, training
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = 12  # training batches timed per mode
 
 
-def training_rate(p, data, bank, reuse: bool) -> tuple[float, float]:
-    """(images/s over STEPS batches, seconds spent caching the frozen trunk first)."""
-    p = p.model_copy(update={"reuse_frozen": reuse})
-    model, frozen = attribution.new_model(p, len(data.classes), None)
+def training_rate(p, level, bank, reuse: bool) -> tuple[float, float]:
+    """(images/s over one training epoch, seconds spent caching the frozen trunk first)."""
+    p = p.model_copy(update={"reuse_frozen": reuse, "max_epochs": 1})
+    model, frozen = training.new_model(p, len(level.classes), None)
     start = time.perf_counter()
-    inputs = attribution.make_inputs(model, bank, p, {})
+    inputs = training.make_inputs(model, bank, p, {})
     cache_s = time.perf_counter() - start
-    return attribution.train_level(model, data, inputs, p, frozen, steps=STEPS).images_per_s, cache_s
+    return training.train_level(model, level, inputs, p, frozen).images_per_s, cache_s
 
 
 def stage_seconds() -> float:
@@ -46,12 +46,12 @@ def main() -> None:
     os.chdir(ROOT)
     torch.use_deterministic_algorithms(True)
     p = load_params().attribution
-    if not attribution.frozen_prefix(p.freeze):
+    if not network.frozen_prefix(p.freeze):
         sys.exit("bench/attribution.py: params.yaml attribution.freeze has no frozen leading stage to reuse")
-    data = attribution.prepare(layouts.read_manifest(PREPROCESSED_MANIFEST), p)["level1"]
-    bank = attribution.ImageBank([*data.train.image, *data.val.image])
-    with_reuse, cache_s = training_rate(p, data, bank, reuse=True)
-    without, _ = training_rate(p, data, bank, reuse=False)
+    level1 = data.prepare(layouts.read_manifest(PREPROCESSED_MANIFEST), p)["level1"]
+    bank = training.ImageBank([*level1.train.image, *level1.val.image])
+    with_reuse, cache_s = training_rate(p, level1, bank, reuse=True)
+    without, _ = training_rate(p, level1, bank, reuse=False)
     print(f"setting: {p.arch} weights={p.weights} frozen={'+'.join(p.freeze)} crop={p.crop_size} "
           f"batch={p.batch_size}, {torch.get_num_threads()} threads")
     print(f"train_images_per_s_with_reuse: {with_reuse:.1f}")

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from fakedetect import attribution, extract, layouts, params
+from fakedetect import extract, layouts, params
+from fakedetect.attribution import network
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
 from fakedetect.predict import Detector, ImagePaths
@@ -57,7 +58,7 @@ def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
         return 1000 * statistics.median(times) / len(paths)
 
     return (per_image_ms(lambda: detector.backbone.encode(inputs)),
-            per_image_ms(lambda: attribution.class_probabilities(detector.level2, pixels.permute(0, 3, 1, 2))))
+            per_image_ms(lambda: network.class_probabilities(detector.level2, pixels.permute(0, 3, 1, 2))))
 
 
 def main() -> None:

@@ -25,16 +25,13 @@ import importlib.util
 import json
 import logging
 import os
-import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
-from fakedetect import augment
+from fakedetect import augment, downloads
 from fakedetect.params import DEMO_LAYERS, ExtractParams
 from fakedetect.stage import UserError
 
@@ -42,7 +39,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CROP = 224
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".npz")
-NETWORK_PROBE_S = 2.0
 log = logging.getLogger("backbones")
 
 
@@ -228,32 +224,6 @@ def _cached_checkpoint(cfg: dict) -> str | None:
     return None
 
 
-def _reachable(url: str) -> bool:
-    """Whether a TCP connection to the URL's host (or the configured HTTPS proxy) opens within
-    NETWORK_PROBE_S; the probe runs in a thread so a hanging DNS lookup cannot stall us."""
-    target = urlparse(os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or url)
-    host, port = target.hostname, target.port or (443 if target.scheme == "https" else 80)
-    opened = threading.Event()
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=NETWORK_PROBE_S).close()
-            opened.set()
-        except OSError:
-            pass
-
-    threading.Thread(target=probe, daemon=True).start()
-    return opened.wait(NETWORK_PROBE_S)
-
-
-def why_no_download(url: str) -> str | None:
-    """Why `url` cannot be downloaded now (HF_HUB_OFFLINE set, read as huggingface_hub reads it,
-    or its host not answering), or None: checked before a library's own slow retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        return "HF_HUB_OFFLINE is set"
-    return None if _reachable(url) else f"{urlparse(url).hostname} cannot be reached"
-
-
 def _tag_weights(model: str, tag: str) -> tuple[str, bool]:
     """(checkpoint path, QuickGELU) for an open_clip tag: the cached copy, else a download, but
     only when the network answers; otherwise fail now rather than after open_clip's retries."""
@@ -266,7 +236,7 @@ def _tag_weights(model: str, tag: str) -> tuple[str, bool]:
     if cached:
         return cached, quick_gelu
     source = huggingface_hub.constants.ENDPOINT if cfg.get("hf_hub") else cfg["url"]
-    why = why_no_download(source)
+    why = downloads.why_no_download(source)
     if why is None:
         try:
             return open_clip.pretrained.download_pretrained(cfg), quick_gelu

@@ -98,7 +98,7 @@ def train(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, va
     if p.head == "linear_probe":
         monitor = "val_accuracy" if validation else "accuracy"
         callbacks.append(UnivfdSchedule(monitor, recipe.patience, recipe.min_delta, recipe.min_lr))
-    fit = model.fit(features, labels.astype(np.float32), batch_size=recipe.batch_size, epochs=p.n_epochs,
+    fit = model.fit(features, labels.astype(np.float32), batch_size=recipe.batch_size, epochs=recipe.epochs,
                     validation_data=validation, shuffle=True, callbacks=callbacks, verbose=0)
     history = pd.DataFrame(fit.history).reindex(columns=HISTORY_COLUMNS[1:])
     history.insert(0, "epoch", np.arange(1, len(history) + 1))

@@ -110,7 +110,8 @@ def predict_command(args: argparse.Namespace) -> int:
 
 
 def profile_command(args: argparse.Namespace) -> int:
-    from fakedetect.params import ParamsError, apply_profile
+    from fakedetect.params import ParamsError
+    from fakedetect.profiles import apply_profile
 
     try:
         profile = apply_profile(args.name)

@@ -2,7 +2,7 @@
 by simulated generator artifacts, written in the same folder layouts as the real benchmark.
 
 Real patches are random crops at several scales of the packages' photographs, only ever
-down-scaled (up-scaled crops look fake to a detector, DESIGN §8). Every fake is made from a
+down-scaled (up-scaled crops look fake to a detector; README "The offline demo set"). Every fake is made from a
 real patch of the same size and saved in the same format, so size, format and compression
 history tell nothing. Train, val and test draw from disjoint source photos. Each family adds
 a content-dependent artifact whose strength is `ingest.demo.artifact_strength`:
@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from fakedetect import atomic, images
+from fakedetect import atomic, images, vocabulary
 from fakedetect.params import DatasetSource, DemoParams
 from fakedetect.stage import UserError
 
@@ -69,9 +69,6 @@ PHOTOS = {
     "brick": ("skimage", "brick.png", "test"),
     "clock_motion": ("skimage", "clock_motion.png", "test"),
 }
-
-CONTROLS = ("real_blur", "real_jpeg80")
-
 
 def _package_data(package: str) -> Path:
     if package == "skimage":
@@ -134,8 +131,9 @@ def noise_denoise(x: np.ndarray, strength: float, seed: int, rng: np.random.Gene
     return cv2.fastNlMeansDenoising(noisy, None, float(sigma), 5, 11).astype(np.float32)
 
 
-FAMILIES = {"upsample_nearest": upsample_nearest, "transposed_conv": transposed_conv,
-            "noise_denoise": noise_denoise}
+# Each simulated generator of vocabulary.DEMO_GENERATORS: real patch -> fake.
+SIMULATORS = {"upsample_nearest": upsample_nearest, "transposed_conv": transposed_conv,
+              "noise_denoise": noise_denoise}
 
 
 # ------------------------------------------------------------------- the set
@@ -168,7 +166,7 @@ def _patch(job: Job, params: DemoParams) -> tuple[np.ndarray, np.random.Generato
 
 
 def _encode(rgb: np.ndarray, kind: str) -> bytes:
-    if kind == "real_jpeg80":
+    if kind == vocabulary.DEMO_JPEG_CONTROL:
         buffer = io.BytesIO()
         Image.fromarray(rgb).save(buffer, format="JPEG", quality=80)
         return buffer.getvalue()
@@ -179,10 +177,10 @@ def _encode(rgb: np.ndarray, kind: str) -> bytes:
 
 def make_image(job: Job, params: DemoParams) -> None:
     crop, rng = _patch(job, params)
-    if job.kind in FAMILIES:
-        fake = FAMILIES[job.kind](crop.astype(np.float32), params.artifact_strength, params.seed, rng)
+    if job.kind in SIMULATORS:
+        fake = SIMULATORS[job.kind](crop.astype(np.float32), params.artifact_strength, params.seed, rng)
         crop = np.clip(np.rint(fake), 0, 255).astype(np.uint8)
-    elif job.kind == "real_blur":
+    elif job.kind == vocabulary.DEMO_BLUR_CONTROL:
         crop = cv2.GaussianBlur(crop, (5, 5), 0)
     atomic.write_bytes(job.path, _encode(crop, job.kind))
 
@@ -194,7 +192,7 @@ def _jobs(params: DemoParams, out: Path) -> list[Job]:
         photos = [p for p, (_, _, s) in PHOTOS.items() if s == split]
         folder = "1_fake" if label else "0_real"
         stream = f"{split}/{set_name}/{label}"
-        ext = ".jpg" if kind == "real_jpeg80" else ".png"
+        ext = ".jpg" if kind == vocabulary.DEMO_JPEG_CONTROL else ".png"
         for i in range(count):
             photo = photos[i % len(photos)]
             path = out / split / set_name / photo / folder / f"{photo}_{i:05d}{ext}"
@@ -207,7 +205,7 @@ def _jobs(params: DemoParams, out: Path) -> list[Job]:
         add("test", family, 0, params.test_per_class, "real")
         add("test", family, 1, params.test_per_class, family)
     if params.controls:
-        for control in CONTROLS:
+        for control in vocabulary.DEMO_CONTROLS:
             add("test", control, 0, params.test_per_class, control)
     return jobs
 

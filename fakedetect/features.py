@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fakedetect import atomic, layouts
+from fakedetect import atomic, layouts, vocabulary
 from fakedetect.stage import UserError
 
 MATRIX = "features.npy"
@@ -104,7 +104,7 @@ def import_features(sources, key: str = "extract.imports") -> tuple[np.ndarray, 
             raise UserError(f"{where}.file: {source.file} has {matrix.shape[1]} columns, "
                             f"{sources[0].file} has {blocks[0].shape[1]}")
         generator = source.generator or ("real" if source.label == 0 else source.test_set or "unknown")
-        family = source.family or ("real" if source.label == 0 else layouts.family_of(generator))
+        family = source.family or ("real" if source.label == 0 else vocabulary.family_of(generator))
         blocks.append(matrix[start:stop])
         rows += [dict(split=source.split, test_set=source.test_set, label=source.label, generator=generator,
                       family=family, category="", image="", image_sha256="", source=f"{source.file}:{row}")

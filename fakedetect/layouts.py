@@ -1,6 +1,6 @@
 """Dataset folder layouts -> candidate files with labels, and the manifest that records them.
 
-Understands the layouts of DESIGN §3 (CNNDetection/UnivFD training, CNNDetection test
+Understands the layouts of README "Real data" (CNNDetection/UnivFD training, CNNDetection test
 sets with or without class folders, UnivFD diffusion sets with shared real pools,
 generic real/fake folders). Labels come from folder names only, never file names.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from fakedetect import images
+from fakedetect import images, vocabulary
 from fakedetect.images import IMAGE_EXTENSIONS, BadImage, Limits
 from fakedetect.stage import UserError
 
@@ -27,13 +27,6 @@ LSUN_CLASSES = (
     "motorbike person pottedplant sheep sofa train tvmonitor"
 ).split()
 
-# Generator -> family, for attribution. The demo's simulated families are listed too.
-GAN = {"progan", "stylegan", "stylegan2", "biggan", "cyclegan", "stargan", "gaugan",
-       "upsample_nearest", "transposed_conv"}
-DIFFUSION = {"guided", "dalle", "noise_denoise"}
-DIFFUSION_PREFIXES = ("ldm_", "glide_")
-OTHER = {"crn", "imle", "seeingdark", "sitd", "san", "deepfake", "whichfaceisreal"}
-
 # UnivFD's diffusion sets take their real images from a shared pool.
 REAL_POOL = {"guided": "imagenet"}
 DEFAULT_REAL_POOL = "laion"
@@ -41,16 +34,6 @@ DEFAULT_REAL_POOL = "laion"
 COLUMNS = ["id", "path", "sha256", "split", "test_set", "label", "generator", "family",
            "category", "width", "height", "mode", "status", "reason"]
 SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
-
-
-def family_of(generator: str) -> str:
-    """GAN, diffusion or other (CNN synthesis, face swaps) for a generator name."""
-    name = generator.lower()
-    if name in GAN:
-        return "gan"
-    if name in DIFFUSION or name.startswith(DIFFUSION_PREFIXES):
-        return "diffusion"
-    return "other"
 
 
 @dataclass(frozen=True)
@@ -119,7 +102,7 @@ def _image_entries(folder: Path, scan: Scan) -> list[str]:
 def _add(scan: Scan, label_dir: Path, label: int, *, split: str, test_set: str, generator: str,
          category: str, family: str | None = None) -> None:
     gen = "real" if label == 0 else generator
-    fam = "real" if label == 0 else (family or family_of(generator))
+    fam = "real" if label == 0 else (family or vocabulary.family_of(generator))
     for path in _image_entries(label_dir, scan):
         scan.candidates.append(Candidate(path, split, test_set, label, gen, fam, category))
 

@@ -17,29 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-# DESIGN §5, accuracy % / AP % (None where not published). Each number belongs to the
-# method that published it, and is shown only beside results of that method.
-PUBLISHED = {
-    "univfd_linear_probe": {
-        "progan": (100.0, 100.0), "cyclegan": (98.50, 99.46), "biggan": (94.50, 99.59),
-        "stylegan": (82.00, 97.24), "gaugan": (99.50, 99.98), "stargan": (97.00, 99.60),
-        "deepfake": (66.60, 82.45), "sitd": (63.00, 61.32), "san": (57.50, 79.02),
-        "crn": (59.50, 96.72), "imle": (72.00, 99.00), "guided": (70.03, 87.77),
-        "ldm_200": (94.19, 99.14), "ldm_200_cfg": (73.76, 92.15), "ldm_100": (94.36, 99.17),
-        "glide_100_27": (79.07, 94.74), "glide_50_27": (79.85, 95.34), "glide_100_10": (78.14, 94.57),
-        "dalle": (86.78, 97.15),
-    },
-    # The notebook project's test files (seed_clip_features): test.pt, test_cg.pt, test1.pt, test_dm.pt.
-    "notebook_nn": {"notebook_glide_100": (75.3, None)},
-    "notebook_fcnn": {"notebook_cyclegan": (97.3, None), "notebook_dalle": (92.9, None),
-                      "notebook_glide_100_dm": (86.9, None)},
-}
-# Published means, valid only when every set of the method's table was scored.
-PUBLISHED_MEAN = {"univfd_linear_probe": (81.38, 93.38)}
-# univfd_linear_probe: UnivFD (Ojha et al., CVPR 2023) Tables 2-3, CLIP ViT-L/14 linear probe on 20-class
-# ProGAN. notebook_nn / notebook_fcnn: the notebook project's README (1-NN with a bank of 1000 real and
-# 1000 fake ProGAN features; Keras FCNN Dense(768, relu) -> Dense(1, sigmoid), 7 epochs).
-ALIASES = {"seeingdark": "sitd"}  # CNNDetection's folder name for the SITD set
+from fakedetect import published
 
 SCORED_SPLITS = ("val", "test")
 METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibrated")
@@ -96,11 +74,6 @@ def set_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray,
     }
 
 
-def published(method: str, test_set: str) -> tuple[float, float | None] | None:
-    """The (accuracy, AP) that `method`'s authors published for a test set of this name, if any."""
-    return PUBLISHED.get(method, {}).get(ALIASES.get(test_set, test_set))
-
-
 def _with_published(row: dict, numbers: tuple[float, float | None] | None) -> dict:
     if numbers is None:
         return row
@@ -140,7 +113,7 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
 
     `rows` (split, test_set, label) are the scored rows, SCORED_SPLITS only, aligned with `scores`
     and `predicted`: validation rows calibrate the threshold, test rows are measured. `method`
-    names the published table to compare with (a PUBLISHED key, or any other name for none).
+    names the published table to compare with (a published.DETECTION key, or any other name for none).
     """
     split, labels = rows.split.to_numpy(), rows.label.to_numpy()
     scores, predicted = np.asarray(scores), np.asarray(predicted)
@@ -149,11 +122,12 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
     for name in sorted(rows.test_set[split == "test"].unique()):
         mask = (split == "test") & (rows.test_set == name).to_numpy()
         row = set_metrics(labels[mask], scores[mask], predicted[mask], threshold)
-        sets[name] = _with_published(row, published(method, name))
+        sets[name] = _with_published(row, published.detection(method, name))
     mean = _mean(list(sets.values()))
-    table = PUBLISHED.get(method, {})
-    if method in PUBLISHED_MEAN and all(any(ALIASES.get(name, name) == key for name in sets) for key in table):
-        mean = _with_published(mean, PUBLISHED_MEAN[method])
+    table = published.DETECTION.get(method, {})
+    scored = {published.ALIASES.get(name, name) for name in sets}
+    if method in published.DETECTION_MEAN and set(table) <= scored:
+        mean = _with_published(mean, published.DETECTION_MEAN[method])
     return {
         "method": method,
         "calibrated_threshold": None if threshold is None else round(threshold, 6),

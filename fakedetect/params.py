@@ -14,11 +14,10 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fakedetect import atomic
+from fakedetect import vocabulary
 from fakedetect.stage import UserError
 
 PARAMS_FILE = "params.yaml"
-PROFILES_DIR = "profiles"
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -35,12 +34,10 @@ class Section(BaseModel):
 
 LAYOUTS = ("wang2020", "cnndetection_test", "univfd_diffusion", "generic")
 SPLITS = ("train", "val", "test")
-FAMILIES = ("real", "gan", "diffusion", "other")
-DEMO_FAMILIES = ("upsample_nearest", "transposed_conv", "noise_denoise")
 
 
 class DatasetSource(Section):
-    """One dataset root and how to read it (DESIGN §3)."""
+    """One dataset root and how to read it (README "Real data")."""
 
     layout: Literal[LAYOUTS]
     root: str
@@ -50,7 +47,7 @@ class DatasetSource(Section):
     )
     sets: list[str] | None = Field(None, description="test sets (generator folders) to keep; null = all")
     name: str | None = Field(None, description="generic layout: test-set name; default the folder name")
-    family: Literal[FAMILIES] | None = Field(
+    family: Literal[vocabulary.FAMILIES] | None = Field(
         None, description="generic layout: family of its fakes; default looked up from the name"
     )
 
@@ -65,8 +62,8 @@ class DemoParams(Section):
     val_per_class: PositiveInt = 100
     test_per_class: PositiveInt = 150
     artifact_strength: Annotated[float, Field(gt=0.0, le=4.0)] = 2.0
-    train_family: Literal[DEMO_FAMILIES] = "upsample_nearest"
-    test_families: list[Literal[DEMO_FAMILIES]] = list(DEMO_FAMILIES)
+    train_family: Literal[vocabulary.DEMO_GENERATORS] = vocabulary.DEMO_TRAIN_GENERATOR
+    test_families: list[Literal[vocabulary.DEMO_GENERATORS]] = list(vocabulary.DEMO_GENERATORS)
     controls: bool = Field(True, description="add the real-only blurred and JPEG-q80 control test sets")
 
 
@@ -95,7 +92,7 @@ class IngestParams(Section):
 
 
 class NotebookProtocol(Section):
-    """The notebook project's training preprocessing (DESIGN §4)."""
+    """The notebook project's training preprocessing (README "preprocess")."""
 
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
     blur_kernel: Annotated[int, Field(ge=1)] = 5
@@ -156,7 +153,7 @@ class ImportSource(Section):
     test_set: str = ""
     label: Literal[0, 1]
     generator: str | None = Field(None, description="default: 'real' for label 0, else the test set or 'unknown'")
-    family: Literal[FAMILIES] | None = Field(None, description="default: looked up from the generator")
+    family: Literal[vocabulary.FAMILIES] | None = Field(None, description="default: looked up from the generator")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -204,7 +201,7 @@ class TsneParams(Section):
 
 
 class NnParams(Section):
-    """Exact cosine nearest neighbour against the bank of training features (DESIGN §4)."""
+    """Exact cosine nearest neighbour against the bank of training features."""
 
     k: PositiveInt = Field(1, description="neighbours; 1 = the notebook's and UnivFD's choice; majority vote for k > 1")
     chunk_size: Annotated[int, Field(ge=64)] = Field(
@@ -241,7 +238,6 @@ class LinearProbeRecipe(Section):
 
 class LinearParams(Section):
     head: Literal["fcnn", "linear_probe"] = "fcnn"
-    epochs: PositiveInt | None = Field(None, description="overrides the head's epochs; null = the head's recipe")
     seed: int = 0
     fcnn: FcnnRecipe = FcnnRecipe()
     linear_probe: LinearProbeRecipe = LinearProbeRecipe()
@@ -254,16 +250,12 @@ class LinearParams(Section):
     def recipe(self) -> FcnnRecipe | LinearProbeRecipe:
         return self.fcnn if self.head == "fcnn" else self.linear_probe
 
-    @property
-    def n_epochs(self) -> int:
-        return self.epochs or self.recipe.epochs
-
 
 # ---------------------------------------------------------------------- attribution
 
 RESNET_ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
-DEMO_TEST_SETS = ["upsample_nearest", "transposed_conv", "noise_denoise"]
+DEMO_TEST_SETS = list(vocabulary.DEMO_GENERATORS)
 
 
 class Selection(Section):
@@ -286,7 +278,7 @@ class LevelParams(Section):
 
 
 class Level3Params(LevelParams):
-    enabled: bool = False
+    enabled: bool = True
 
 
 class GroupSplitParams(Section):
@@ -300,25 +292,24 @@ class GroupSplitParams(Section):
 
 
 class AttributionParams(Section):
-    """Defaults: the notebook's model (ResNet-50, ImageNet weights, first layers frozen) trained
-    with CNNDetection's recipe (Adam, lr 1e-4, early stopping); the demo's levels."""
+    """Defaults: the offline demo's setting (params.yaml); the notebook's setup is profiles/univfd.yaml."""
 
     seed: int = 0
-    arch: Literal[RESNET_ARCHS] = "resnet50"
-    weights: str = Field("imagenet", description="imagenet (torchvision's DEFAULT weights) | none | path to a state dict")
-    freeze: list[Literal[RESNET_STAGES]] = Field(["stem", "layer1"], description="stages whose weights stay as loaded")
+    arch: Literal[RESNET_ARCHS] = "resnet18"
+    weights: str = Field("none", description="imagenet (torchvision's DEFAULT weights) | none | path to a state dict")
+    freeze: list[Literal[RESNET_STAGES]] = Field(["stem", "layer1", "layer2"], description="stages whose weights stay as loaded")
     reuse_frozen: bool = Field(True, description="compute the frozen leading stages once per image")
-    crop_size: Annotated[int, Field(ge=32)] | None = Field(None, description="training crop (pixels); null = whole image")
+    crop_size: Annotated[int, Field(ge=32)] | None = Field(96, description="training crop (pixels); null = whole image")
     crops_per_image: PositiveInt = Field(1, description="random crops of each training image per epoch")
     batch_size: PositiveInt = 32
-    lr: Annotated[float, Field(gt=0.0)] = 1e-4
-    max_epochs: PositiveInt = 50
-    patience: PositiveInt = Field(5, description="epochs without a better validation accuracy before stopping")
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    max_epochs: PositiveInt = 20
+    patience: PositiveInt = Field(6, description="epochs without a better validation accuracy before stopping")
     class_balance: bool = Field(True, description="weight the loss so that each class counts equally")
     split: GroupSplitParams = GroupSplitParams()
     level1: LevelParams = LevelParams(
         train=Selection(sets=["train"]), val=Selection(sets=["val"]),
-        test=Selection(sets=DEMO_TEST_SETS + ["real_blur", "real_jpeg80"]))
+        test=Selection(sets=DEMO_TEST_SETS + list(vocabulary.DEMO_CONTROLS)))
     level2: LevelParams = LevelParams(train=Selection(sets=DEMO_TEST_SETS), test=Selection(sets=DEMO_TEST_SETS))
     level3: Level3Params = Level3Params(train=Selection(sets=DEMO_TEST_SETS), test=Selection(sets=DEMO_TEST_SETS))
 
@@ -355,7 +346,7 @@ def _describe(error: dict) -> str:
     return f"{key}: {error['msg']}{got}"
 
 
-def _describe_all(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError) -> str:
     return "\n  ".join(_describe(e) for e in exc.errors())
 
 
@@ -373,40 +364,4 @@ def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise ParamsError(f"{path} does not fit the schema:\n  " + _describe_all(exc)) from None
-
-
-def _merge(base: dict, overlay: dict) -> None:
-    """Overlay values onto base in place: mappings merge key by key, anything else replaces."""
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-
-
-def apply_profile(name: str, path: str | os.PathLike = PARAMS_FILE, profiles: str | os.PathLike = PROFILES_DIR) -> Path:
-    """Write profiles/<name>.yaml's values into params.yaml, keeping its comments and every other
-    value; the result is validated before it replaces the file. Returns the profile's path."""
-    from ruamel.yaml import YAML
-
-    profile = Path(profiles) / f"{name}.yaml"
-    if not profile.is_file():
-        known = sorted(p.stem for p in Path(profiles).glob("*.yaml"))
-        raise ParamsError(f"no profile '{name}' in {profiles}/; available: {', '.join(known) or 'none'}")
-    yaml_rt = YAML()
-    document = yaml_rt.load(Path(path).read_text())
-    _merge(document, yaml_rt.load(profile.read_text()) or {})
-    try:
-        Params.model_validate(document)
-    except ValidationError as exc:
-        raise ParamsError(f"profile {profile} does not fit the schema:\n  " + _describe_all(exc)) from None
-    with atomic.atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            yaml_rt.dump(document, f)
-    return profile
-
-
-def workers(n: int) -> int:
-    """Resolve a `workers` param: 0 means one per CPU core."""
-    return n or os.cpu_count() or 1
+        raise ParamsError(f"{path} does not fit the schema:\n  " + describe_errors(exc)) from None

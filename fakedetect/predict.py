@@ -20,7 +20,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from fakedetect import attribution, augment, backbones, images
+from fakedetect import augment, backbones, images
+from fakedetect.attribution import card, network
 from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_METRICS, LINEAR_MODEL, NN_METRICS
 from fakedetect.images import BadImage, Limits
 from fakedetect.params import Params
@@ -112,9 +113,9 @@ class Detector:
 
     def _level2(self):
         """The family network; a run that stopped before resnet_attribution can still say P(fake)."""
-        card = self._artifact(f"{ATTRIBUTION_MODELS}/{attribution.MODEL_CARD}",
-                              ", or score without the family (fakedetect predict --no-family)")
-        return attribution.load_level(card.parent, "level2")
+        found = self._artifact(f"{ATTRIBUTION_MODELS}/{card.MODEL_CARD}",
+                               ", or score without the family (fakedetect predict --no-family)")
+        return card.load_level(found.parent)
 
     def _calibrated_threshold(self) -> float | None:
         report = json.loads(self._artifact(METRICS[self.classifier]).read_text())
@@ -199,7 +200,7 @@ class Detector:
 
     def _name_families(self, fakes: list[Prediction], pixels: torch.Tensor) -> None:
         """Level 2's family (GAN or diffusion) and its probability for images judged fake."""
-        probabilities = attribution.class_probabilities(self.level2, pixels.permute(0, 3, 1, 2))
+        probabilities = network.class_probabilities(self.level2, pixels.permute(0, 3, 1, 2))
         for result, p in zip(fakes, probabilities):
             result.family = self.families[int(p.argmax())]
             result.p_family = round(float(p.max()), 6)

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Callable
 
 
 class UserError(Exception):
     """A problem the user can fix (a params value, a missing folder): reported without a traceback."""
+
+
+def worker_count(n: int) -> int:
+    """Resolve a `workers` param: 0 means one per CPU core."""
+    return n or os.cpu_count() or 1
 
 
 def run(main: Callable[[], None]) -> None:

@@ -9,14 +9,14 @@ import time
 from fakedetect import atomic, demo, layouts, stage
 from fakedetect.artifacts import INGEST_METRICS, MANIFEST
 from fakedetect.images import Limits
-from fakedetect.params import load_params, workers
+from fakedetect.params import load_params
 
 log = logging.getLogger("ingest")
 
 
 def main() -> None:
     p = load_params().ingest
-    n_workers = workers(p.workers)
+    n_workers = stage.worker_count(p.workers)
     if p.source == "demo":
         sources, key = demo.build(p.demo, n_workers), "ingest.demo"
     else:

@@ -5,7 +5,7 @@ import time
 
 from fakedetect import atomic, augment, images, layouts, plots, stage
 from fakedetect.artifacts import MANIFEST, PREPROCESSED, PREPROCESSED_MANIFEST, PREPROCESS_PLOT
-from fakedetect.params import load_params, workers
+from fakedetect.params import load_params
 
 log = logging.getLogger("preprocess")
 
@@ -24,7 +24,7 @@ def _examples(rows, per_split: int = 3):
 def main() -> None:
     p = load_params().preprocess
     manifest = layouts.read_manifest(MANIFEST)
-    n_workers = workers(p.workers)
+    n_workers = stage.worker_count(p.workers)
     start = time.perf_counter()
     rows = augment.preprocess(manifest, p, PREPROCESSED, n_workers)
     seconds = time.perf_counter() - start

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from fakedetect import atomic, attribution, layouts, plots, stage
+from fakedetect import atomic, layouts, plots, stage
+from fakedetect.attribution import hierarchy, network
 from fakedetect.artifacts import (ATTRIBUTION_METRICS, ATTRIBUTION_MODELS, ATTRIBUTION_PICTURE, ATTRIBUTION_PLOTS,
                                   PREPROCESSED_MANIFEST)
 from fakedetect.params import load_params
@@ -19,16 +20,16 @@ log = logging.getLogger("resnet_attribution")
 
 def main() -> None:
     p = load_params().attribution
-    trunk = attribution.load_trunk_weights(p.arch, p.weights)  # before any work: fails fast offline
+    trunk = network.load_trunk_weights(p.arch, p.weights)  # before any work: fails fast offline
     rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
     start = time.perf_counter()
-    result = attribution.run(rows, p, trunk)
+    result = hierarchy.run(rows, p, trunk)
     models, curves = Path(ATTRIBUTION_MODELS), Path(ATTRIBUTION_PLOTS)
     for level, state in result.models.items():
         buffer = io.BytesIO()  # saved from memory: a file name would be recorded inside the archive
         torch.save(state, buffer)
-        atomic.write_bytes(models / result.card["levels"][level]["file"], buffer.getvalue())  # as the card says
-    atomic.write_json(models / attribution.MODEL_CARD, result.card)
+        atomic.write_bytes(models / result.card.levels[level].file, buffer.getvalue())  # as the card says
+    result.card.write(models)
     for level, history in result.histories.items():
         atomic.write_csv(curves / f"{level}_training.csv", history)
     for name, frame in result.confusions.items():

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fakedetect import attribution as A
 from fakedetect import layouts
+from fakedetect.attribution import data, network, training
 from fakedetect.params import AttributionParams
 from fakedetect.stage import UserError
 from helpers import assert_stopped, run_stage, stage_env
@@ -97,7 +97,7 @@ def _rows(root: Path) -> pd.DataFrame:
 
 
 def test_level2_never_sees_a_real_image_and_splits_by_category(tiny):
-    levels = A.prepare(_rows(tiny), tiny_params())
+    levels = data.prepare(_rows(tiny), tiny_params())
     level2 = levels["level2"]
     for part in (level2.train, level2.val, level2.test):
         assert len(part) and (part.label == 1).all() and set(part.family) <= {"gan", "diffusion"}
@@ -106,7 +106,7 @@ def test_level2_never_sees_a_real_image_and_splits_by_category(tiny):
     assert set(level2.val.category).isdisjoint(level2.train.category)
     assert set(level2.train.target) == {0, 1}
     # The hierarchy is judged only on level-1 test rows of categories no level trained on.
-    hierarchy = A.hierarchy_rows(levels, "category")
+    hierarchy = data.hierarchy_rows(levels, "category")
     assert set(hierarchy.category) == set(level2.test.category)
     assert hierarchy.sha256.isin(levels["level1"].test.sha256).all()
 
@@ -114,31 +114,31 @@ def test_level2_never_sees_a_real_image_and_splits_by_category(tiny):
 def test_level2_training_batches_hold_only_fakes(tiny, monkeypatch):
     rows = _rows(tiny)
     p = tiny_params(max_epochs=1)
-    data = A.prepare(rows, p)["level2"]
-    bank = A.ImageBank(list(rows.image))
+    level = data.prepare(rows, p)["level2"]
+    bank = training.ImageBank(list(rows.image))
     fake = torch.tensor([bool(label) for label in rows.set_index("image").loc[bank.paths, "label"]])
     seen = []
-    crops = A.Inputs.crops
-    monkeypatch.setattr(A.Inputs, "crops", lambda self, idx, *a: seen.append(idx) or crops(self, idx, *a))
-    model, frozen = A.new_model(p, 2, None)
-    A.train_level(model, data, A.make_inputs(model, bank, p, {}), p, frozen)
+    crops = training.Inputs.crops
+    monkeypatch.setattr(training.Inputs, "crops", lambda self, idx, *a: seen.append(idx) or crops(self, idx, *a))
+    model, frozen = training.new_model(p, 2, None)
+    training.train_level(model, level, training.make_inputs(model, bank, p, {}), p, frozen)
     assert seen and fake[torch.cat(seen)].all()
 
 
 def test_unknown_generator_or_set_names_the_key(tiny):
     rows = _rows(tiny)
     with pytest.raises(UserError, match=r"attribution\.level2\.train\.generators: unknown generator\(s\) \['stylegan'\]"):
-        A.prepare(rows, tiny_params(level2={"train": {"sets": list(FAMILY), "generators": ["stylegan"]},
+        data.prepare(rows, tiny_params(level2={"train": {"sets": list(FAMILY), "generators": ["stylegan"]},
                                             "test": {"sets": list(FAMILY)}}))
     with pytest.raises(UserError, match=r"attribution\.level1\.test\.sets: unknown set\(s\) \['glide'\]"):
-        A.prepare(rows, tiny_params(level1={"train": {"sets": ["train"]}, "test": {"sets": ["glide"]}}))
+        data.prepare(rows, tiny_params(level1={"train": {"sets": ["train"]}, "test": {"sets": ["glide"]}}))
 
 
 def test_shared_sets_with_one_group_cannot_be_split(tiny):
     rows = _rows(tiny).assign(category="")
     with pytest.raises(UserError, match=r"attribution\.split\.group_by"):
-        A.prepare(rows, tiny_params())
-    by_image = A.prepare(rows, tiny_params(split={"group_by": "image"}))["level2"]
+        data.prepare(rows, tiny_params())
+    by_image = data.prepare(rows, tiny_params(split={"group_by": "image"}))["level2"]
     assert not set(by_image.train.sha256) & set(by_image.test.sha256)
 
 
@@ -149,11 +149,11 @@ def test_shared_sets_with_one_group_cannot_be_split(tiny):
 def test_frozen_stages_stay_bit_identical(tiny, reuse):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1"], reuse_frozen=reuse, crop_size=None, max_epochs=2)
-    data = A.prepare(rows, p)["level1"]
-    bank = A.ImageBank(list(rows.image))
-    model, frozen = A.new_model(p, 2, None)
+    level = data.prepare(rows, p)["level1"]
+    bank = training.ImageBank(list(rows.image))
+    model, frozen = training.new_model(p, 2, None)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    A.train_level(model, data, A.make_inputs(model, bank, p, {}), p, frozen)
+    training.train_level(model, level, training.make_inputs(model, bank, p, {}), p, frozen)
     after = model.state_dict()
     frozen_keys = [k for k in before if k.split(".")[0] in ("conv1", "bn1", "layer1")]
     assert frozen_keys and all(torch.equal(before[k], after[k]) for k in frozen_keys)  # BN statistics too
@@ -164,26 +164,26 @@ def test_frozen_stages_stay_bit_identical(tiny, reuse):
 def test_cached_trunk_predicts_as_the_whole_network(tiny):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1", "layer2"])
-    bank = A.ImageBank(list(rows.image))
-    model, _ = A.new_model(p, 2, None)
+    bank = training.ImageBank(list(rows.image))
+    model, _ = training.new_model(p, 2, None)
     idx = torch.arange(len(bank.paths))
-    cached = A.predict(model, A.make_inputs(model, bank, p, {}), idx, 16)
-    whole = A.predict(model, A.Inputs(bank), idx, 16)
+    cached = training.predict(model, training.make_inputs(model, bank, p, {}), idx, 16)
+    whole = training.predict(model, training.Inputs(bank), idx, 16)
     torch.testing.assert_close(cached, whole)
 
 
 def test_local_checkpoint_loads_into_the_trunk(tmp_path):
     torch.manual_seed(1)
-    source = A.build_resnet("resnet18", 1000)
+    source = network.build_resnet("resnet18", 1000)
     torch.save(source.state_dict(), tmp_path / "trunk.pt")
-    trunk = A.load_trunk_weights("resnet18", str(tmp_path / "trunk.pt"))
-    model = A.build_resnet("resnet18", 3, trunk)
+    trunk = network.load_trunk_weights("resnet18", str(tmp_path / "trunk.pt"))
+    model = network.build_resnet("resnet18", 3, trunk)
     assert torch.equal(model.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
     assert model.fc.out_features == 3
     with pytest.raises(UserError, match="attribution.weights: the weights do not fit resnet50"):
-        A.build_resnet("resnet50", 1, trunk)
+        network.build_resnet("resnet50", 1, trunk)
     with pytest.raises(UserError, match="attribution.weights: 'nowhere.pt' is neither"):
-        A.load_trunk_weights("resnet18", "nowhere.pt")
+        network.load_trunk_weights("resnet18", "nowhere.pt")
 
 
 def test_imagenet_weights_offline_fail_naming_the_key(tmp_path, monkeypatch):
@@ -191,7 +191,7 @@ def test_imagenet_weights_offline_fail_naming_the_key(tmp_path, monkeypatch):
     try:
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
         with pytest.raises(UserError, match=r"attribution\.weights: imagenet weights for resnet50 are not in"):
-            A.load_trunk_weights("resnet50", "imagenet")
+            network.load_trunk_weights("resnet50", "imagenet")
     finally:
         torch.hub.set_dir(str(Path.home() / ".cache/torch/hub"))
 
@@ -214,7 +214,7 @@ def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     assert level1["published_acc"]["notebook"] == 87.0 and level2["published_acc"]["notebook"] == 93.0
     assert level2["published_acc"]["level_up_above"] == 97.0
     # The 3-way matrix counts every hierarchy test image once, as does its DVC confusion CSV.
-    expected = len(A.hierarchy_rows(A.prepare(_rows(tiny), tiny_params()), "category"))
+    expected = len(data.hierarchy_rows(data.prepare(_rows(tiny), tiny_params()), "category"))
     assert np.sum(hierarchy["confusion"]) == hierarchy["n"] == expected > 0
     assert len(pd.read_csv(tiny / "plots/attribution/hierarchy_confusion.csv")) == expected
     assert np.sum(level1["confusion"]) == level1["n_real"] + level1["n_fake"]
@@ -222,7 +222,7 @@ def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     assert list(history.columns[:2]) == ["epoch", "train_loss"] and history.best.sum() == 1
     card = json.loads((tiny / "models/attribution/model.json").read_text())
     state = torch.load(tiny / "models/attribution/level3.pt", weights_only=True)
-    model = A.build_resnet(card["arch"], card["levels"]["level3"]["outputs"])
+    model = network.build_resnet(card["arch"], card["levels"]["level3"]["outputs"])
     model.load_state_dict(state)
     # A second run gives byte-identical metrics.
     second = _run_stage(tiny, {**TINY, "freeze": ["stem"]})

@@ -146,7 +146,7 @@ def test_heads_have_the_published_architectures(classifiers):
     probe = classifiers.build("linear_probe", 768, p.linear_probe)
     assert probe.count_params() == 769 and isinstance(probe.optimizer, classifiers.keras.optimizers.AdamW)
     assert float(probe.optimizer.learning_rate) == pytest.approx(1e-4)
-    assert (p.n_epochs, p.fcnn.batch_size, p.linear_probe.batch_size) == (7, 30, 256)
+    assert (p.fcnn.epochs, p.fcnn.batch_size, p.linear_probe.batch_size) == (7, 30, 256)
 
 
 def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best_weights(classifiers):

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, recall_score, roc_auc_score
 
-from fakedetect import metrics
+from fakedetect import metrics, published
 
 # A hand-made test set: 5 real, 7 fake, scores with a tie across classes and errors on both sides.
 LABELS = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
@@ -106,7 +106,7 @@ def test_report_puts_published_numbers_only_beside_the_method_that_published_the
 
 
 def test_published_mean_appears_when_all_nineteen_sets_are_scored():
-    names = list(metrics.PUBLISHED["univfd_linear_probe"])
+    names = list(published.DETECTION["univfd_linear_probe"])
     rows = _rows([(name, [0, 1]) for name in names])
     scores = np.tile([0.2, 0.9], len(names))
     report = metrics.report(rows, scores, (scores > 0.5).astype(int), "univfd_linear_probe")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from fakedetect import attribution, augment, features, images, layouts  # torchvision before TensorFlow
+from fakedetect import augment, features, images, layouts  # torchvision before TensorFlow
+from fakedetect.attribution import network
 from fakedetect.artifacts import LINEAR_METRICS, LINEAR_MODEL
 from fakedetect.cli import COLUMNS
 
@@ -62,12 +63,12 @@ def test_families_match_the_saved_level2_network_across_batches(trained_project)
     got = [json.loads(line) for line in result.stdout.splitlines()]
     models = trained_project / "models/attribution"
     card = json.loads((models / "model.json").read_text())
-    saved = attribution.build_resnet(card["arch"], card["levels"]["level2"]["outputs"])
+    saved = network.build_resnet(card["arch"], card["levels"]["level2"]["outputs"])
     saved.load_state_dict(torch.load(models / "level2.pt", weights_only=True))
     judged = [g for g in got if g["fake"]]
     pixels = torch.stack([torch.from_numpy(augment.center_crop(images.load(str(trained_project / g["path"])).rgb, 224))
                           for g in judged]).permute(0, 3, 1, 2)
-    expected = attribution.class_probabilities(saved.eval(), pixels)
+    expected = network.class_probabilities(saved.eval(), pixels)
     assert judged and all(g["family"] is None for g in got if not g["fake"])
     assert [g["family"] for g in judged] == [card["levels"]["level2"]["classes"][int(p.argmax())] for p in expected]
     np.testing.assert_allclose([g["p_family"] for g in judged], expected.max(axis=1), atol=1e-4)

@@ -6,7 +6,8 @@ import shutil
 import pytest
 import yaml
 
-from fakedetect.params import ParamsError, apply_profile, load_params
+from fakedetect.params import ParamsError, load_params
+from fakedetect.profiles import apply_profile
 from helpers import PROJECT, run_stage
 
 PROFILES = sorted(p.stem for p in (PROJECT / "profiles").glob("*.yaml"))

@@ -1,0 +1,211 @@
+"""Training one level: the images in memory, the frozen-trunk cache, and the training loop
+(Adam, class-weighted loss, early stopping on the balanced validation accuracy).
+
+When the frozen stages are the leading ones, their activations are computed once per image and
+only the rest of the network is trained on them (`reuse_frozen`). Training crops are aligned to
+the frozen prefix's stride, so that with and without the reuse the same crops are drawn:
+cropping the cached activation map is then cropping the image, up to the borders. Validation,
+test and inference see the whole preprocessed image.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+from fakedetect.attribution.data import LevelData
+from fakedetect.attribution.network import (build_resnet, forward_from, forward_stages, freeze_stages,
+                                            frozen_prefix, normalize, outputs_for, predicted_class,
+                                            prefix_stride, stage_modules)
+from fakedetect.params import RESNET_STAGES, AttributionParams
+from fakedetect.stage import UserError
+
+log = logging.getLogger("attribution")
+
+
+class ImageBank:
+    """Every preprocessed image the levels use, decoded once into memory (N x 3 x H x W uint8)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = sorted(set(paths))
+        self.position = {p: i for i, p in enumerate(self.paths)}
+        first = self._read(self.paths[0])
+        self.pixels = torch.empty((len(self.paths), *first.shape), dtype=torch.uint8)
+        for i, path in enumerate(tqdm(self.paths, desc="load images", unit="img", mininterval=2)):
+            image = self._read(path)
+            if image.shape != first.shape:
+                raise UserError(f"{path} is {tuple(image.shape)}, not {tuple(first.shape)} like the others: "
+                                f"rerun the preprocess stage")
+            self.pixels[i] = image
+
+    @staticmethod
+    def _read(path: str) -> torch.Tensor:
+        with Image.open(path) as im:
+            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+
+    def index(self, paths) -> torch.Tensor:
+        return torch.tensor([self.position[p] for p in paths], dtype=torch.long)
+
+
+@dataclass
+class Inputs:
+    """Where a level's network starts: the images, or the cached activations of its frozen prefix."""
+
+    bank: ImageBank
+    start: int = 0  # stage index the network runs from
+    activations: torch.Tensor | None = None  # bank-aligned, when start > 0
+
+    def full(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.activations[idx] if self.activations is not None else normalize(self.bank.pixels[idx])
+
+    def crops(self, idx: torch.Tensor, crop_px: int | None, align: int, gen: torch.Generator) -> torch.Tensor:
+        """Random crops of crop_px pixels at offsets that are multiples of `align` pixels."""
+        x = self.full(idx)
+        if crop_px is None:
+            return x
+        scale = prefix_stride(self.start)  # pixels per cell of x
+        side_px = x.shape[-1] * scale
+        positions = (side_px - crop_px) // align + 1
+        offsets = torch.randint(positions, (len(idx), 2), generator=gen) * align // scale
+        size = crop_px // scale
+        return torch.stack([x[i, :, oy:oy + size, ox:ox + size] for i, (oy, ox) in enumerate(offsets.tolist())])
+
+
+def cache_prefix(model: nn.Module, bank: ImageBank, start: int, batch_size: int) -> torch.Tensor:
+    """The frozen prefix's activations for every image of the bank, computed once."""
+    model.eval()
+    chunks = []
+    with torch.no_grad():
+        for lo in tqdm(range(0, len(bank.paths), batch_size), desc="frozen trunk", unit="batch", mininterval=2):
+            chunks.append(forward_stages(model, normalize(bank.pixels[lo:lo + batch_size]), 0, start))
+    return torch.cat(chunks)
+
+
+def new_model(p: AttributionParams, n_classes: int, trunk: dict | None) -> tuple[nn.Module, list[nn.Module]]:
+    """A seeded ResNet for one level, its frozen stages frozen."""
+    torch.manual_seed(p.seed)
+    model = build_resnet(p.arch, outputs_for(n_classes), trunk)
+    return model, freeze_stages(model, p.freeze)
+
+
+def make_inputs(model: nn.Module, bank: ImageBank, p: AttributionParams,
+                cache: dict[bytes, torch.Tensor]) -> Inputs:
+    """Inputs from the cached frozen prefix when reuse is on (one cache per distinct prefix
+    weights: every level shares it when they start from the same trunk), else from pixels."""
+    start = frozen_prefix(p.freeze) if p.reuse_frozen else 0
+    if not start:
+        return Inputs(bank)
+    prefix = [m for name in RESNET_STAGES[:start] for m in stage_modules(model, name)]
+    fingerprint = b"".join(t.numpy().tobytes() for m in prefix for t in m.state_dict().values())
+    if fingerprint not in cache:
+        cache[fingerprint] = cache_prefix(model, bank, start, p.batch_size)
+        log.info("frozen trunk cached: %s activations, %.0f MiB", tuple(cache[fingerprint].shape),
+                 cache[fingerprint].numel() * 4 / 2**20)
+    return Inputs(bank, start, cache[fingerprint])
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor) -> torch.Tensor:
+    """BCE on one logit (two classes) or cross-entropy, each class weighted by class_weight."""
+    if logits.shape[1] == 1:
+        per_row = nn.functional.binary_cross_entropy_with_logits(logits[:, 0], target.float(), reduction="none")
+    else:
+        per_row = nn.functional.cross_entropy(logits, target, reduction="none")
+    w = class_weight[target]
+    return (per_row * w).sum() / w.sum()
+
+
+def predict(model: nn.Module, inputs: Inputs, idx: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Logits for whole images (bank indices), in eval mode."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for lo in range(0, len(idx), batch_size):
+            out.append(forward_from(model, inputs.full(idx[lo:lo + batch_size]), inputs.start))
+    return torch.cat(out) if out else torch.empty((0, model.fc.out_features))
+
+
+def class_weights(target: np.ndarray, n_classes: int, balance: bool) -> torch.Tensor:
+    if not balance:
+        return torch.ones(n_classes)
+    counts = np.bincount(target, minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@dataclass
+class Trained:
+    model: nn.Module
+    history: pd.DataFrame  # one row per epoch
+    best_epoch: int
+    images_per_s: float = 0.0  # training throughput (logged, never in metrics)
+
+
+def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: AttributionParams,
+                frozen: list[nn.Module]) -> Trained:
+    """Adam on the unfrozen parameters, class-weighted loss, early stopping with patience on the
+    validation accuracy (CNNDetection's criterion; balanced over classes, as level 2 and 3 are
+    not); the best epoch's weights are kept."""
+    torch.manual_seed(p.seed)
+    gen = torch.Generator().manual_seed(p.seed)
+    n_classes = len(data.classes)
+    train_idx = inputs.bank.index(data.train.image)
+    train_target = torch.tensor(data.train.target.to_numpy(), dtype=torch.long)
+    val_idx = inputs.bank.index(data.val.image)
+    val_target = torch.tensor(data.val.target.to_numpy(), dtype=torch.long)
+    weight = class_weights(data.train.target.to_numpy(), n_classes, p.class_balance)
+    trainable = [q for q in model.parameters() if q.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=p.lr)
+    align = prefix_stride(frozen_prefix(p.freeze))  # the same crops with and without reuse_frozen
+    samples = len(train_idx) * p.crops_per_image
+    used = samples // p.batch_size * p.batch_size or samples  # whole batches: BatchNorm needs > 1
+    batches = (used + p.batch_size - 1) // p.batch_size
+    best, best_epoch, best_state, history = -1.0, 0, None, []
+    bar = tqdm(total=p.max_epochs * batches, desc=data.name, unit="batch", mininterval=2)
+    seen, seconds = 0, 0.0
+    for epoch in range(1, p.max_epochs + 1):
+        model.train()
+        for m in frozen:
+            m.eval()
+        order = torch.randperm(samples, generator=gen) % len(train_idx)
+        loss_sum, correct = 0.0, 0
+        for lo in range(0, used, p.batch_size):
+            start = time.perf_counter()
+            batch = order[lo:lo + p.batch_size]
+            x = inputs.crops(train_idx[batch], p.crop_size, align, gen)
+            logits = forward_from(model, x, inputs.start)
+            loss = _loss(logits, train_target[batch], weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            seconds += time.perf_counter() - start
+            seen += len(batch)
+            loss_sum += loss.item() * len(batch)
+            correct += int((predicted_class(logits.detach()) == train_target[batch]).sum())
+            bar.update()
+        val_logits = predict(model, inputs, val_idx, p.batch_size)
+        val_loss = _loss(val_logits, val_target, weight).item()
+        val_pred = predicted_class(val_logits)
+        val_acc = float((val_pred == val_target).float().mean())
+        val_balanced = float(np.mean([(val_pred[val_target == c] == c).float().mean() for c in val_target.unique()]))
+        history.append({"epoch": epoch, "train_loss": loss_sum / used, "train_accuracy": correct / used,
+                        "val_loss": val_loss, "val_accuracy": val_acc, "val_balanced_accuracy": val_balanced})
+        bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_bal_acc=f"{val_balanced:.3f}")
+        log.info("%s epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f balanced %.3f", data.name, epoch,
+                 history[-1]["train_loss"], history[-1]["train_accuracy"], val_loss, val_acc, val_balanced)
+        if val_balanced > best:
+            best, best_epoch, best_state = val_balanced, epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= p.patience:
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    frame = pd.DataFrame(history).round(6)
+    frame["best"] = frame.epoch == best_epoch
+    return Trained(model, frame, best_epoch, seen / max(seconds, 1e-9))

@@ -1,0 +1,43 @@
+"""Profiles: named sets of params values (profiles/NAME.yaml) written into params.yaml."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from fakedetect import atomic
+from fakedetect.params import PARAMS_FILE, Params, ParamsError, describe_errors
+
+PROFILES_DIR = "profiles"
+
+
+def _merge(base: dict, overlay: dict) -> None:
+    """Overlay values onto base in place: mappings merge key by key, anything else replaces."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def apply_profile(name: str, path: str | os.PathLike = PARAMS_FILE, profiles: str | os.PathLike = PROFILES_DIR) -> Path:
+    """Write profiles/<name>.yaml's values into params.yaml, keeping its comments and every other
+    value; the result is validated before it replaces the file. Returns the profile's path."""
+    from ruamel.yaml import YAML
+
+    profile = Path(profiles) / f"{name}.yaml"
+    if not profile.is_file():
+        known = sorted(p.stem for p in Path(profiles).glob("*.yaml"))
+        raise ParamsError(f"no profile '{name}' in {profiles}/; available: {', '.join(known) or 'none'}")
+    yaml_rt = YAML()
+    document = yaml_rt.load(Path(path).read_text())
+    _merge(document, yaml_rt.load(profile.read_text()) or {})
+    try:
+        Params.model_validate(document)
+    except ValidationError as exc:
+        raise ParamsError(f"profile {profile} does not fit the schema:\n  " + describe_errors(exc)) from None
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            yaml_rt.dump(document, f)
+    return profile

@@ -1,0 +1,31 @@
+"""The names the pipeline speaks: image families, the family of each generator, and the demo's
+simulated generators and control sets. Every module and test takes them from here."""
+from __future__ import annotations
+
+# What made an image: a real photograph, or a fake's generator family. `other` holds every other
+# generator, e.g. the CNN synthesis and face-swap sets of CNNDetection's test suite (crn, imle,
+# seeingdark/sitd, san, deepfake, whichfaceisreal), which are neither GAN nor diffusion.
+FAMILIES = ("real", "gan", "diffusion", "other")
+
+# Generator (folder name, matched case-insensitively) -> family.
+GAN_GENERATORS = frozenset({"progan", "stylegan", "stylegan2", "biggan", "cyclegan", "stargan", "gaugan"})
+DIFFUSION_GENERATORS = frozenset({"guided", "dalle"})
+DIFFUSION_PREFIXES = ("ldm_", "glide_")  # UnivFD's ldm_200, glide_100_27, ...
+
+# The offline demo's simulated generators (fakedetect.demo makes them), each with the family whose
+# artifact it imitates, and its real-only control sets.
+DEMO_GENERATOR_FAMILY = {"upsample_nearest": "gan", "transposed_conv": "gan", "noise_denoise": "diffusion"}
+DEMO_GENERATORS = tuple(DEMO_GENERATOR_FAMILY)
+DEMO_TRAIN_GENERATOR = "upsample_nearest"  # plays ProGAN's role: the only one seen in training
+DEMO_BLUR_CONTROL, DEMO_JPEG_CONTROL = "real_blur", "real_jpeg80"  # real patches blurred 5x5, saved as JPEG q80
+DEMO_CONTROLS = (DEMO_BLUR_CONTROL, DEMO_JPEG_CONTROL)
+
+
+def family_of(generator: str) -> str:
+    """The family of a generator's images (`other` for a name we do not know)."""
+    name = generator.lower()
+    if name in GAN_GENERATORS:
+        return "gan"
+    if name in DIFFUSION_GENERATORS or name.startswith(DIFFUSION_PREFIXES):
+        return "diffusion"
+    return DEMO_GENERATOR_FAMILY.get(name, "other")
