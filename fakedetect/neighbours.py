@@ -2,7 +2,7 @@
 
 The search keeps, for every query, the k highest similarities to the real rows of
 the bank and the k highest to the fake rows: that is all that the k-NN vote and the
-ranking score (max similarity to fakes minus max similarity to reals, DESIGN §4)
+ranking score (max similarity to fakes minus max similarity to reals)
 need. It walks the bank in chunks and multiplies each against blocks of queries, so
 beyond its inputs and one normalised copy of the queries it holds a few
 chunk_size x chunk_size blocks, whatever the bank's size; it never copies the bank:

@@ -2,7 +2,6 @@
 
 Detection (accuracy % / AP %, None where not published) is compared only with results of the same
 method; attribution's figures come from other data sets, so they are shown without deltas.
-Sources are in docs/published.md.
 """
 from __future__ import annotations
 

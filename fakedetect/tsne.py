@@ -1,5 +1,5 @@
 """t-SNE maps of the features: a seeded, class-balanced sample embedded in 2-D with openTSNE
-(3.4x faster than scikit-learn at 20k points, DESIGN §8)."""
+(faster than scikit-learn; README "tsne")."""
 from __future__ import annotations
 
 import numpy as np

@@ -21,7 +21,7 @@ log = logging.getLogger("linear_eval")
 def _score(p, matrix: np.ndarray) -> tuple[np.ndarray, str, str]:
     """Fake probabilities from the chosen head, the published table to compare with, and the head's name.
 
-    Keras and torch stay in separate processes (DESIGN §8): only the side needed is imported.
+    Keras and torch stay in separate processes (README "Environment facts worth knowing"): only the side needed is imported.
     """
     if p.external_head:
         from fakedetect import univfd_head

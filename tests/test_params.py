@@ -42,3 +42,22 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "params.yaml").write_text("ingest: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "params.yaml")
+
+
+def _keys(tree, prefix="") -> set[str]:
+    """Every key path of a nested mapping (lists are values)."""
+    if not isinstance(tree, dict):
+        return set()
+    return {f"{prefix}{key}" for key in tree} | {
+        path for key, value in tree.items() for path in _keys(value, f"{prefix}{key}.")}
+
+
+def test_the_schema_defaults_are_what_params_yaml_sets():
+    """One source of defaults: params.yaml holds the schema's default values, and spells out every
+    key that has one (only optional filters, null by default, may be left out), so that no stage
+    runs on a value that the file does not show."""
+    shipped = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    defaults = Params().model_dump(mode="json")
+    assert Params.model_validate(shipped).model_dump(mode="json") == defaults
+    left_out = sorted(_keys(defaults) - _keys(shipped))
+    assert all(key.endswith(".generators") for key in left_out), left_out

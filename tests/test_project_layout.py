@@ -1,7 +1,9 @@
-"""Every stage's `deps` in dvc.yaml name all of its code: the stage script and every module of the
+"""The project's layout stays honest.
+
+Every stage's `deps` in dvc.yaml name all of its code: the stage script and every module of the
 package that it imports, directly or through other modules (imports inside functions count: they
 run too). A missing one would leave the stage's outputs stale after a change to that module while
-`dvc status` said all is up to date."""
+`dvc status` said all is up to date. And the README's list of library modules is the package's."""
 from __future__ import annotations
 
 import ast
@@ -82,3 +84,13 @@ def test_the_import_graph_is_followed_through_modules(tmp_path, monkeypatch):
     monkeypatch.setitem(globals(), "PROJECT", tmp_path)
     assert stage_code("stages/s.py") == {"stages/s.py", "fakedetect/__init__.py", "fakedetect/a.py",
                                          "fakedetect/b.py", "fakedetect/c.py"}
+
+
+def test_the_readme_lists_every_library_module():
+    readme = (PROJECT / "README.md").read_text()
+    section = readme[readme.index("- The library, `fakedetect/`"):]
+    modules = [p.stem for p in (PROJECT / PACKAGE).glob("*.py") if not p.stem.startswith("_")]
+    modules += [p.name for p in (PROJECT / PACKAGE).iterdir() if (p / "__init__.py").is_file()]
+    modules += [f"{p.parent.name}/{p.stem}" for p in (PROJECT / PACKAGE).glob("*/*.py") if not p.stem.startswith("_")]
+    named = lambda m: f"`{m.split('/')[-1]}`" in section  # noqa: E731
+    assert [m for m in sorted(modules) if not named(m)] == []
