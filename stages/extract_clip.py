@@ -28,10 +28,11 @@ def main() -> None:
         backbone = backbones.create(p)
         store = FeatureStore(p.store, backbone.identity)
         matrix, run = extract.extract(rows, backbone, store, p.batch_size, p.loader_workers)
-        summary |= {"identity": backbone.identity, "store_id": store.model_id, "images": run.images,
-                    "run": {"computed": run.computed, "reused": run.reused, "seconds": round(run.seconds, 2),
-                            "device": str(backbone.device),
-                            "images_per_s": round(run.computed / run.seconds, 2) if run.computed else None}}
+        summary |= {"identity": backbone.identity, "store_id": store.model_id, "images": run.images}
+        # What this run did depends on the store's state and the machine: logged, never a DVC metric.
+        log.info("%d images: %d computed, %d reused from %s in %.1f s on %s (%s images/s)", run.images, run.computed,
+                 run.reused, store.folder, run.seconds, backbone.device,
+                 f"{run.computed / run.seconds:.1f}" if run.computed else "-")
     features.save_features(FEATURES, matrix, rows)
     summary |= {"rows": len(rows), "dimension": int(matrix.shape[1])}
     atomic.write_json(EXTRACT_METRICS, summary)

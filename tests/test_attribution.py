@@ -11,22 +11,22 @@ import pytest
 import torch
 from PIL import Image
 
-from fakedetect import layouts
+from fakedetect import layouts, vocabulary
 from fakedetect.attribution import data, network, training
 from fakedetect.params import AttributionParams
 from fakedetect.stage import UserError
 from helpers import assert_stopped, run_stage, stage_env
 
 SIZE = 32
-FAMILY = {"upsample_nearest": "gan", "transposed_conv": "gan", "noise_denoise": "diffusion"}
+FAMILY = vocabulary.DEMO_GENERATOR_FAMILY
 
 
 def _image(rng: np.random.Generator, generator: str) -> np.ndarray:
     """Noise for a real image; a checkerboard (GAN) or a smoothed copy (diffusion) for a fake."""
     x = rng.integers(40, 216, (SIZE, SIZE, 3)).astype(np.float64)
-    if generator in ("upsample_nearest", "transposed_conv"):
+    if FAMILY.get(generator) == "gan":
         x += 30 * (np.indices((SIZE, SIZE)).sum(0) % 2)[:, :, None]
-    elif generator == "noise_denoise":
+    elif FAMILY.get(generator) == "diffusion":
         x = (x + np.roll(x, 1, 0) + np.roll(x, 1, 1) + np.roll(x, 1, (0, 1))) / 4
     return np.clip(x, 0, 255).astype(np.uint8)
 

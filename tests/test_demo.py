@@ -45,14 +45,14 @@ def _job(kind, photo="camera"):
     return demo.Job(path="unused", photo=photo, stream="test/x/1", index=3, kind=kind)
 
 
-@pytest.mark.parametrize("family", sorted(demo.FAMILIES))
+@pytest.mark.parametrize("family", sorted(demo.SIMULATORS))
 def test_gray_photos_stay_gray_and_strength_scales_the_artifact(family):
     params = DemoParams()
     real, rng = demo._patch(_job(family), params)
     assert (real[..., 0] == real[..., 1]).all()  # camera is a gray photo
     distances = []
     for strength in (0.5, 1.0, 2.0):
-        fake = demo.FAMILIES[family](real.astype(np.float32), strength, params.seed, np.random.default_rng(0))
+        fake = demo.SIMULATORS[family](real.astype(np.float32), strength, params.seed, np.random.default_rng(0))
         assert fake.shape == real.shape
         assert np.allclose(fake[..., 0], fake[..., 1]) and np.allclose(fake[..., 1], fake[..., 2])
         distances.append(np.abs(fake - real).mean())

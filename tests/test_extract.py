@@ -165,8 +165,8 @@ def test_killed_stage_resumes_without_recomputing(tmp_path):
 
     rerun = run_stage("extract_clip", root, timeout=300, env=stage_env(HF_HUB_OFFLINE="1"))
     assert rerun.returncode == 0, rerun.stderr
-    run = json.loads((root / "metrics" / "extract.json").read_text())["run"]
-    assert (run["computed"], run["reused"]) == (n - len(finished), len(finished))
+    assert f"{n} images: {n - len(finished)} computed, {len(finished)} reused" in rerun.stderr
+    assert "run" not in json.loads((root / "metrics" / "extract.json").read_text())  # no run timings in metrics
     recomputed = set()  # the images of the shards the re-run wrote: exactly the unfinished ones
     for shard in set(store_folder.glob("[0-9a-f]*.npz")) - finished_shards:
         with np.load(shard) as z:
