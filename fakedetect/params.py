@@ -281,6 +281,30 @@ class Level3Params(LevelParams):
     enabled: bool = True
 
 
+FAKE_FAMILIES = tuple(f for f in vocabulary.FAMILIES if f != "real")
+
+
+class FamilyLevelParams(LevelParams):
+    """Level 2: which families it tells apart (its classes, in this order); fakes of other
+    families are not its rows."""
+
+    families: list[Literal[FAKE_FAMILIES]] = Field(
+        ["gan", "diffusion"], min_length=2, description="the fake families level 2 tells apart")
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.families)) != len(self.families):
+            raise ValueError(f"families must not repeat a family, got {self.families}")
+        return self
+
+
+class HierarchyParams(Section):
+    """Where the 3-way decision (real, then level 2's families) is judged."""
+
+    test: Selection | None = Field(None, description="null = level 1's test sets; rows a level trained or "
+                                                     "validated on are always left out")
+
+
 class GroupSplitParams(Section):
     """How a set used for both training and testing is split without leakage."""
 
@@ -310,8 +334,10 @@ class AttributionParams(Section):
     level1: LevelParams = LevelParams(
         train=Selection(sets=["train"]), val=Selection(sets=["val"]),
         test=Selection(sets=DEMO_TEST_SETS + list(vocabulary.DEMO_CONTROLS)))
-    level2: LevelParams = LevelParams(train=Selection(sets=DEMO_TEST_SETS), test=Selection(sets=DEMO_TEST_SETS))
+    level2: FamilyLevelParams = FamilyLevelParams(train=Selection(sets=DEMO_TEST_SETS),
+                                                  test=Selection(sets=DEMO_TEST_SETS))
     level3: Level3Params = Level3Params(train=Selection(sets=DEMO_TEST_SETS), test=Selection(sets=DEMO_TEST_SETS))
+    hierarchy: HierarchyParams = HierarchyParams()
 
     @model_validator(mode="after")
     def _crop_fits(self):

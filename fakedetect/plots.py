@@ -116,8 +116,14 @@ def accuracy_vs_published(reports: dict[str, dict], path: str) -> None:
 
 def confusion_matrices(matrices: dict[str, tuple[list[str], list[list[int]]]], path: str, title: str) -> None:
     """One panel per decision: counts, rows = true class, columns = predicted class."""
+    save(confusion_figure(matrices, title), path)
+
+
+def confusion_figure(matrices: dict[str, tuple[list[str], list[list[int]]]], title: str):
+    """The panels of `confusion_matrices`, laid out (constrained) so that one panel's class names
+    never run into the next panel, however long they are."""
     n = max(len(matrices), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False, layout="constrained")
     for ax, (name, (classes, matrix)) in zip(axes[0], matrices.items()):
         counts = np.asarray(matrix)
         ax.imshow(counts, cmap="Blues")
@@ -130,4 +136,4 @@ def confusion_matrices(matrices: dict[str, tuple[list[str], list[list[int]]]], p
         ax.set_ylabel("true")
         ax.set_title(name, fontsize=9)
     fig.suptitle(title)
-    save(fig, path)
+    return fig

@@ -2,14 +2,17 @@
 simulated generators and control sets. Every module and test takes them from here."""
 from __future__ import annotations
 
-# What made an image: a real photograph, or a fake's generator family. `other` holds every other
-# generator, e.g. the CNN synthesis and face-swap sets of CNNDetection's test suite (crn, imle,
-# seeingdark/sitd, san, deepfake, whichfaceisreal), which are neither GAN nor diffusion.
-FAMILIES = ("real", "gan", "diffusion", "other")
+# What made an image: a real photograph, or a fake's generator family. `autoregressive` models
+# predict image tokens one after another with a transformer and decode them (DALL-E mini: a VQGAN
+# decoder), which is neither a GAN's single pass nor a diffusion model's denoising. `other` holds
+# every other generator, e.g. the CNN synthesis and face-swap sets of CNNDetection's test suite
+# (crn, imle, seeingdark/sitd, san, deepfake, whichfaceisreal).
+FAMILIES = ("real", "gan", "diffusion", "autoregressive", "other")
 
 # Generator (folder name, matched case-insensitively) -> family.
 GAN_GENERATORS = frozenset({"progan", "stylegan", "stylegan2", "biggan", "cyclegan", "stargan", "gaugan"})
-DIFFUSION_GENERATORS = frozenset({"guided", "dalle"})
+DIFFUSION_GENERATORS = frozenset({"guided"})
+AUTOREGRESSIVE_GENERATORS = frozenset({"dalle"})  # UnivFD's DALL-E set, made by DALL-E mini
 DIFFUSION_PREFIXES = ("ldm_", "glide_")  # UnivFD's ldm_200, glide_100_27, ...
 
 # The offline demo's simulated generators (fakedetect.demo makes them), each with the family whose
@@ -28,4 +31,6 @@ def family_of(generator: str) -> str:
         return "gan"
     if name in DIFFUSION_GENERATORS or name.startswith(DIFFUSION_PREFIXES):
         return "diffusion"
+    if name in AUTOREGRESSIVE_GENERATORS:
+        return "autoregressive"
     return DEMO_GENERATOR_FAMILY.get(name, "other")

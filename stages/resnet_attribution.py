@@ -35,7 +35,7 @@ def main() -> None:
     for name, frame in result.confusions.items():
         atomic.write_csv(curves / f"{name}_confusion.csv", frame)
     matrices = {name: (result.metrics[name]["classes"], result.metrics[name]["confusion"])
-                for name in result.confusions}
+                for name in result.confusions if result.metrics[name] is not None}
     plots.confusion_matrices(matrices, ATTRIBUTION_PICTURE, f"attribution, {p.arch} (weights: {p.weights})")
     atomic.write_json(ATTRIBUTION_METRICS, result.metrics)
     log.info("done in %.0f s; training %s images/s", time.perf_counter() - start,

@@ -32,7 +32,7 @@ class ModelCard:
     std: list[float] = field(default_factory=lambda: list(STD))
     input: str = ("a preprocessed RGB image (whole, as the preprocess stage writes it), uint8 / 255, "
                   "normalised by mean and std")
-    hierarchy: str = "level1 fake (logit >= 0) -> level2: gan (logit < 0) or diffusion"
+    hierarchy: str = "level1 fake (logit >= 0) -> family_level: one of its classes (one logit: class 1 when >= 0)"
 
     def write(self, folder: str | os.PathLike) -> None:
         atomic.write_json(Path(folder) / MODEL_CARD, asdict(self))

@@ -13,21 +13,20 @@ import torch
 from fakedetect import published
 from fakedetect.attribution.network import predicted_class
 from fakedetect.attribution.reports import detection_report, multiclass_report
-from fakedetect.metrics import set_metrics
+from fakedetect.metrics import calibrate, set_metrics
+from fakedetect.params import LevelParams
 
-FAMILY_CLASSES = ("gan", "diffusion")  # level 2's classes, in the order of its single logit
-HIERARCHY_CLASSES = ("real",) + FAMILY_CLASSES  # the 3-way decision ...
-HIERARCHY_LEVELS = ("level1", "level2")  # ... of level 1, then level 2 for what level 1 calls fake
+HIERARCHY_LEVELS = ("level1", "level2")  # the hierarchy: level 1, then level 2 for what level 1 calls fake
 
 
 @dataclass(frozen=True)
 class Level:
     name: str
     question: str
-    uses: Callable[[pd.DataFrame], pd.Series]  # rows (of the selected sets) the level may see
+    uses: Callable[[pd.DataFrame, LevelParams], pd.Series]  # rows (of the selected sets) the level may see
     class_of: Callable[[pd.DataFrame], pd.Series]  # each row's class name
-    classes: Callable[[pd.DataFrame], tuple[str, ...]]  # its classes, given its training rows
-    report: Callable[[pd.DataFrame, torch.Tensor, tuple[str, ...]], dict]  # test rows (with target), logits
+    classes: Callable[[pd.DataFrame, LevelParams], tuple[str, ...]]  # its classes, given training rows and params
+    report: Callable[..., dict]  # (test rows with target, their logits, classes, val rows, their logits)
 
     @property
     def published(self) -> dict:
@@ -38,40 +37,51 @@ class Level:
         return rows.assign(target=self.class_of(rows).map({c: i for i, c in enumerate(classes)}).to_numpy())
 
 
-def _detection(rows: pd.DataFrame, logits: torch.Tensor, classes: tuple[str, ...]) -> dict:
-    return detection_report(rows, torch.sigmoid(logits[:, 0]).numpy(), predicted_class(logits).numpy(), classes)
+def _detection(rows: pd.DataFrame, logits: torch.Tensor, classes: tuple[str, ...], val: pd.DataFrame,
+               val_logits: torch.Tensor) -> dict:
+    """Real vs fake, its threshold on P(fake) calibrated on the level's validation rows."""
+    threshold, calibration = calibrate(val.target.to_numpy(), torch.sigmoid(val_logits[:, 0]).numpy())
+    return {**detection_report(rows, torch.sigmoid(logits[:, 0]).numpy(), predicted_class(logits).numpy(), classes,
+                               threshold),
+            "calibrated_threshold": None if threshold is None else round(threshold, 6), "calibration": calibration}
 
 
-def _family(rows: pd.DataFrame, logits: torch.Tensor, classes: tuple[str, ...]) -> dict:
+def _family(rows: pd.DataFrame, logits: torch.Tensor, classes: tuple[str, ...], *val) -> dict:
     pred = predicted_class(logits).numpy()
     report = multiclass_report(rows, pred, classes, "family")
-    report["ap_diffusion"] = set_metrics(rows.target.to_numpy(), logits[:, 0].numpy(), pred)["ap"]
+    if len(classes) == 2:  # one logit: the second family's score
+        report[f"ap_{classes[1]}"] = set_metrics(rows.target.to_numpy(), logits[:, 0].numpy(), pred)["ap"]
     return report
 
 
-def _generator(rows: pd.DataFrame, logits: torch.Tensor, classes: tuple[str, ...]) -> dict:
+def _generator(rows: pd.DataFrame, logits: torch.Tensor, classes: tuple[str, ...], *val) -> dict:
     return multiclass_report(rows, predicted_class(logits).numpy(), classes, "class")
 
 
 LEVELS = {level.name: level for level in (
     Level("level1", "real or fake?",
-          uses=lambda rows: pd.Series(True, index=rows.index),
+          uses=lambda rows, lp: pd.Series(True, index=rows.index),
           class_of=lambda rows: rows.label.map({0: "real", 1: "fake"}),
-          classes=lambda train: ("real", "fake"),
+          classes=lambda train, lp: ("real", "fake"),
           report=_detection),
-    Level("level2", "which family made this fake: GAN or diffusion?",
-          uses=lambda rows: (rows.label == 1) & rows.family.isin(FAMILY_CLASSES),
+    Level("level2", "which of attribution.level2.families made this fake?",
+          uses=lambda rows, lp: (rows.label == 1) & rows.family.isin(lp.families),
           class_of=lambda rows: rows.family,
-          classes=lambda train: FAMILY_CLASSES,
+          classes=lambda train, lp: tuple(lp.families),
           report=_family),
     Level("level3", "which generator made this fake (among those in training)?",
-          uses=lambda rows: rows.label == 1,
+          uses=lambda rows, lp: rows.label == 1,
           class_of=lambda rows: rows.generator,
-          classes=lambda train: tuple(sorted(set(train.generator))),
+          classes=lambda train, lp: tuple(sorted(set(train.generator))),
           report=_generator),
 )}
 
 
+def hierarchy_classes(family_classes: tuple[str, ...]) -> tuple[str, ...]:
+    """The hierarchy's classes: real, then the family level's classes."""
+    return ("real", *family_classes)
+
+
 def hierarchy_decision(level1_pred: np.ndarray, level2_pred: np.ndarray) -> np.ndarray:
-    """real (0) when level 1 says real, else 1 + level 2's family (1 GAN, 2 diffusion)."""
+    """real (0) when level 1 says real, else 1 + level 2's family index."""
     return np.where(level1_pred == 0, 0, 1 + level2_pred)

@@ -26,13 +26,14 @@ def _per(rows: pd.DataFrame, column: str) -> dict:
             for name, group in rows.groupby(column, sort=True)}
 
 
-def detection_report(rows: pd.DataFrame, score: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]) -> dict:
-    """Real vs fake as the detection stages report it (acc, real_acc, fake_acc, AP, ...),
-    overall, per test set and per generator."""
+def detection_report(rows: pd.DataFrame, score: np.ndarray, pred: np.ndarray, classes: tuple[str, ...],
+                     calibrated_threshold: float | None = None) -> dict:
+    """Real vs fake as the detection stages report it (acc, real_acc, fake_acc, AP, acc_calibrated
+    at `calibrated_threshold` on the score, ...), overall, per test set and per generator."""
     rows = rows.assign(score=score, pred=pred)
-    per_set = {str(name): set_metrics(g.target.to_numpy(), g.score.to_numpy(), g.pred.to_numpy())
+    per_set = {str(name): set_metrics(g.target.to_numpy(), g.score.to_numpy(), g.pred.to_numpy(), calibrated_threshold)
                for name, g in rows.groupby("test_set", sort=True)}
-    return {**set_metrics(rows.target.to_numpy(), score, pred), "classes": list(classes),
+    return {**set_metrics(rows.target.to_numpy(), score, pred, calibrated_threshold), "classes": list(classes),
             "per_test_set": per_set, "per_generator": _per(rows, "generator"),
             "confusion": confusion(rows.target.to_numpy(), pred, 2)}
 
@@ -44,9 +45,11 @@ def multiclass_report(rows: pd.DataFrame, pred: np.ndarray, classes: tuple[str, 
     truth = rows.target.to_numpy()
     per_class = {c: {"n": int((truth == i).sum()), "acc": _acc(truth[truth == i], pred[truth == i])}
                  for i, c in enumerate(classes)}
-    present = [v["acc"] for v in per_class.values() if v["acc"] is not None]
+    present = [c for c, v in per_class.items() if v["acc"] is not None]
     return {"n": len(rows), "classes": list(classes), "acc": _acc(truth, pred),
-            "balanced_acc": round(float(np.mean(present)), 4) if present else None,
+            "balanced_acc": round(float(np.mean([per_class[c]["acc"] for c in present])), 4) if present else None,
+            "balanced_acc_classes": present,  # the classes it averages: those with test rows
+            "classes_without_test_rows": [c for c in classes if c not in present],
             f"per_{by}": per_class, "per_generator": _per(rows, "generator"), "per_test_set": _per(rows, "test_set"),
             "confusion": confusion(truth, pred, len(classes))}
 
@@ -55,3 +58,10 @@ def confusion_rows(truth: np.ndarray, pred: np.ndarray, classes: tuple[str, ...]
     """One row per test image (actual, predicted class names): DVC's confusion template."""
     names = np.array(classes)
     return pd.DataFrame({"actual": names[truth], "predicted": names[pred]})
+
+
+def disabled_confusion(level: str) -> pd.DataFrame:
+    """The confusion CSV of a level params turned off: one row saying so, which DVC's confusion
+    template draws as a one-cell matrix (a missing file fails to load, an empty one draws an empty canvas)."""
+    note = f"{level} off (attribution.{level}.enabled: false)"
+    return pd.DataFrame({"actual": [note], "predicted": [note]})

@@ -1,4 +1,4 @@
-"""Training one level: the images in memory, the frozen-trunk cache, and the training loop
+"""Training one level: the images it re-reads, the frozen-trunk cache, and the training loop
 (Adam, class-weighted loss, early stopping on the balanced validation accuracy).
 
 When the frozen stages are the leading ones, their activations are computed once per image and
@@ -6,13 +6,21 @@ only the rest of the network is trained on them (`reuse_frozen`). Training crops
 the frozen prefix's stride, so that with and without the reuse the same crops are drawn:
 cropping the cached activation map is then cropping the image, up to the borders. Validation,
 test and inference see the whole preprocessed image.
+
+Memory stays bounded at any data size: what training re-reads every epoch (the training and
+validation images' pixels, and their frozen-trunk activations in float16) lives in scratch
+files read back one batch at a time with pread, so it sits in the page cache, not in the
+process; test images are decoded and run through the whole network one batch at a time.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -30,26 +38,54 @@ from fakedetect.stage import UserError
 
 log = logging.getLogger("attribution")
 
+SCRATCH = ".cache/attribution"  # a run's record files: unlinked at creation, so gone when it ends
+CACHE_DTYPE = np.float16  # frozen-trunk activations: half the bytes of float32 (README "resnet_attribution")
+
+
+class RecordFile:
+    """N fixed-shape arrays in an anonymous scratch file, read back by index with pread (not
+    mmap: the pages read stay out of the process's resident memory)."""
+
+    def __init__(self, n: int, shape: tuple[int, ...], dtype, folder: str | os.PathLike = SCRATCH):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.file = tempfile.TemporaryFile(dir=folder)
+        self.n, self.shape, self.dtype = n, tuple(shape), np.dtype(dtype)
+        self.record_bytes = int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def write(self, start: int, arrays: np.ndarray) -> None:
+        """Records start, start + 1, ... from a batch of arrays."""
+        data = np.ascontiguousarray(arrays, dtype=self.dtype)
+        os.pwrite(self.file.fileno(), data.tobytes(), start * self.record_bytes)
+
+    def read(self, idx: torch.Tensor) -> torch.Tensor:
+        out = np.empty((len(idx), *self.shape), self.dtype)
+        for j, i in enumerate(idx.tolist()):
+            got = os.preadv(self.file.fileno(), [memoryview(out[j]).cast("B")], i * self.record_bytes)
+            if got != self.record_bytes:
+                raise OSError(f"scratch record {i}: read {got} of {self.record_bytes} bytes")
+        return torch.from_numpy(out)
+
+
+def read_image(path: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A preprocessed image as uint8 3 x H x W, checked against the others' shape."""
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
+    if shape is not None and pixels.shape != shape:
+        raise UserError(f"{path} is {pixels.shape}, not {shape} like the others: rerun the preprocess stage")
+    return pixels
+
 
 class ImageBank:
-    """Every preprocessed image the levels use, decoded once into memory (N x 3 x H x W uint8)."""
+    """The images training re-reads (each level's training and validation images), decoded once
+    into a record file of N x 3 x H x W uint8."""
 
     def __init__(self, paths: list[str]):
         self.paths = sorted(set(paths))
         self.position = {p: i for i, p in enumerate(self.paths)}
-        first = self._read(self.paths[0])
-        self.pixels = torch.empty((len(self.paths), *first.shape), dtype=torch.uint8)
+        self.shape = read_image(self.paths[0]).shape
+        self.pixels = RecordFile(len(self.paths), self.shape, np.uint8)
         for i, path in enumerate(tqdm(self.paths, desc="load images", unit="img", mininterval=2)):
-            image = self._read(path)
-            if image.shape != first.shape:
-                raise UserError(f"{path} is {tuple(image.shape)}, not {tuple(first.shape)} like the others: "
-                                f"rerun the preprocess stage")
-            self.pixels[i] = image
-
-    @staticmethod
-    def _read(path: str) -> torch.Tensor:
-        with Image.open(path) as im:
-            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
+            self.pixels.write(i, read_image(path, self.shape)[None])
 
     def index(self, paths) -> torch.Tensor:
         return torch.tensor([self.position[p] for p in paths], dtype=torch.long)
@@ -61,10 +97,12 @@ class Inputs:
 
     bank: ImageBank
     start: int = 0  # stage index the network runs from
-    activations: torch.Tensor | None = None  # bank-aligned, when start > 0
+    activations: RecordFile | None = None  # bank-aligned, when start > 0
 
     def full(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.activations[idx] if self.activations is not None else normalize(self.bank.pixels[idx])
+        if self.activations is not None:
+            return self.activations.read(idx).float()
+        return normalize(self.bank.pixels.read(idx))
 
     def crops(self, idx: torch.Tensor, crop_px: int | None, align: int, gen: torch.Generator) -> torch.Tensor:
         """Random crops of crop_px pixels at offsets that are multiples of `align` pixels."""
@@ -79,14 +117,18 @@ class Inputs:
         return torch.stack([x[i, :, oy:oy + size, ox:ox + size] for i, (oy, ox) in enumerate(offsets.tolist())])
 
 
-def cache_prefix(model: nn.Module, bank: ImageBank, start: int, batch_size: int) -> torch.Tensor:
-    """The frozen prefix's activations for every image of the bank, computed once."""
+def cache_prefix(model: nn.Module, bank: ImageBank, start: int, batch_size: int) -> RecordFile:
+    """The frozen prefix's activations for every image of the bank, computed once, kept in float16."""
     model.eval()
-    chunks = []
+    cache = None
     with torch.no_grad():
         for lo in tqdm(range(0, len(bank.paths), batch_size), desc="frozen trunk", unit="batch", mininterval=2):
-            chunks.append(forward_stages(model, normalize(bank.pixels[lo:lo + batch_size]), 0, start))
-    return torch.cat(chunks)
+            idx = torch.arange(lo, min(lo + batch_size, len(bank.paths)))
+            x = forward_stages(model, normalize(bank.pixels.read(idx)), 0, start)
+            if cache is None:
+                cache = RecordFile(len(bank.paths), x.shape[1:], CACHE_DTYPE)
+            cache.write(lo, x.numpy())
+    return cache
 
 
 def new_model(p: AttributionParams, n_classes: int, trunk: dict | None) -> tuple[nn.Module, list[nn.Module]]:
@@ -97,7 +139,7 @@ def new_model(p: AttributionParams, n_classes: int, trunk: dict | None) -> tuple
 
 
 def make_inputs(model: nn.Module, bank: ImageBank, p: AttributionParams,
-                cache: dict[bytes, torch.Tensor]) -> Inputs:
+                cache: dict[bytes, RecordFile]) -> Inputs:
     """Inputs from the cached frozen prefix when reuse is on (one cache per distinct prefix
     weights: every level shares it when they start from the same trunk), else from pixels."""
     start = frozen_prefix(p.freeze) if p.reuse_frozen else 0
@@ -107,8 +149,10 @@ def make_inputs(model: nn.Module, bank: ImageBank, p: AttributionParams,
     fingerprint = b"".join(t.numpy().tobytes() for m in prefix for t in m.state_dict().values())
     if fingerprint not in cache:
         cache[fingerprint] = cache_prefix(model, bank, start, p.batch_size)
-        log.info("frozen trunk cached: %s activations, %.0f MiB", tuple(cache[fingerprint].shape),
-                 cache[fingerprint].numel() * 4 / 2**20)
+        per_image = cache[fingerprint].record_bytes
+        log.info("frozen trunk cached on disk: %d images x %s %s, %.2f MiB per image, %.0f MiB in all",
+                 len(bank.paths), cache[fingerprint].shape, np.dtype(CACHE_DTYPE).name, per_image / 2**20,
+                 per_image * len(bank.paths) / 2**20)
     return Inputs(bank, start, cache[fingerprint])
 
 
@@ -129,6 +173,18 @@ def predict(model: nn.Module, inputs: Inputs, idx: torch.Tensor, batch_size: int
     with torch.no_grad():
         for lo in range(0, len(idx), batch_size):
             out.append(forward_from(model, inputs.full(idx[lo:lo + batch_size]), inputs.start))
+    return torch.cat(out) if out else torch.empty((0, model.fc.out_features))
+
+
+def predict_images(model: nn.Module, paths: list[str], shape: tuple[int, ...], batch_size: int) -> torch.Tensor:
+    """Logits for whole images read from their files one batch at a time, through the whole
+    network in eval mode: what is only tested on is never held or cached."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for lo in tqdm(range(0, len(paths), batch_size), desc="test images", unit="batch", mininterval=2):
+            pixels = np.stack([read_image(path, shape) for path in paths[lo:lo + batch_size]])
+            out.append(forward_from(model, normalize(torch.from_numpy(pixels)), 0))
     return torch.cat(out) if out else torch.empty((0, model.fc.out_features))
 
 
