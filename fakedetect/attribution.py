@@ -22,6 +22,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -409,11 +410,11 @@ class Trained:
 
 
 def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: AttributionParams, frozen: list[nn.Module],
-                steps: int | None = None) -> Trained:
+                steps: int | None = None, on_epoch: Callable[[dict], None] = lambda row: None) -> Trained:
     """Adam on the unfrozen parameters, class-weighted loss, early stopping with patience on the
     validation accuracy (CNNDetection's criterion; balanced over classes, as level 2 and 3 are
     not); the best epoch's weights are kept. `steps` (benchmarks) stops after that many
-    batches of the first epoch."""
+    batches of the first epoch. `on_epoch` (the training log) gets each epoch's history row."""
     torch.manual_seed(p.seed)
     gen = torch.Generator().manual_seed(p.seed)
     n_classes = len(data.classes)
@@ -461,6 +462,7 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
         val_balanced = float(np.mean([(val_pred[val_target == c] == c).float().mean() for c in val_target.unique()]))
         history.append({"epoch": epoch, "train_loss": loss_sum / used, "train_accuracy": correct / used,
                         "val_loss": val_loss, "val_accuracy": val_acc, "val_balanced_accuracy": val_balanced})
+        on_epoch(history[-1])
         bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_bal_acc=f"{val_balanced:.3f}")
         log.info("%s epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f balanced %.3f", data.name, epoch,
                  history[-1]["train_loss"], history[-1]["train_accuracy"], val_loss, val_acc, val_balanced)
@@ -587,8 +589,10 @@ def make_inputs(model: nn.Module, bank: ImageBank, p: AttributionParams,
     return Inputs(bank, start, cache[fingerprint])
 
 
-def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
-    """Train every level, judge each on its test rows and the hierarchy on the rows no level saw."""
+def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None,
+        on_epoch: Callable[[str, dict], None] = lambda level, row: None) -> Result:
+    """Train every level, judge each on its test rows and the hierarchy on the rows no level saw;
+    `on_epoch(level, history row)` after each epoch (the training log)."""
     torch.use_deterministic_algorithms(True)
     levels = prepare(rows, p)
     hierarchy = hierarchy_rows(levels, p.split.group_by)
@@ -602,7 +606,7 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
     for level, data in levels.items():
         model, frozen = new_model(p, len(data.classes), trunk)
         inputs[level] = make_inputs(model, bank, p, cache)
-        t = train_level(model, data, inputs[level], p, frozen)
+        t = train_level(model, data, inputs[level], p, frozen, on_epoch=lambda row, level=level: on_epoch(level, row))
         trained[level] = t.model
         result.histories[level] = t.history
         result.models[level] = t.model.state_dict()
