@@ -152,7 +152,7 @@ def store_command(args: argparse.Namespace) -> int:
             return 2
         if configured is not None:
             configured = str(Path(args.project) / configured)  # a relative extract.store is the project's
-    root = featurestore.store_root(configured)
+    root = featurestore.store_root(configured).absolute()
     if args.remove:
         try:
             entry = featurestore.remove(root, args.remove)
