@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 
 from fakedetect import backbones, extract, layouts
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
-from fakedetect.featurestore import FeatureStore
+from fakedetect.featurestore import FeatureStore, store_root
 from fakedetect.params import ExtractParams, load_params
 
 FAKE_SETS = ("upsample_nearest", "transposed_conv", "noise_denoise")
@@ -61,10 +61,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
     rows = rows[rows.status == "ok"].reset_index(drop=True)
-    store_root = load_params().extract.store
+    root = store_root(load_params().extract.store)
     for name, overrides in CANDIDATES.items():
         backbone = backbones.create(ExtractParams(**overrides))
-        matrix, _ = extract.extract(rows, backbone, FeatureStore(store_root, backbone.identity), 64, 1)
+        matrix, _ = extract.extract(rows, backbone, FeatureStore(root, backbone.identity), 64, 1)
         print(f"{name} dimension: {matrix.shape[1]}")
         for train_split in ("train", "val"):
             for key, value in scores(matrix, rows, train_split).items():

@@ -83,8 +83,9 @@ class UnivfdSchedule(keras.callbacks.Callback):
 
 
 def train(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, val_labels: np.ndarray,
-          p: LinearParams) -> tuple[keras.Model, pd.DataFrame]:
-    """Train the head chosen in params; return it and its per-epoch history.
+          p: LinearParams, callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> tuple[keras.Model, pd.DataFrame]:
+    """Train the head chosen in params; return it and its per-epoch history. `callbacks` (a
+    training log) see each epoch's logs after the learning rate is added to them.
 
     Without validation rows the validation columns are empty and the linear probe's
     schedule watches the training accuracy instead.
@@ -94,12 +95,12 @@ def train(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, va
     recipe = p.recipe
     model = build(p.head, features.shape[1], recipe)
     validation = (val_features, val_labels.astype(np.float32)) if len(val_labels) else None
-    callbacks = [EpochLog()]
+    schedule = [EpochLog()]
     if p.head == "linear_probe":
         monitor = "val_accuracy" if validation else "accuracy"
-        callbacks.append(UnivfdSchedule(monitor, recipe.patience, recipe.min_delta, recipe.min_lr))
+        schedule.append(UnivfdSchedule(monitor, recipe.patience, recipe.min_delta, recipe.min_lr))
     fit = model.fit(features, labels.astype(np.float32), batch_size=recipe.batch_size, epochs=recipe.epochs,
-                    validation_data=validation, shuffle=True, callbacks=callbacks, verbose=0)
+                    validation_data=validation, shuffle=True, callbacks=[*schedule, *callbacks], verbose=0)
     history = pd.DataFrame(fit.history).reindex(columns=HISTORY_COLUMNS[1:])
     history.insert(0, "epoch", np.arange(1, len(history) + 1))
     return model, history.round(6)

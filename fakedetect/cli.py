@@ -1,4 +1,4 @@
-"""Command line: `fakedetect predict IMAGES...` and `fakedetect profile NAME` (also `python -m fakedetect`).
+"""Command line: `fakedetect predict IMAGES...`, `fakedetect profile NAME` and `fakedetect store` (also `python -m fakedetect`).
 
 predict's exit status: 0 when every input was scored, 1 when some could not be read (they are
 listed with their reason; the others are still scored), 2 for usage errors and for a missing
@@ -122,6 +122,66 @@ def profile_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def _weights(weights) -> str:
+    """An identity's weights: a description, {'tag': ...} or {'sha256': ...} (shortened)."""
+    if isinstance(weights, dict):
+        return ", ".join(f"{k} {v[:12] if k == 'sha256' else v}" for k, v in sorted(weights.items()))
+    return str(weights)
+
+
+def store_command(args: argparse.Namespace) -> int:
+    """List the feature store's backbone identities, or remove one's features."""
+    from pathlib import Path
+
+    from fakedetect import featurestore
+    from fakedetect.params import ParamsError, load_params
+
+    configured = args.store
+    params_file = Path(args.project) / "params.yaml"
+    if configured is None and params_file.is_file():
+        try:
+            configured = load_params(params_file).extract.store
+        except ParamsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if configured is not None:
+            configured = str(Path(args.project) / configured)  # a relative extract.store is the project's
+    root = featurestore.store_root(configured).absolute()
+    if args.remove:
+        try:
+            entry = featurestore.remove(root, args.remove)
+        except KeyError:
+            print(f"error: the store {root} holds no backbone {args.remove!r} (see `fakedetect store`)", file=sys.stderr)
+            return 2
+        except featurestore.InUse:
+            print(f"error: an extract process is encoding with backbone {args.remove} now: try again when it ends",
+                  file=sys.stderr)
+            return 2
+        print(f"removed {entry.model_id} ({entry.identity.get('model')}): {entry.images} images, {_size(entry.bytes)}")
+        return 0
+    entries = featurestore.entries(root)
+    print(f"feature store: {root}")
+    rows = [["id", "model", "weights", "variant", "images", "size"]]
+    for e in entries:
+        variant = ", ".join(f"{k} {v}" for k, v in sorted(e.identity.items())
+                            if k not in ("model", "weights", "transform"))
+        rows.append([e.model_id, str(e.identity.get("model")), _weights(e.identity.get("weights")), variant,
+                     str(e.images), _size(e.bytes)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    print(f"{len(entries)} backbone(s), {_size(sum(e.bytes for e in entries))}; "
+          "`fakedetect store --remove ID` deletes one backbone's features (recomputed when next needed)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="fakedetect", description=__doc__.split("\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -143,6 +203,12 @@ def parser() -> argparse.ArgumentParser:
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")
     prof.set_defaults(run=profile_command)
+    st = commands.add_parser("store", help="list the feature store's backbones (images, size), or remove one's features")
+    st.add_argument("--remove", metavar="ID", help="delete the features of the backbone with this id")
+    st.add_argument("--store", help="the store's folder (default: the project's extract.store, else "
+                                    "$FAKEDETECT_STORE, else the user's cache folder)")
+    st.add_argument("--project", default=".", help="the project whose params.yaml may name the store (default: here)")
+    st.set_defaults(run=store_command)
     return top
 
 

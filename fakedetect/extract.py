@@ -68,7 +68,23 @@ def extract(rows: pd.DataFrame, backbone: Backbone, store: FeatureStore, batch_s
     todo = [(path, sha256) for sha256, path in paths.items() if sha256 not in found]
     log.info("%d distinct images: %d in the feature store %s, %d to compute",
              len(paths), len(paths) - len(todo), store.folder, len(todo))
-    start = time.perf_counter()
+    seconds = 0.0
+    if todo:
+        with store.computing():  # another process may have encoded some of them meanwhile
+            found |= store.load({sha256 for _, sha256 in todo})
+            todo = [(path, sha256) for path, sha256 in todo if sha256 not in found]
+            start = time.perf_counter()
+            _encode(todo, backbone, store, batch_size, loader_workers, found)
+            seconds = time.perf_counter() - start
+    if todo:
+        log.info("computed %d images in %.1f s: %.1f images/s", len(todo), seconds, len(todo) / seconds)
+    matrix = np.stack([found[sha256] for sha256 in rows.image_sha256]).astype(np.float32, copy=False)
+    return matrix, Run(len(paths), len(todo), len(paths) - len(todo), seconds)
+
+
+def _encode(todo: list[tuple[str, str]], backbone: Backbone, store: FeatureStore, batch_size: int,
+            loader_workers: int, found: dict[str, np.ndarray]) -> None:
+    """Encode the (path, sha256) items batch by batch; each batch goes to the store and `found` at once."""
     if todo:
         loader = torch.utils.data.DataLoader(
             ImageFiles(todo, backbone.transform), batch_size=batch_size, num_workers=loader_workers,
@@ -82,8 +98,3 @@ def extract(rows: pd.DataFrame, backbone: Backbone, store: FeatureStore, batch_s
                 store.add(keys, vectors)
                 found.update(zip(keys, vectors))
                 progress.update(len(keys))
-    seconds = time.perf_counter() - start
-    if todo:
-        log.info("computed %d images in %.1f s: %.1f images/s", len(todo), seconds, len(todo) / seconds)
-    matrix = np.stack([found[sha256] for sha256 in rows.image_sha256]).astype(np.float32, copy=False)
-    return matrix, Run(len(paths), len(todo), len(paths) - len(todo), seconds)

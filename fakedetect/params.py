@@ -177,7 +177,8 @@ class ExtractParams(Section):
         "float32", description="float32 (UnivFD's features) | float16 (GPU) | bfloat16 (GPU, or a CPU with native bf16)")
     batch_size: PositiveInt = 64
     loader_workers: Annotated[int, Field(ge=0)] = Field(1, description="processes decoding images; 0 = in the main process")
-    store: str = Field(".cache/features", description="the resumable per-image feature store (outside DVC's outputs)")
+    store: str | None = Field(None, description="the resumable per-image feature store (outside DVC's outputs); "
+                                              "null = $FAKEDETECT_STORE, else the user's cache folder")
     imports: list[ImportSource] = []
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ import logging
 
 from fakedetect import atomic, backbones, extract, features, layouts, stage
 from fakedetect.artifacts import EXTRACT_METRICS, FEATURES, INGEST_METRICS, PREPROCESSED_MANIFEST
-from fakedetect.featurestore import FeatureStore
+from fakedetect.featurestore import FeatureStore, store_root
 from fakedetect.params import load_params
 
 ROW_COLUMNS = ["id", "split", "test_set", "label", "generator", "family", "category", "image", "image_sha256"]
@@ -26,7 +26,7 @@ def main() -> None:
         if rows.empty:
             raise stage.UserError(f"{PREPROCESSED_MANIFEST} has no usable rows: check {INGEST_METRICS}")
         backbone = backbones.create(p)
-        store = FeatureStore(p.store, backbone.identity)
+        store = FeatureStore(store_root(p.store), backbone.identity)
         matrix, run = extract.extract(rows, backbone, store, p.batch_size, p.loader_workers)
         summary |= {"identity": backbone.identity, "store_id": store.model_id, "images": run.images}
         # What this run did depends on the store's state and the machine: logged, never a DVC metric.

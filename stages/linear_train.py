@@ -1,4 +1,5 @@
-"""Stage linear_train: data/features -> models/linear.keras and its per-epoch training curve.
+"""Stage linear_train: data/features -> models/linear.keras and its training log (DVCLive:
+per-epoch loss and accuracy, training and validation, and the best epoch's figures).
 
 Trains the head chosen in params (the notebook's FCNN, or UnivFD's linear probe) on
 the training split; the validation split is scored after every epoch.
@@ -7,10 +8,11 @@ import logging
 
 import numpy as np
 
-from fakedetect import atomic, classifiers, features, stage
-from fakedetect.artifacts import FEATURES, LINEAR_HISTORY, LINEAR_MODEL
+from fakedetect import classifiers, features, stage
+from fakedetect.artifacts import FEATURES, LINEAR_MODEL, LINEAR_TRAINING_LOG
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
+from fakedetect.training_log import TrainingLog
 
 log = logging.getLogger("linear_train")
 
@@ -23,11 +25,17 @@ def main() -> None:
     if not ((labels[train] == 0).any() and (labels[train] == 1).any()):
         raise UserError(f"{FEATURES}: the training split must hold real and fake rows")
     if not val.any():
-        log.warning("no validation split: the validation columns of %s stay empty%s", LINEAR_HISTORY,
+        log.warning("no validation split: %s logs training figures only%s", LINEAR_TRAINING_LOG,
                     "; the linear probe's schedule watches the training accuracy" if p.head == "linear_probe" else "")
-    model, history = classifiers.train(matrix[train], labels[train], matrix[val], labels[val], p)
+    training_log = TrainingLog(LINEAR_TRAINING_LOG)
+    model, history = classifiers.train(matrix[train], labels[train], matrix[val], labels[val], p,
+                                       (training_log.keras_callback(),))
     classifiers.save(model, LINEAR_MODEL)
-    atomic.write_csv(LINEAR_HISTORY, history)
+    split_name, column = ("eval", "val_") if val.any() else ("train", "")
+    best = int(history[f"{column}accuracy"].idxmax())
+    training_log.close({"epochs": len(history), "best/step": best,
+                        f"best/{split_name}/accuracy": float(history[f"{column}accuracy"][best]),
+                        f"best/{split_name}/loss": float(history[f"{column}loss"][best])})
     last = history.iloc[-1]
     log.info("%s: %d epochs on %d rows; last epoch: accuracy %.4f, validation accuracy %s",
              p.head, len(history), train.sum(), last.accuracy,

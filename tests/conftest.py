@@ -8,6 +8,22 @@ PROJECT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(os.environ.get("FAKEDETECT_FIXTURES", PROJECT.parent / "shared" / "fixtures"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feature_store_in_tmp(tmp_path_factory) -> Path:
+    """Every stage a test runs (and every process it starts) keeps features in a store under the
+    test's temporary folder, never in the user's cache folder."""
+    from fakedetect.featurestore import STORE_ENV
+
+    store = tmp_path_factory.mktemp("feature_store")
+    previous = os.environ.get(STORE_ENV)
+    os.environ[STORE_ENV] = str(store)
+    yield store
+    if previous is None:
+        del os.environ[STORE_ENV]
+    else:
+        os.environ[STORE_ENV] = previous
+
+
 @pytest.fixture
 def shared_fixtures() -> Path:
     """../shared/fixtures beside the checkout (as in CI); a user's clone has none, so skip."""

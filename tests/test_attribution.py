@@ -224,8 +224,20 @@ def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     assert np.sum(hierarchy["confusion"]) == hierarchy["n"] == expected > 0
     assert len(pd.read_csv(tiny / "plots/attribution/hierarchy_confusion.csv")) == expected
     assert np.sum(level1["confusion"]) == level1["n_real"] + level1["n_fake"]
-    history = pd.read_csv(tiny / "plots/attribution/level2_training.csv")
-    assert list(history.columns[:2]) == ["epoch", "train_loss"] and history.best.sum() == 1
+    # DVCLive's log: per level and epoch, training and validation loss and accuracy; the best epoch's figures.
+    log = tiny / "dvclive/resnet_attribution"
+    curves = {str(f.relative_to(log / "plots/metrics")) for f in log.rglob("*.tsv")}
+    assert curves == {f"{level}/{name}.tsv" for level in ("level1", "level2", "level3")
+                      for name in ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy", "eval/balanced_accuracy")}
+    summary = json.loads((log / "metrics.json").read_text())
+    val_balanced = pd.read_csv(log / "plots/metrics/level2/eval/balanced_accuracy.tsv", sep="\t")
+    assert list(val_balanced.step) == list(range(level2["epochs_run"])) == list(range(summary["level2"]["epochs"]))
+    best = summary["level2"]["best"]
+    assert best["step"] == level2["best_epoch"] - 1 and "step" not in summary
+    assert best["eval"]["balanced_accuracy"] == val_balanced.balanced_accuracy.max()
+    assert summary["level2"]["eval"]["loss"] == pd.read_csv(log / "plots/metrics/level2/eval/loss.tsv", sep="\t").loss.iloc[-1]
+    logged = {f: f.read_bytes() for f in log.rglob("*") if f.is_file()}
+    assert len(logged) == len(curves) + 1  # nothing but the curves and the summary
     card = json.loads((tiny / "models/attribution/model.json").read_text())
     state = torch.load(tiny / "models/attribution/level3.pt", weights_only=True)
     model = network.build_resnet(card["arch"], card["levels"]["level3"]["outputs"])
@@ -234,6 +246,7 @@ def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     second = _run_stage(tiny, {**TINY, "freeze": ["stem"]})
     assert second.returncode == 0, second.stderr
     assert metrics_file.read_text() == json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    assert {f: f.read_bytes() for f in log.rglob("*") if f.is_file()} == logged
     assert (tiny / "models/attribution/level1.pt").read_bytes() == saved
 
 

@@ -72,7 +72,8 @@ def two_runs(tmp_path_factory):
 
 def test_two_runs_give_byte_identical_metrics(two_runs):
     first, second = two_runs
-    for name in ("metrics/nn_eval.json", "metrics/linear_eval.json", "plots/linear_train.csv",
+    for name in ("metrics/nn_eval.json", "metrics/linear_eval.json", "dvclive/linear_train/metrics.json",
+                 "dvclive/linear_train/plots/metrics/eval/accuracy.tsv", "dvclive/linear_train/plots/metrics/train/loss.tsv",
                  "plots/linear_eval/roc/upsample_nearest.csv", "plots/nn_eval/pr/noise_denoise.csv"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
@@ -87,11 +88,23 @@ def test_stage_outputs(two_runs, classifiers):
         assert (control["n_real"], control["n_fake"]) == (12, 0)
         assert control["acc"] == control["real_acc"] and control["fake_acc"] is None and control["ap"] is None
         assert report["calibration"] == "validation split" and report["mean"]["n_sets"] == 2
-    # One-class sets have no curves; the training curve has one row per epoch, validation included.
+    # One-class sets have no curves; DVCLive's training log has one row per epoch and curve, validation
+    # included, and the best epoch's figures in its summary, and only the files dvc.yaml declares.
     assert not (folder / "plots/linear_eval/roc/real_blur.csv").exists()
-    history = pd.read_csv(folder / "plots/linear_train.csv")
-    assert list(history.columns) == classifiers.HISTORY_COLUMNS and len(history) == 7
-    assert history.val_accuracy.notna().all()
+    log = folder / "dvclive/linear_train"
+    curves = {str(f.relative_to(log / "plots/metrics")): pd.read_csv(f, sep="\t") for f in log.rglob("*.tsv")}
+    assert sorted(curves) == ["eval/accuracy.tsv", "eval/loss.tsv", "train/accuracy.tsv", "train/learning_rate.tsv",
+                              "train/loss.tsv"]
+    for name, curve in curves.items():
+        assert list(curve.columns) == ["step", name.split("/")[1][:-4]] and list(curve.step) == list(range(7))
+    summary = json.loads((log / "metrics.json").read_text())
+    val_accuracy = curves["eval/accuracy.tsv"].accuracy
+    assert summary["epochs"] == 7 and "step" not in summary
+    assert summary["eval"]["accuracy"] == val_accuracy.iloc[-1]
+    assert summary["best"]["eval"]["accuracy"] == val_accuracy.max() == val_accuracy[summary["best"]["step"]]
+    assert summary["best"]["eval"]["loss"] == curves["eval/loss.tsv"].loss[summary["best"]["step"]]
+    assert sorted(str(f.relative_to(log)) for f in log.rglob("*") if f.is_file()) == [
+        "metrics.json", *(f"plots/metrics/{name}" for name in sorted(curves))]
     assert (folder / "plots/accuracy_vs_published.png").read_bytes().startswith(b"\x89PNG")
     assert classifiers.load(folder / "models/linear.keras").name == "fcnn"
 
@@ -100,7 +113,8 @@ def test_epochs_override_and_external_head_through_the_stages(two_runs, tmp_path
     folder = two_runs[1]
     result = run_stage("linear_train", folder, params(epochs=3))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(pd.read_csv(folder / "plots/linear_train.csv")) == 3
+    assert json.loads((folder / "dvclive/linear_train/metrics.json").read_text())["epochs"] == 3
+    assert len(pd.read_csv(folder / "dvclive/linear_train/plots/metrics/train/loss.tsv", sep="\t")) == 3
 
     matrix, rows = features.load_features(folder / "data/features")
     rng = np.random.default_rng(5)

@@ -186,3 +186,17 @@ def test_dvc_default_page_stays_blank_without_network(plots_project, tmp_path):
     assert "https://cdn.jsdelivr.net/npm/vega@5" in page.read_text(encoding="utf8")
     shown = RenderedPage(chromium(page, tmp_path / "profile", "--dump-dom"), set(declared_plots(plots_project)))
     assert not shown.marks
+
+
+@needs_chromium
+def test_the_pipelines_training_curves_render_offline(trained_project, tmp_path):
+    """The training curves drawn from DVCLive's files (linear_train, resnet_attribution's levels),
+    on the page `dvc plots show` makes for a trained demo."""
+    declared = declared_plots(trained_project)
+    curves = {Renderer.remove_special_chars(name) for name in
+              ("training accuracy", "training loss", "attribution training loss")}
+    assert curves <= {plot for plot, kind in declared.items() if kind == "vega"}
+    run(DVC + ["plots", "show", "-o", str(tmp_path / "page")], trained_project)
+    shown = RenderedPage(chromium(tmp_path / "page" / "index.html", tmp_path / "profile", "--dump-dom"), set(declared))
+    assert shown.errors == ""
+    assert curves <= shown.rendered and all(shown.marks[plot] >= 1 for plot in curves)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -32,8 +33,10 @@ class Result:
     images_per_s: dict[str, float] = field(default_factory=dict)
 
 
-def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
-    """Train every level, judge each on its test rows and the hierarchy on the rows no level saw."""
+def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None,
+        on_epoch: Callable[[str, dict], None] = lambda level, row: None) -> Result:
+    """Train every level, judge each on its test rows and the hierarchy on the rows no level saw;
+    `on_epoch(level, history row)` after each epoch (the training log)."""
     torch.use_deterministic_algorithms(True)
     levels = prepare(rows, p)
     judged = hierarchy_rows(rows, levels, p)
@@ -47,7 +50,7 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
     for name, data in levels.items():
         model, frozen = new_model(p, len(data.classes), trunk)
         inputs = make_inputs(model, bank, p, cache)
-        t = train_level(model, data, inputs, p, frozen)
+        t = train_level(model, data, inputs, p, frozen, lambda row, name=name: on_epoch(name, row))
         trained[name] = t.model
         result.histories[name] = t.history
         result.models[name] = t.model.state_dict()

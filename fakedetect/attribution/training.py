@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 import time
+from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,10 +206,11 @@ class Trained:
 
 
 def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: AttributionParams,
-                frozen: list[nn.Module]) -> Trained:
+                frozen: list[nn.Module], on_epoch: Callable[[dict], None] = lambda row: None) -> Trained:
     """Adam on the unfrozen parameters, class-weighted loss, early stopping with patience on the
     validation accuracy (CNNDetection's criterion; balanced over classes, as level 2 and 3 are
-    not); the best epoch's weights are kept."""
+    not); the best epoch's weights are kept. `on_epoch` (the training log) gets each epoch's
+    history row."""
     torch.manual_seed(p.seed)
     gen = torch.Generator().manual_seed(p.seed)
     n_classes = len(data.classes)
@@ -253,6 +255,7 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
         val_balanced = float(np.mean([(val_pred[val_target == c] == c).float().mean() for c in val_target.unique()]))
         history.append({"epoch": epoch, "train_loss": loss_sum / used, "train_accuracy": correct / used,
                         "val_loss": val_loss, "val_accuracy": val_acc, "val_balanced_accuracy": val_balanced})
+        on_epoch(history[-1])
         bar.set_postfix(epoch=epoch, val_loss=f"{val_loss:.3f}", val_bal_acc=f"{val_balanced:.3f}")
         log.info("%s epoch %d: train loss %.4f acc %.3f, val loss %.4f acc %.3f balanced %.3f", data.name, epoch,
                  history[-1]["train_loss"], history[-1]["train_accuracy"], val_loss, val_acc, val_balanced)

@@ -1,0 +1,116 @@
+"""README "Comparing detectors", command by command, on a small trained demo: four queued
+experiments run by two parallel workers share one feature store (each image encoded once across
+all four, no corrupt shard), `dvc exp show` lists them with their params, metrics and DVCLive
+columns, `dvc plots diff` draws their curves, and `dvc exp apply` promotes the best."""
+import json
+import re
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+
+from fakedetect import featurestore
+from fakedetect.featurestore import FeatureStore
+from helpers import DVC, GIT_IDENTITY, PROJECT
+
+README_COMMANDS = re.search(r"## Comparing detectors\n.*?```bash\n(.*?)```", (PROJECT / "README.md").read_text(),
+                            re.DOTALL).group(1)
+COMMANDS = [line.split("  #")[0].strip() for line in README_COMMANDS.splitlines() if line.strip()]
+
+
+def shell(command: str, cwd, env) -> str:
+    result = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, f"{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def queued_grid(trained_project, tmp_path_factory):
+    """A copy of the trained demo whose linear probe trains at most 10 epochs (committed), an empty
+    feature store, and the README's first two commands run in it."""
+    import os
+
+    project = tmp_path_factory.mktemp("experiments") / "project"
+    shutil.copytree(trained_project, project, symlinks=True)
+    store = tmp_path_factory.mktemp("shared_store")
+    env = {**os.environ, **GIT_IDENTITY, "FAKEDETECT_STORE": str(store)}
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["linear"]["linear_probe"]["epochs"] = 10
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shell("git commit -qam 'a shorter linear probe'", project, env)
+    assert COMMANDS[0].startswith("dvc exp run --queue") and COMMANDS[1].startswith("dvc exp run --run-all -j 2")
+    for command in COMMANDS[:2]:
+        shell(command, project, env)
+    return project, store, env
+
+
+def experiments(project, env) -> dict[str, dict]:
+    """dvc exp show --json: each experiment's name -> its params and metrics files."""
+    shown = json.loads(shell(" ".join(DVC) + " exp show --json", project, env))
+    found = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp["revs"]:
+                found[rev["name"]] = {"params": rev["data"]["params"]["params.yaml"]["data"],
+                                      "metrics": {k: v["data"] for k, v in rev["data"]["metrics"].items()}}
+    return found
+
+
+def test_four_experiments_encode_each_image_once(queued_grid):
+    project, store, env = queued_grid
+    images = set(pd.read_csv(project / "data/preprocessed.csv").query("status == 'ok'").image_sha256)
+    (entry,) = featurestore.entries(store)  # one backbone: the batch size is not part of its identity
+    folder = store / entry.model_id
+    reader = FeatureStore(store, entry.identity)
+    keys = [key for shard in sorted(folder.glob(featurestore.SHARDS)) for key in reader._read_shard(shard)[0]]
+    # Every shard verifies, and across the four experiments (two at a time, at different batch
+    # sizes, so two encodings of one image would sit in different shards) each image was encoded once.
+    assert sorted(k.decode() for k in keys) == sorted(images)
+
+
+def test_exp_show_lists_four_with_their_params_and_metrics(queued_grid):
+    project, _, env = queued_grid
+    exps = experiments(project, env)
+    assert len(exps) == 4
+    grid = {(e["params"]["linear"]["head"], e["params"]["extract"]["batch_size"]) for e in exps.values()}
+    assert grid == {(h, b) for h in ("fcnn", "linear_probe") for b in (16, 32)}
+    by_head = {}
+    for e in exps.values():
+        log = e["metrics"]["dvclive/linear_train/metrics.json"]
+        assert set(log["best"]) >= {"step", "eval"} and log["epochs"] >= 1
+        assert "level1" in e["metrics"]["dvclive/resnet_attribution/metrics.json"]
+        by_head.setdefault(e["params"]["linear"]["head"], set()).add(e["metrics"]["metrics/linear_eval.json"]["mean"]["acc"])
+    # The features do not depend on the batch size; the heads give different results.
+    assert all(len(accuracies) == 1 for accuracies in by_head.values())
+    assert by_head["fcnn"] != by_head["linear_probe"]
+    assert COMMANDS[2] == "dvc exp show --only-changed"
+    table = shell(COMMANDS[2], project, env)
+    assert all(name in table for name in exps)
+    columns = shell(COMMANDS[2] + " --csv", project, env).splitlines()[0].split(",")  # the table, unabridged
+    assert {"linear.head", "extract.batch_size", "eval.accuracy", "best.eval.accuracy", "mean.acc"} <= set(columns)
+    assert "ingest.seed" not in columns and "attribution.arch" not in columns
+
+
+def test_plots_diff_draws_the_experiments_curves(queued_grid):
+    project, _, env = queued_grid
+    assert COMMANDS[3].startswith("dvc plots diff $(dvc exp ls --name-only)")
+    shell(COMMANDS[3], project, env)
+    page = (project / "dvc_plots/index.html").read_text(encoding="utf8")
+    for name in experiments(project, env):
+        assert name in page
+    assert "training accuracy" in page and "attribution training loss" in page
+
+
+def test_exp_apply_promotes_the_best(queued_grid):
+    project, _, env = queued_grid
+    exps = experiments(project, env)
+    best = max(exps, key=lambda name: (exps[name]["metrics"]["metrics/linear_eval.json"]["mean"]["acc"], name))
+    assert COMMANDS[4] == "dvc exp apply NAME" and len(COMMANDS) == 5
+    shell(COMMANDS[4].replace("NAME", best), project, env)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["linear"]["head"] == exps[best]["params"]["linear"]["head"]
+    assert params["extract"]["batch_size"] == exps[best]["params"]["extract"]["batch_size"]
+    applied = json.loads((project / "metrics/linear_eval.json").read_text())
+    assert applied["mean"]["acc"] == exps[best]["metrics"]["metrics/linear_eval.json"]["mean"]["acc"]
