@@ -6,7 +6,7 @@ feature store in `extract.store` keeps them across runs), or, with `extract.sour
 from precomputed feature files."""
 import logging
 
-from fakedetect import atomic, backbones, extract, features, layouts, stage
+from fakedetect import atomic, engines, extract, features, layouts, stage
 from fakedetect.artifacts import EXTRACT_METRICS, FEATURES, INGEST_METRICS, PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
 from fakedetect.params import load_params
@@ -25,12 +25,15 @@ def main() -> None:
         rows = rows.loc[rows.status == "ok", ROW_COLUMNS].reset_index(drop=True)
         if rows.empty:
             raise stage.UserError(f"{PREPROCESSED_MANIFEST} has no usable rows: check {INGEST_METRICS}")
-        backbone = backbones.create(p)
-        store = FeatureStore(p.store, backbone.identity)
-        matrix, run = extract.extract(rows, backbone, store, p.batch_size, p.loader_workers)
-        summary |= {"identity": backbone.identity, "store_id": store.model_id, "images": run.images,
+        engine = engines.create(p)
+        try:
+            store = FeatureStore(p.store, engine.identity)
+            matrix, run = extract.extract(rows, engine, store, p.batch_size, p.loader_workers)
+        finally:
+            engine.close()
+        summary |= {"identity": engine.identity, "store_id": store.model_id, "images": run.images,
                     "run": {"computed": run.computed, "reused": run.reused, "seconds": round(run.seconds, 2),
-                            "device": str(backbone.device),
+                            "device": engine.device,
                             "images_per_s": round(run.computed / run.seconds, 2) if run.computed else None}}
     features.save_features(FEATURES, matrix, rows)
     summary |= {"rows": len(rows), "dimension": int(matrix.shape[1])}
