@@ -7,6 +7,11 @@
 and the ratios a/b (target >= 0.85: decoding hidden behind the model) and a/c (target >= 3).
 All three in float32, UnivFD's precision. Then (a') the stage path with `precision: bfloat16`
 where the CPU has native bf16, its ratio to (c), and how far its features are from float32's.
+Then (r) the same stage path on the ray engine (a Ray instance on this machine, one encoder
+actor with THREADS CPUs): its images/s, its ratio to (a) (target >= 0.8: on one machine the
+engine can only add overhead), its start-up seconds (starting Ray, building the backbone once
+to learn its identity) and whether its features equal (a)'s bit for bit; and one reader's
+images/s (decode, hash, centre crop on one core), the figure a cluster's CPUs per GPU follow from.
 Plus peak resident memory (of the stage path, before (b) holds all 512 tensors in memory) and the
 load average: with other processes on the two cores, two OpenMP threads stall at every
 synchronisation and small batches (c) suffer most, so run it on an idle machine. Needs `dvc repro preprocess`. Prints `name: value` lines.
@@ -23,10 +28,10 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from fakedetect import backbones, extract, images, layouts
+from fakedetect import backbones, engines, extract, images, layouts
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
-from fakedetect.params import ExtractParams
+from fakedetect.params import ExtractParams, RayParams
 
 N_IMAGES = 512
 N_LOOP = 128
@@ -40,6 +45,27 @@ def run_stage_path(rows, backbone, params) -> tuple[float, np.ndarray]:
         matrix, _ = extract.extract(rows, backbone, FeatureStore(store, backbone.identity), params.batch_size,
                                     params.loader_workers)
         return len(rows) / (time.perf_counter() - start), matrix
+
+
+def run_ray_engine(rows, params) -> tuple[float, float, np.ndarray]:
+    """(start-up seconds, images/s, features) of the stage path on a Ray instance on this machine."""
+    start = time.perf_counter()
+    engine = engines.RayEngine(params.model_copy(update={"engine": "ray",
+                                                         "ray": RayParams(actors=1, cpus_per_actor=THREADS)}))
+    startup = time.perf_counter() - start
+    try:
+        rate, matrix = run_stage_path(rows, engine, params)
+    finally:
+        engine.close()
+    return startup, rate, matrix
+
+
+def reader_rate(rows) -> float:
+    """Images/s of one reader (decode, hash, centre crop) in this process: one core's share."""
+    start = time.perf_counter()
+    for path in rows.image:
+        engines.read(engines.Item(path), backbones.CROP, images.Limits())
+    return len(rows) / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -56,6 +82,10 @@ def main() -> None:
 
     stage_path, full = run_stage_path(rows, backbone, params)
     peak_stage_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    peak_loaders_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # before Ray's processes
+    ray_startup, ray_rate, on_ray = run_ray_engine(rows, params)
+    reader = reader_rate(rows)
 
     tensors = [backbone.transform(images.load(path).rgb) for path in rows.image]
     batches = [torch.stack(tensors[i:i + params.batch_size]) for i in range(0, len(tensors), params.batch_size)]
@@ -95,6 +125,11 @@ def main() -> None:
     print(f"c_per_image_loop_images_per_s: {loop:.2f}")
     print(f"ratio_a_over_b: {stage_path / bare:.3f}")
     print(f"ratio_a_over_c: {stage_path / loop:.2f}")
+    print(f"r_ray_engine_images_per_s: {ray_rate:.2f}")
+    print(f"ratio_r_over_a: {ray_rate / stage_path:.3f}")
+    print(f"ray_engine_startup_s: {ray_startup:.1f}")
+    print(f"ray_features_bit_identical: {np.array_equal(on_ray, full)}")
+    print(f"reader_images_per_s_one_core: {reader:.0f}")
     if bf16 is None:
         print("a_bf16_stage_path_images_per_s: n/a (no native bfloat16 on this CPU)")
     else:
@@ -105,7 +140,7 @@ def main() -> None:
         print(f"bf16_vs_float32_mean_relative_error: {bf16[2]:.4f}")
     print(f"peak_rss_stage_path_mb: {peak_stage_mb:.0f}")
     print(f"peak_rss_whole_bench_mb: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
-    print(f"peak_rss_loader_workers_mb: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f}")
+    print(f"peak_rss_loader_workers_mb: {peak_loaders_mb:.0f}")
 
 
 if __name__ == "__main__":

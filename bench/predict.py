@@ -15,13 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from fakedetect import extract, layouts, params
+from fakedetect import engines, extract, layouts, params
 from fakedetect.attribution import network
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore
-from fakedetect.predict import Detector, ImagePaths
+from fakedetect.predict import Detector
 
 PROJECT = Path(__file__).resolve().parents[1]
 N_IMAGES = 256
@@ -44,9 +45,10 @@ def run_command(paths: list[str], *options: str) -> tuple[float, float]:
 def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
     """Milliseconds per image of each network alone on one batch, the median of three: the
     backbone, which every image needs, and the family network, which each image judged fake needs."""
-    pixels = torch.stack([ImagePaths(paths, detector.limits, detector.params.preprocess.size)[i][1]
-                          for i in range(len(paths))])
-    inputs = detector.backbone.transform.batch(pixels.numpy())
+    backbone = detector.engine.backbone
+    pixels = torch.from_numpy(np.stack([engines.read(engines.Item(path), detector.params.preprocess.size,
+                                                     detector.limits)[0] for path in paths]))
+    inputs = backbone.transform.batch(pixels.numpy())
 
     def per_image_ms(work) -> float:
         work()
@@ -57,7 +59,7 @@ def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
             times.append(time.perf_counter() - start)
         return 1000 * statistics.median(times) / len(paths)
 
-    return (per_image_ms(lambda: detector.backbone.encode(inputs)),
+    return (per_image_ms(lambda: backbone.encode(inputs)),
             per_image_ms(lambda: network.class_probabilities(detector.level2, pixels.permute(0, 3, 1, 2))))
 
 
@@ -79,8 +81,8 @@ def main() -> None:
         predict_rates.append(N_IMAGES / (time.perf_counter() - start))
         assert all(r.status == "ok" for r in predictions)
         with tempfile.TemporaryDirectory() as store_dir:
-            store = FeatureStore(store_dir, detector.backbone.identity)
-            _, run = extract.extract(rows, detector.backbone, store, p.batch_size, p.loader_workers)
+            store = FeatureStore(store_dir, detector.engine.identity)
+            _, run = extract.extract(rows, detector.engine, store, p.batch_size, p.loader_workers)
         extract_rates.append(run.computed / run.seconds)
     predict_rate, extract_rate = statistics.median(predict_rates), statistics.median(extract_rates)
 

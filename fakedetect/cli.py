@@ -80,13 +80,16 @@ def predict_command(args: argparse.Namespace) -> int:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
     try:
-        detector = Detector(args.project, args.classifier, args.family)
-        start = time.perf_counter()
-        extract = detector.params.extract
-        batch_size = extract.batch_size if args.batch_size is None else args.batch_size
-        workers = extract.loader_workers if args.workers is None else args.workers
-        rows = [_row(p) for p in detector.predict(paths, batch_size, workers)]
-        seconds = time.perf_counter() - start
+        detector = Detector(args.project, args.classifier, args.family, args.engine, args.address)
+        try:
+            start = time.perf_counter()
+            extract = detector.params.extract
+            batch_size = extract.batch_size if args.batch_size is None else args.batch_size
+            workers = extract.loader_workers if args.workers is None else args.workers
+            rows = [_row(p) for p in detector.predict(paths, batch_size, workers)]
+            seconds = time.perf_counter() - start
+        finally:
+            detector.close()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -199,6 +202,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_whole_number(1), help="images per batch (default: the run's extract.batch_size)")
     p.add_argument("--workers", type=_whole_number(0), help="processes decoding images while the model runs "
                                                "(default: the run's extract.loader_workers)")
+    p.add_argument("--engine", choices=["local", "ray"],
+                   help="local: this machine | ray: a Ray Data pipeline (default: the run's extract.engine)")
+    p.add_argument("--address", help="with --engine ray: auto or ray://host:port of a running cluster "
+                                     "(default: the run's extract.ray.address; none = a Ray instance on this machine)")
     p.set_defaults(format="table", run=predict_command)
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")

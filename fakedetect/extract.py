@@ -1,9 +1,9 @@
 """Feature extraction: one feature row per usable manifest row, each image encoded at most once
 per backbone (the feature store remembers it across runs).
 
-Loader processes read, verify and transform the next batches while the encoder runs, so
-decoding is hidden behind the model; every finished batch goes to the store at once, so a
-killed run loses at most the batches in flight.
+An engine (fakedetect.engines: this machine, or a Ray cluster) reads, verifies and encodes the
+images the store lacks; every finished batch goes to the store at once, here in this process,
+so a killed run loses at most the batches in flight, whatever the engine.
 """
 from __future__ import annotations
 
@@ -13,43 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
-from fakedetect import images
-from fakedetect.backbones import Backbone, Transform
+from fakedetect.backbones import Backbone
+from fakedetect.engines import Engine, Item, LocalEngine
 from fakedetect.featurestore import FeatureStore
-from fakedetect.images import BadImage
 from fakedetect.stage import UserError
 
 log = logging.getLogger("extract")
-
-
-class ImageFiles(torch.utils.data.Dataset):
-    """(path, sha256) -> (sha256, transformed image or None, problem or '')."""
-
-    def __init__(self, items: list[tuple[str, str]], transform: Transform):
-        self.items = items
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> tuple[str, torch.Tensor | None, str]:
-        path, sha256 = self.items[i]
-        try:
-            decoded = images.load(path)
-        except BadImage as exc:
-            return sha256, None, f"{path}: {exc}"
-        if decoded.sha256 != sha256:
-            return sha256, None, f"{path}: its content no longer matches image_sha256 in the manifest"
-        return sha256, self.transform(decoded.rgb), ""
-
-
-def collate(items: list[tuple[str, torch.Tensor | None, str]]) -> tuple[list[str], torch.Tensor | None, list[str]]:
-    problems = [problem for _, _, problem in items if problem]
-    batch = None if problems else torch.stack([tensor for _, tensor, _ in items])
-    return [sha256 for sha256, _, _ in items], batch, problems
 
 
 @dataclass(frozen=True)
@@ -60,21 +31,23 @@ class Run:
     seconds: float  # spent encoding (loading, transforming, encoding, storing)
 
 
-def extract(rows: pd.DataFrame, backbone: Backbone, store: FeatureStore, batch_size: int,
+def extract(rows: pd.DataFrame, encoder: Backbone | Engine, store: FeatureStore, batch_size: int,
             loader_workers: int) -> tuple[np.ndarray, Run]:
-    """Features of every row (rows need `image` and `image_sha256`), float32, row-aligned."""
+    """Features of every row (rows need `image` and `image_sha256`), float32, row-aligned; a
+    backbone is run by the local engine."""
+    engine = LocalEngine(encoder) if isinstance(encoder, Backbone) else encoder
     paths = dict(zip(rows.image_sha256, rows.image))  # each distinct image once, in manifest order
     found = store.load(set(paths))
-    todo = [(path, sha256) for sha256, path in paths.items() if sha256 not in found]
+    todo = [Item(path, sha256) for sha256, path in paths.items() if sha256 not in found]
     log.info("%d distinct images: %d in the feature store %s, %d to compute",
              len(paths), len(paths) - len(todo), store.folder, len(todo))
     seconds = 0.0
     if todo:
         with store.computing():  # another process may have encoded some of them meanwhile
-            found |= store.load({sha256 for _, sha256 in todo})
-            todo = [(path, sha256) for path, sha256 in todo if sha256 not in found]
+            found |= store.load({item.sha256 for item in todo})
+            todo = [item for item in todo if item.sha256 not in found]
             start = time.perf_counter()
-            _encode(todo, backbone, store, batch_size, loader_workers, found)
+            _encode(todo, engine, store, batch_size, loader_workers, found)
             seconds = time.perf_counter() - start
     if todo:
         log.info("computed %d images in %.1f s: %.1f images/s", len(todo), seconds, len(todo) / seconds)
@@ -82,19 +55,16 @@ def extract(rows: pd.DataFrame, backbone: Backbone, store: FeatureStore, batch_s
     return matrix, Run(len(paths), len(todo), len(paths) - len(todo), seconds)
 
 
-def _encode(todo: list[tuple[str, str]], backbone: Backbone, store: FeatureStore, batch_size: int,
+def _encode(todo: list[Item], engine: Engine, store: FeatureStore, batch_size: int,
             loader_workers: int, found: dict[str, np.ndarray]) -> None:
-    """Encode the (path, sha256) items batch by batch; each batch goes to the store and `found` at once."""
+    """Encode the items batch by batch; each batch goes to the store and `found` at once."""
     if todo:
-        loader = torch.utils.data.DataLoader(
-            ImageFiles(todo, backbone.transform), batch_size=batch_size, num_workers=loader_workers,
-            collate_fn=collate, pin_memory=backbone.device.type == "cuda")
         with tqdm(total=len(todo), desc="extract", unit="img", mininterval=2) as progress:
-            for keys, batch, problems in loader:
-                if problems:
-                    raise UserError(f"{len(problems)} preprocessed images cannot be used (re-run the preprocess "
-                                    f"stage: dvc repro preprocess):\n  " + "\n  ".join(problems))
-                vectors = backbone.encode(batch)
-                store.add(keys, vectors)
-                found.update(zip(keys, vectors))
+            for batch in engine.encode(todo, engine.crop, batch_size, loader_workers):
+                if batch.problems:
+                    raise UserError(f"{len(batch.problems)} preprocessed images cannot be used (re-run the preprocess "
+                                    f"stage: dvc repro preprocess):\n  " + "\n  ".join(m for _, _, m in batch.problems))
+                keys = [todo[i].sha256 for i in batch.positions]
+                store.add(keys, batch.features)
+                found.update(zip(keys, batch.features))
                 progress.update(len(keys))

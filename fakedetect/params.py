@@ -164,6 +164,19 @@ class ImportSource(Section):
         return self
 
 
+class RayParams(Section):
+    """Where the ray engine runs and how many encoders it starts (README "Running on a cluster")."""
+
+    address: str | None = Field(
+        None, pattern=r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$",
+        description="null = start a Ray instance on this machine's cores | auto = the cluster this machine "
+                    "belongs to | ray://host:port (Ray client) | host:port (the head node's GCS)")
+    actors: PositiveInt = Field(1, description="encoder actors, each holding the backbone once")
+    cpus_per_actor: Annotated[float, Field(gt=0)] = Field(
+        1.0, description="CPUs each encoder reserves; it runs this many torch threads (rounded up)")
+    gpus_per_actor: Annotated[float, Field(ge=0)] = Field(0.0, description="GPUs each encoder reserves (1 on a GPU node)")
+
+
 class ExtractParams(Section):
     source: Literal["backbone", "import"] = "backbone"
     model: str = Field("efficientnet_lite0", description="efficientnet_lite0 (the offline demo) or an OpenCLIP architecture")
@@ -180,6 +193,9 @@ class ExtractParams(Section):
     store: str | None = Field(None, description="the resumable per-image feature store (outside DVC's outputs); "
                                               "null = $FAKEDETECT_STORE, else the user's cache folder")
     imports: list[ImportSource] = []
+    engine: Literal["local", "ray"] = Field(
+        "local", description="local: this process and its loader processes | ray: a Ray Data pipeline (extract.ray)")
+    ray: RayParams = RayParams()
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from pydantic import ValidationError
 from tqdm import tqdm
 
-from fakedetect import augment, backbones, images
+from fakedetect import engines
 from fakedetect.attribution import card, network
 from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_METRICS, LINEAR_MODEL, NN_METRICS
-from fakedetect.images import BadImage, Limits
-from fakedetect.params import Params
+from fakedetect.images import Limits
+from fakedetect.params import ExtractParams, Params
 from fakedetect.stage import UserError
 
 LOCK = "dvc.lock"
@@ -61,49 +62,44 @@ def run_params(project: Path) -> Params:
         raise UserError(f"{LOCK} records params that this version cannot read ({exc}): run `make repro` again") from None
 
 
-class ImagePaths(torch.utils.data.Dataset):
-    """path -> (index, the image centre-cropped as the pipeline's test images, skip reason):
-    decoded in loader processes. Only uint8 pixels cross to the main process, which derives
-    both networks' inputs from them."""
-
-    def __init__(self, paths: list[str], limits: Limits, size: int):
-        self.paths, self.limits, self.size = paths, limits, size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
-        try:
-            rgb = images.load(self.paths[i], self.limits).rgb
-        except BadImage as exc:
-            return i, None, exc.reason
-        return i, torch.from_numpy(np.array(augment.center_crop(rgb, self.size), copy=True)), ""
-
-
-def _collate(items):
-    good = [(i, pixels) for i, pixels, _ in items if pixels is not None]
-    batch = torch.stack([pixels for _, pixels in good]) if good else None
-    return [i for i, _ in good], batch, [(i, reason) for i, pixels, reason in items if pixels is None]
+def _on_engine(p: ExtractParams, engine: str | None, address: str | None) -> ExtractParams:
+    """The run's extract params with the engine (and Ray address) the command line asks for."""
+    update = {} if engine is None else {"engine": engine}
+    if address is not None:
+        update["ray"] = p.ray.model_dump() | {"address": address}
+    try:
+        return ExtractParams.model_validate(p.model_dump() | update)
+    except ValidationError:
+        raise UserError(f"--address: expected auto, ray://host:port or host:port, got {address!r}") from None
 
 
 class Detector:
     """A trained run, loaded once, that scores batches of image files."""
 
-    def __init__(self, project: str | Path = ".", classifier: str = "linear", family: bool = True):
+    def __init__(self, project: str | Path = ".", classifier: str = "linear", family: bool = True,
+                 engine: str | None = None, address: str | None = None):
+        """`engine` and `address` replace the run's extract.engine and extract.ray.address."""
         self.project = Path(project)
         self.classifier = classifier
         self.params = p = run_params(self.project)
         if p.extract.source != "backbone":
             raise UserError("the run's features were imported (extract.source: import): predict needs the backbone "
                             "that computes them; set extract.source: backbone and run `make repro`")
-        self.backbone = backbones.create(p.extract)
-        crop = self.backbone.transform.crop  # what the encoder is given, whatever preprocess.size
-        self.dim = self.backbone.encode(torch.zeros(1, 3, crop, crop)).shape[1]
-        self.limits = Limits(max_pixels=p.ingest.max_pixels, max_bytes=int(p.ingest.max_file_mb * 2**20),
-                             min_side=p.ingest.min_side, keep_only_rgb=p.ingest.keep_only_rgb)
         self.threshold = self._calibrated_threshold()
-        self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
         self.level2, self.families = self._level2() if family else (None, [])
+        self.engine = engines.create(_on_engine(p.extract, engine, address))
+        try:
+            self.dim = self.engine.dimension()
+            self.limits = Limits(max_pixels=p.ingest.max_pixels, max_bytes=int(p.ingest.max_file_mb * 2**20),
+                                 min_side=p.ingest.min_side, keep_only_rgb=p.ingest.keep_only_rgb)
+            self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Shut down the Ray instance the engine started, if any."""
+        self.engine.close()
 
     def _artifact(self, name: str, otherwise: str = "") -> Path:
         path = self.project / name
@@ -162,31 +158,31 @@ class Detector:
         The family of one batch's fakes is found in a second thread while the next batch is
         encoded (9% more images/s on 2 cores); at most one batch waits for it, so memory stays flat."""
         results = [Prediction(path=p, status="unreadable") for p in paths]
-        dataset = ImagePaths(paths, self.limits, self.params.preprocess.size)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                             collate_fn=_collate)
+        items = [engines.Item(path) for path in paths]
+        batches = self.engine.encode(items, self.params.preprocess.size, batch_size, workers, self.limits,
+                                     keep_pixels=self.level2 is not None)
         family = None
         with (ThreadPoolExecutor(max_workers=1) as family_thread,
               tqdm(total=len(paths), desc="predict", unit="img", mininterval=2, disable=len(paths) < 8) as bar):
-            for indices, pixels, skipped in loader:
-                for i, reason in skipped:
+            for batch in batches:
+                for i, reason, _ in batch.problems:
                     results[i].reason = reason
-                if pixels is not None:
-                    batch = [results[i] for i in indices]
-                    fakes = self._score_batch(batch, pixels)
+                if batch.positions:
+                    scored = [results[i] for i in batch.positions]
+                    fakes = self._score_batch(scored, batch.features)
                     if family is not None:
                         family.result()  # raises what the thread raised
-                    family = family_thread.submit(self._name_families, [batch[j] for j in fakes],
-                                                  pixels[fakes]) if fakes and self.level2 is not None else None
-                bar.update(len(indices) + len(skipped))
+                    family = family_thread.submit(self._name_families, [scored[j] for j in fakes],
+                                                  torch.from_numpy(batch.pixels[fakes])) if fakes and self.level2 is not None else None
+                bar.update(len(batch.positions) + len(batch.problems))
             if family is not None:
                 family.result()
         return results
 
-    def _score_batch(self, batch: list[Prediction], pixels: torch.Tensor) -> list[int]:
-        """P(fake) and the decisions for one batch of centre-cropped images (N x H x W x 3 uint8);
-        returns the positions of those judged fake."""
-        p_fake, ranking = self._score(self.backbone.encode(self.backbone.transform.batch(pixels.numpy())))
+    def _score_batch(self, batch: list[Prediction], features: np.ndarray) -> list[int]:
+        """P(fake) and the decisions for one batch of images' features; returns the positions of
+        those judged fake."""
+        p_fake, ranking = self._score(features)
         decided = p_fake if ranking is None else ranking
         for j, result in enumerate(batch):
             result.status = "ok"

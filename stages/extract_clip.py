@@ -6,7 +6,7 @@ feature store in `extract.store` keeps them across runs), or, with `extract.sour
 from precomputed feature files."""
 import logging
 
-from fakedetect import atomic, backbones, extract, features, layouts, stage
+from fakedetect import atomic, engines, extract, features, layouts, stage
 from fakedetect.artifacts import EXTRACT_METRICS, FEATURES, INGEST_METRICS, PREPROCESSED_MANIFEST
 from fakedetect.featurestore import FeatureStore, store_root
 from fakedetect.params import load_params
@@ -25,13 +25,16 @@ def main() -> None:
         rows = rows.loc[rows.status == "ok", ROW_COLUMNS].reset_index(drop=True)
         if rows.empty:
             raise stage.UserError(f"{PREPROCESSED_MANIFEST} has no usable rows: check {INGEST_METRICS}")
-        backbone = backbones.create(p)
-        store = FeatureStore(store_root(p.store), backbone.identity)
-        matrix, run = extract.extract(rows, backbone, store, p.batch_size, p.loader_workers)
-        summary |= {"identity": backbone.identity, "store_id": store.model_id, "images": run.images}
+        engine = engines.create(p)
+        try:
+            store = FeatureStore(store_root(p.store), engine.identity)
+            matrix, run = extract.extract(rows, engine, store, p.batch_size, p.loader_workers)
+        finally:
+            engine.close()
+        summary |= {"identity": engine.identity, "store_id": store.model_id, "images": run.images}
         # What this run did depends on the store's state and the machine: logged, never a DVC metric.
         log.info("%d images: %d computed, %d reused from %s in %.1f s on %s (%s images/s)", run.images, run.computed,
-                 run.reused, store.folder, run.seconds, backbone.device,
+                 run.reused, store.folder, run.seconds, engine.device,
                  f"{run.computed / run.seconds:.1f}" if run.computed else "-")
     features.save_features(FEATURES, matrix, rows)
     summary |= {"rows": len(rows), "dimension": int(matrix.shape[1])}

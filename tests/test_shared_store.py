@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from fakedetect import backbones, extract, featurestore
 from fakedetect.featurestore import STORE_ENV, FeatureStore, store_root, user_cache_dir

@@ -1,0 +1,301 @@
+"""Engines that turn a list of image files into features: the one place where extract_clip and
+`fakedetect predict` encode images (`extract.engine`).
+
+- `local`: this process encodes while loader processes read, verify and centre-crop the next
+  batches (decoding hidden behind the model).
+- `ray`: a Ray Data pipeline on a Ray instance started on this machine's cores or on a running
+  cluster (`extract.ray`): read, verify and centre-crop in Ray tasks; encode in a pool of actors
+  that each build the backbone once (on their own GPU where they have one); feature batches
+  stream back to the caller.
+
+Both engines cut the list into the same batches and run the same operations on them (uint8
+centre crop, then the backbone's transform and encoder on the whole batch), so on one kind of
+device they give bit-identical features. The caller writes what comes back (the feature store,
+the predictions), so resuming and incremental runs do not depend on the engine: Ray restarts a
+lost actor and retries its batch; a killed caller loses only the batches in flight.
+"""
+from __future__ import annotations
+
+import torch  # noqa: I001  before anything that could import TensorFlow: the reverse order segfaults
+
+import json
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import fakedetect
+from fakedetect import augment, backbones, images
+from fakedetect.backbones import Backbone
+from fakedetect.images import BadImage, Limits
+from fakedetect.params import ExtractParams, RayParams
+from fakedetect.stage import UserError
+
+CONNECT_TIMEOUT_S = 5.0  # a TCP connection to the cluster's address
+JOIN_TIMEOUT_S = 15.0  # Ray joining it, once the address answers
+log = logging.getLogger("engines")
+
+
+@dataclass(frozen=True)
+class Item:
+    """An image file to encode and, where known, the SHA-256 its content must have."""
+
+    path: str
+    sha256: str | None = None
+
+
+@dataclass
+class Encoded:
+    """One batch's results: positions refer to the list of items given to `encode`."""
+
+    positions: list[int]  # images encoded, in batch order
+    features: np.ndarray  # float32, one row per position
+    pixels: np.ndarray | None  # their uint8 centre crops (N x crop x crop x 3), when asked for
+    problems: list[tuple[int, str, str]]  # (position, reason, message) of images that cannot be used
+
+
+def read(item: Item, crop: int, limits: Limits) -> tuple[np.ndarray | None, str, str]:
+    """(the centre crop as uint8, '', '') or (None, reason, message): decode, verify, crop."""
+    try:
+        decoded = images.load(item.path, limits)
+    except BadImage as exc:
+        return None, exc.reason, f"{item.path}: {exc}"
+    if item.sha256 is not None and decoded.sha256 != item.sha256:
+        return None, "changed", f"{item.path}: its content no longer matches image_sha256 in the manifest"
+    return np.require(augment.center_crop(decoded.rgb, crop), requirements="W"), "", ""  # torch wants writable
+
+
+def encode_pixels(backbone: Backbone, pixels: np.ndarray) -> np.ndarray:
+    """Features of a batch of uint8 centre crops: the same call on every engine."""
+    return backbone.encode(backbone.transform.batch(pixels))
+
+
+def _batches(n: int, batch_size: int) -> list[range]:
+    return [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+# --------------------------------------------------------------------------- local
+
+
+class _Files(torch.utils.data.Dataset):
+    """position -> (position, uint8 crop or None, reason, message), in loader processes."""
+
+    def __init__(self, items: list[Item], crop: int, limits: Limits):
+        self.items, self.crop, self.limits = items, crop, limits
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        pixels, reason, message = read(self.items[i], self.crop, self.limits)
+        return i, None if pixels is None else torch.from_numpy(pixels), reason, message
+
+
+def _collate(rows):
+    good = [(i, pixels) for i, pixels, _, _ in rows if pixels is not None]
+    batch = torch.stack([pixels for _, pixels in good]).numpy() if good else None
+    return [i for i, _ in good], batch, [(i, reason, message) for i, pixels, reason, message in rows if pixels is None]
+
+
+class LocalEngine:
+    """This process encodes; `loader_workers` processes decode the next batches meanwhile."""
+
+    def __init__(self, backbone: Backbone):
+        self.backbone = backbone
+        self.identity = backbone.identity
+        self.crop = backbone.transform.crop
+        self.device = str(backbone.device)
+
+    def dimension(self) -> int:
+        return encode_pixels(self.backbone, np.zeros((1, self.crop, self.crop, 3), np.uint8)).shape[1]
+
+    def encode(self, items: list[Item], crop: int, batch_size: int, loader_workers: int,
+               limits: Limits = Limits(), keep_pixels: bool = False) -> Iterator[Encoded]:
+        loader = torch.utils.data.DataLoader(_Files(items, crop, limits), batch_size=batch_size,
+                                             num_workers=loader_workers, collate_fn=_collate)
+        for positions, pixels, problems in loader:
+            features = (encode_pixels(self.backbone, pixels) if pixels is not None
+                        else np.zeros((0, 0), np.float32))
+            yield Encoded(positions, features, pixels if keep_pixels else None, problems)
+
+    def close(self) -> None:
+        pass
+
+
+# ----------------------------------------------------------------------------- ray
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        return True
+    except OSError:
+        return False
+
+
+def connect(p: RayParams) -> bool:
+    """Join the cluster `extract.ray.address` names, or start a Ray instance on this machine's
+    cores (address null); a Ray already initialised in this process is used as it is. Returns
+    whether this call started or joined Ray (and so must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    package = str(Path(fakedetect.__file__).parent)
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if p.address is None:
+        # Workers are this machine's processes: the package's folder on their PYTHONPATH finds it.
+        # Enough logical CPUs for the encoders and one reader, sharing the cores as the local
+        # engine's loader processes do (fewer would leave the readers waiting forever).
+        cpus = max(os.cpu_count() or 1, math.ceil(p.actors * p.cpus_per_actor) + 1)
+        path = os.pathsep.join(filter(None, [str(Path(package).parent), os.environ.get("PYTHONPATH")]))
+        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
+        return True
+    advice = "start the cluster (ray start --head) or set address: null for a Ray instance on this machine"
+    if p.address != "auto":
+        host, port = p.address.removeprefix("ray://").rsplit(":", 1)
+        if not _reachable(host, int(port)):
+            raise UserError(f"extract.ray.address: {p.address} does not answer within {CONNECT_TIMEOUT_S:.0f} s; {advice}")
+    # Ray's own connection retries take 30 s or more: wait for them in a thread, at most JOIN_TIMEOUT_S.
+    outcome: list[BaseException | None] = []
+
+    def join() -> None:
+        try:  # other machines get the package with the job
+            ray.init(address=p.address, runtime_env={"py_modules": [package]}, **quiet)
+            outcome.append(None)
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, grpc errors
+            outcome.append(exc)
+
+    joining = threading.Thread(target=join, daemon=True)
+    joining.start()
+    joining.join(JOIN_TIMEOUT_S)
+    if not outcome:
+        raise UserError(f"extract.ray.address: no Ray cluster answered at {p.address} within {JOIN_TIMEOUT_S:.0f} s; {advice}")
+    if outcome[0] is not None:
+        exc = outcome[0]
+        raise UserError(f"extract.ray.address: cannot connect to {p.address} ({type(exc).__name__}: {exc}); {advice}")
+    return True
+
+
+def _raising_user_errors(call):
+    """Run `call`; an error a Ray task raised for bad params or input comes back as itself."""
+    import ray
+
+    try:
+        return call()
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, UserError):
+            raise UserError(str(exc.cause)) from None
+        raise
+
+
+def _describe(params: ExtractParams) -> tuple[dict, int, int, str]:
+    """(identity, transform crop, feature dimension, device) of the backbone as an actor builds it."""
+    backbone = backbones.create(params)
+    return backbone.identity, backbone.transform.crop, LocalEngine(backbone).dimension(), str(backbone.device)
+
+
+def _read_batch(row: dict, crop: int, limits: Limits) -> dict:
+    """Ray task: one batch's files -> their uint8 crops, which of them could be read, and why not."""
+    pixels, ok, problems = [], [], []
+    for j, (path, sha256) in enumerate(zip(row["paths"], row["sha256"])):
+        crop_j, reason, message = read(Item(str(path), str(sha256) or None), crop, limits)
+        if crop_j is None:
+            problems.append([j, reason, message])
+        else:
+            ok.append(j)
+            pixels.append(crop_j)
+    stacked = np.stack(pixels) if pixels else np.zeros((0, crop, crop, 3), np.uint8)
+    return {"batch": row["batch"], "ok": np.asarray(ok, np.int64), "pixels": stacked,
+            "problems": json.dumps(problems)}
+
+
+class _Encoder:
+    """Ray Data callable class: the backbone is built once per actor; rows are whole batches."""
+
+    def __init__(self, params: ExtractParams, identity: dict, keep_pixels: bool):
+        torch.set_num_threads(math.ceil(params.ray.cpus_per_actor))
+        self.backbone = backbones.create(params)
+        self.keep_pixels = keep_pixels
+        if self.backbone.identity != identity:
+            raise UserError(f"extract.pretrained: this Ray node's backbone {self.backbone.identity} differs "
+                            f"from the driver's {identity}: give every node the same weights file")
+
+    def __call__(self, rows: dict) -> dict:
+        pixels = rows["pixels"][0]
+        features = (encode_pixels(self.backbone, pixels) if len(pixels)
+                    else np.zeros((0, 0), np.float32))
+        out = {"batch": rows["batch"], "ok": rows["ok"], "problems": rows["problems"], "features": [features]}
+        if self.keep_pixels:
+            out["pixels"] = [pixels]
+        return out
+
+
+class RayEngine:
+    """A Ray Data pipeline: reader tasks -> encoder actors -> batches back to the caller."""
+
+    def __init__(self, params: ExtractParams):
+        self.params = params
+        self._owns_ray = connect(params.ray)
+        import ray
+
+        describe = ray.remote(num_cpus=params.ray.cpus_per_actor, num_gpus=params.ray.gpus_per_actor)(_describe)
+        try:
+            self.identity, self.crop, self._dimension, self.device = _raising_user_errors(
+                lambda: ray.get(describe.remote(params)))
+        except BaseException:
+            self.close()
+            raise
+
+    def dimension(self) -> int:
+        return self._dimension
+
+    def encode(self, items: list[Item], crop: int, batch_size: int, loader_workers: int = 0,
+               limits: Limits = Limits(), keep_pixels: bool = False) -> Iterator[Encoded]:
+        """`loader_workers` is the local engine's: here Ray runs as many readers as it has CPUs for."""
+        import ray
+
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the caller's own progress bar counts images
+        context.print_on_execution_start = False
+        batches = _batches(len(items), batch_size)
+        rows = [{"batch": b, "paths": [items[i].path for i in positions],
+                 "sha256": [items[i].sha256 or "" for i in positions]} for b, positions in enumerate(batches)]
+        p = self.params.ray
+        dataset = (ray.data.from_items(rows, override_num_blocks=len(rows))
+                   .map(_read_batch, fn_kwargs={"crop": crop, "limits": limits})
+                   .map_batches(_Encoder, fn_constructor_args=(self.params, self.identity, keep_pixels),
+                                batch_size=1, compute=ray.data.ActorPoolStrategy(size=p.actors),
+                                num_cpus=p.cpus_per_actor, num_gpus=p.gpus_per_actor))
+        # Ray Data's defaults do the fault handling: a dead actor is restarted and its batch retried
+        # (max_restarts, max_task_retries: -1), a failed reader task is retried (max_retries: -1).
+        results = iter(dataset.iter_rows())
+        while True:
+            row = _raising_user_errors(lambda: next(results, None))
+            if row is None:
+                return
+            start = batches[int(row["batch"])].start
+            problems = [(start + j, reason, message) for j, reason, message in json.loads(row["problems"])]
+            yield Encoded([start + int(j) for j in row["ok"]], np.asarray(row["features"], np.float32),
+                          np.asarray(row["pixels"]) if keep_pixels else None, problems)
+
+    def close(self) -> None:
+        import ray
+
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+        self._owns_ray = False
+
+
+Engine = LocalEngine | RayEngine
+
+
+def create(p: ExtractParams) -> Engine:
+    """The engine `extract.engine` names; close() it when done (it shuts down a Ray it started)."""
+    return RayEngine(p) if p.engine == "ray" else LocalEngine(backbones.create(p))

@@ -1,0 +1,163 @@
+"""The ray engine against the local one: bit-identical features, resume and incremental runs
+through the feature store, a killed encoder actor, batch scoring, an unreachable cluster.
+A local Ray instance with 2 CPUs and a small random-weight backbone keep it quick."""
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import psutil
+import pytest
+import ray
+
+from fakedetect import backbones, engines, extract
+from fakedetect.featurestore import FeatureStore
+from fakedetect.params import ExtractParams, load_params
+from helpers import PROJECT, assert_stopped, run_stage, stage_env
+from test_extract import project, write_images
+
+N_IMAGES, BATCH = 24, 2
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A Ray instance on 2 CPUs, shared by this module's tests and shut down after them."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT)}})
+    yield
+    ray.shutdown()
+
+
+def small_params(**ray_params) -> ExtractParams:
+    """EfficientNet-Lite0 with seeded random weights up to block 1: small and offline."""
+    return ExtractParams(model="efficientnet_lite0", pretrained=None, layers=["block1"], batch_size=BATCH,
+                         loader_workers=0, engine="ray", ray=ray_params or {"actors": 1, "cpus_per_actor": 1})
+
+
+def local_features(rows, params, store_root):
+    backbone = backbones.create(params)
+    matrix, _ = extract.extract(rows, backbone, FeatureStore(store_root, backbone.identity), BATCH, 0)
+    return matrix
+
+
+def shard_keys(folder) -> dict:
+    shards = {}
+    for path in folder.glob("[0-9a-f]*.npz"):
+        with np.load(path) as z:
+            shards[path] = set(z["keys"].astype(str))
+    return shards
+
+
+def test_ray_features_equal_local_and_resume_from_the_store(tmp_path, local_ray):
+    rows = write_images(tmp_path / "img", N_IMAGES, seed=3)
+    params = small_params()
+    expected = local_features(rows, params, tmp_path / "local")
+    engine = engines.RayEngine(params)
+    assert engine.identity == backbones.create(params).identity  # one store entry whatever the engine
+    store = FeatureStore(tmp_path / "store", engine.identity)
+    matrix, run = extract.extract(rows, engine, store, BATCH, 0)
+    assert matrix.dtype == np.float32 and (run.computed, run.reused) == (N_IMAGES, 0)
+    np.testing.assert_array_equal(matrix, expected)
+    assert len(shard_keys(store.folder)) == N_IMAGES // BATCH  # one shard per batch, as the local engine writes
+
+    again, run = extract.extract(rows, engine, store, BATCH, 0)
+    assert (run.computed, run.reused) == (0, N_IMAGES)
+    np.testing.assert_array_equal(again, expected)
+
+    deleted = sorted(shard_keys(store.folder).items())[:3]
+    for path, _ in deleted:
+        path.unlink()
+    before = set(shard_keys(store.folder))
+    resumed, run = extract.extract(rows, engine, store, BATCH, 0)
+    assert (run.computed, run.reused) == (3 * BATCH, N_IMAGES - 3 * BATCH)
+    recomputed = set().union(*(keys for path, keys in shard_keys(store.folder).items() if path not in before))
+    assert recomputed == set().union(*(keys for _, keys in deleted))
+    np.testing.assert_array_equal(resumed, expected)
+    engine.close()
+    assert ray.is_initialized()  # the engine leaves alone a Ray it did not start
+
+
+def encoder_pids() -> set[int]:
+    """The processes of the encoder actors: Ray titles them after the callable class."""
+    return {p.pid for p in psutil.process_iter(["cmdline"])
+            if "_Encoder" in " ".join(p.info["cmdline"] or []) and p.info["cmdline"][0].startswith("ray::")}
+
+
+class KillingStore(FeatureStore):
+    """A feature store that, on receiving its first batch, kills one encoder actor's process."""
+
+    killed: int | None = None
+
+    def add(self, keys, features):
+        if self.killed is None:
+            self.killed = sorted(encoder_pids())[0]
+            os.kill(self.killed, signal.SIGKILL)
+            psutil.Process(self.killed).wait(timeout=30)
+        return super().add(keys, features)
+
+
+def test_killed_encoder_actor_is_replaced_and_features_stay_identical(tmp_path, local_ray):
+    rows = write_images(tmp_path / "img", N_IMAGES, seed=4)
+    params = small_params(actors=2, cpus_per_actor=0.5)
+    expected = local_features(rows, params, tmp_path / "local")
+    engine = engines.RayEngine(params)
+    store = KillingStore(tmp_path / "store", engine.identity)
+    matrix, run = extract.extract(rows, engine, store, BATCH, 0)
+    engine.close()
+    assert store.killed is not None and not psutil.pid_exists(store.killed)
+    assert run.computed == N_IMAGES
+    np.testing.assert_array_equal(matrix, expected)
+
+
+# ------------------------------------------------------------------ the command and the stage
+
+
+def predict(project, *args):
+    return subprocess.run([sys.executable, "-m", "fakedetect", "predict", "--project", str(project), *map(str, args)],
+                          capture_output=True, text=True, timeout=600, cwd=project)
+
+
+def test_predict_on_ray_matches_local_and_lists_the_corrupt_file(trained_project, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i, source in enumerate(sorted((trained_project / "data/demo/test").rglob("*.png"))[::8][:5]):
+        shutil.copy(source, folder / f"img{i}.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    on_ray, local = predict(trained_project, "--csv", "--engine", "ray", folder), predict(trained_project, "--csv", folder)
+    assert on_ray.returncode == 1 and local.returncode == 1, on_ray.stderr
+    assert "Traceback" not in on_ray.stderr and "broken.jpg: truncated" in on_ray.stderr
+    on_ray, local = (list(csv.DictReader(io.StringIO(r.stdout))) for r in (on_ray, local))
+    assert [r["path"] for r in on_ray] == [r["path"] for r in local] and len(on_ray) == 6
+    assert [r["status"] for r in on_ray] == ["unreadable"] + ["ok"] * 5 and on_ray[0]["reason"] == "truncated"
+    np.testing.assert_allclose([float(r["p_fake"]) for r in on_ray[1:]], [float(r["p_fake"]) for r in local[1:]],
+                               atol=1e-5)
+    assert [(r["fake"], r["family"]) for r in on_ray] == [(r["fake"], r["family"]) for r in local]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:1", "ray://10.255.255.1:10001"])
+def test_unreachable_address_fails_fast_naming_the_key(tmp_path, address):
+    """A closed port, and an address that never answers: the stage stops within seconds."""
+    rows = write_images(tmp_path / "img", 2, seed=0)
+    root = project(tmp_path, rows, {"engine": "ray", "ray": {"address": address}})
+    start = time.monotonic()
+    result = run_stage("extract_clip", root, timeout=60, env=stage_env(HF_HUB_OFFLINE="1"))
+    assert time.monotonic() - start < 30
+    assert_stopped(result, "error: extract.ray.address:", address)
+
+
+@pytest.mark.parametrize("ray_params, key", [
+    ({"address": "http://head:6379"}, "extract.ray.address"),
+    ({"actors": 0}, "extract.ray.actors"),
+    ({"gpus_per_actor": -1}, "extract.ray.gpus_per_actor"),
+    ({"adress": "auto"}, "extract.ray.adress: unknown key"),
+])
+def test_bad_ray_params_name_the_key(tmp_path, ray_params, key):
+    (tmp_path / "params.yaml").write_text(json.dumps({"extract": {"engine": "ray", "ray": ray_params}}))
+    with pytest.raises(Exception, match=key.replace(".", r"\.")):
+        load_params(tmp_path / "params.yaml")
