@@ -33,7 +33,7 @@ def level() -> int:
 def shown(text: str, min_level: int) -> str:
     """The lines of `text` that TensorFlow's own filter would let through at `min_level`: log
     records (with their continuation lines) below it go, and so does absl's pre-init notice,
-    which only announces them. Anything else (a Python warning, an error record) stays."""
+    which only announces them. Anything else (an error record, a line before any record) stays."""
     kept, hiding = [], False
     for line in text.splitlines(keepends=True):
         record = RECORD.match(line)
