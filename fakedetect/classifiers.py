@@ -12,12 +12,15 @@ import os
 import tempfile
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
+from fakedetect import tensorflow_logs
 from fakedetect.params import FcnnRecipe, LinearParams, LinearProbeRecipe
+
+with tensorflow_logs.filtered():  # TensorFlow's start-up log off stderr
+    import keras
+    import tensorflow as tf
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
 log = logging.getLogger("classifiers")

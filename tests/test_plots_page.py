@@ -13,14 +13,19 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from dvc_render.base import Renderer
 from dvc_render.html import PAGE_HTML
+from matplotlib.colors import to_hex
 
+from fakedetect.plots import CLASS_COLOURS, save_curves
 from helpers import PROJECT, write_image
 
 DVC = [sys.executable, "-m", "dvc"]
@@ -92,9 +97,10 @@ class RenderedPage(HTMLParser):
             self.errors += data
 
 
-def declared_plots(project: Path) -> dict[str, str]:
-    """Every plot DVC finds declared in `project`, by the id of its div on the page: 'vega' or 'image'."""
-    shown = json.loads(run(DVC + ["plots", "show", "--json"], project))
+def declared_plots(project: Path, *targets: str) -> dict[str, str]:
+    """Every plot DVC finds declared in `project` (or among `targets`), by the id of its div on the page:
+    'vega' or 'image'."""
+    shown = json.loads(run(DVC + ["plots", "show", "--json", *targets], project))
     assert not shown.get("errors"), shown["errors"]
     return {Renderer.remove_special_chars(name): renderers[0]["type"] for name, renderers in shown["data"].items()}
 
@@ -200,3 +206,118 @@ def test_the_pipelines_training_curves_render_offline(trained_project, tmp_path)
     shown = RenderedPage(chromium(tmp_path / "page" / "index.html", tmp_path / "profile", "--dump-dom"), set(declared))
     assert shown.errors == ""
     assert curves <= shown.rendered and all(shown.marks[plot] >= 1 for plot in curves)
+# Injected into a copy of a generated page, at the end of its head (after the libraries): once a plot
+# has rendered, what vega drew (each line's vertices in data coordinates, each point's colour and
+# shape) is written into the page, where --dump-dom shows it.
+DRAWN_SCRIPT = """<script>
+  (function () {
+    var embed = window.vegaEmbed;
+    window.vegaEmbed = function (element, spec, options) {
+      return embed(element, spec, options).then(function (result) {
+        var view = result.view, drawn = {lines: [], points: []};
+        (function walk(group, dx, dy) {
+          (group.items || []).forEach(function (mark) {
+            if (mark.marktype === "group") {
+              mark.items.forEach(function (item) { walk(item, dx + (item.x || 0), dy + (item.y || 0)); });
+            } else if (mark.role === "mark" && mark.marktype === "line") {
+              drawn.lines.push(mark.items.map(function (item) {
+                return [view.scale("x").invert(item.x + dx), view.scale("y").invert(item.y + dy)];
+              }));
+            } else if (mark.role === "mark" && mark.marktype === "symbol") {
+              mark.items.forEach(function (item) {
+                drawn.points.push({datum: item.datum, fill: item.fill, shape: item.shape});
+              });
+            }
+          });
+        })(view.scenegraph().root.items[0], 0, 0);
+        var out = document.createElement("pre");
+        out.setAttribute("data-drawn", element.replace("#", ""));
+        out.textContent = JSON.stringify(drawn);
+        document.body.appendChild(out);
+        return result;
+      });
+    };
+  })();
+</script>
+"""
+DRAWN = re.compile(r'<pre data-drawn="([^"]+)">(.*?)</pre>', re.DOTALL)
+EMBED_CALL = re.compile(r"vegaEmbed\('#([^']+)'")
+CURVES = ["plots/nn_eval/roc", "plots/nn_eval/pr", "plots/linear_eval/roc", "plots/linear_eval/pr"]
+TSNE = "plots/tsne.csv"
+
+
+def embedded_specs(page: str) -> dict[str, dict]:
+    """The vega-lite spec of each plot div in a page DVC wrote, by div id."""
+    decoder, specs = json.JSONDecoder(), {}
+    for found in re.finditer(r"var spec = ", page):
+        spec, end = decoder.raw_decode(page, found.end())
+        specs[EMBED_CALL.search(page, end).group(1)] = spec
+    return specs
+
+
+def transforms(spec) -> list:
+    """Every transform anywhere in a spec (its layers included)."""
+    if isinstance(spec, dict):
+        return list(spec.get("transform", [])) + [t for value in spec.values() for t in transforms(value)]
+    return [t for value in spec for t in transforms(value)] if isinstance(spec, list) else []
+
+
+@pytest.fixture(scope="module")
+def pipeline_plots(tmp_path_factory) -> Path:
+    """A DVC project with this repository's dvc.yaml, .dvc/ and page template, and small ROC, PR
+    and t-SNE files where the stages write them (the curves written by the stages' own function)."""
+    folder = tmp_path_factory.mktemp("pipeline_plots")
+    run(["git", "init", "-q"], folder)
+    shutil.copytree(PROJECT / ".dvc", folder / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
+    shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
+    shutil.copy2(PROJECT / "dvc.yaml", folder / "dvc.yaml")
+    labels = [0] * 6 + [1] * 6
+    rows = pd.DataFrame({"split": "test", "test_set": "transposed_conv", "label": labels})
+    # 1-NN votes separate the set perfectly: the ROC goes straight up the left edge, then along the top.
+    save_curves(str(folder / "plots/nn_eval"), rows, [0.0] * 6 + [1.0] * 6)
+    # A head's scores, two reals above two fakes: the PR curve has vertical steps (points of equal recall).
+    head_scores = [0.1, 0.2, 0.3, 0.35, 0.6, 0.7] + [0.4, 0.5, 0.65, 0.8, 0.9, 0.95]
+    save_curves(str(folder / "plots/linear_eval"), rows, head_scores)
+    generators = ["real"] * 4 + ["progan"] * 3 + ["stylegan"] * 3 + ["ldm"] * 2
+    pd.DataFrame({"id": range(12), "split": "test", "test_set": "t", "label": [0] * 4 + [1] * 8,
+                  "generator": generators, "family": "f", "x": np.arange(12.0), "y": np.arange(12.0) % 5}
+                 ).to_csv(folder / TSNE, index=False)
+    return folder
+
+
+@needs_chromium
+def test_curves_are_drawn_through_their_points_and_tsne_as_its_picture(pipeline_plots, tmp_path):
+    """ROC and PR curves: no smoothing transform in their specs, and the lines drawn pass through the
+    points of their files in the files' order (DVC's default template draws the 1-NN ROC as a line
+    from (0, 0.5) to (1, 1)). The t-SNE points are coloured by class and shaped by generator."""
+    declared = declared_plots(pipeline_plots, *CURVES, TSNE)
+    curve_files = sorted(str(p.relative_to(pipeline_plots)) for c in CURVES for p in (pipeline_plots / c).glob("*.csv"))
+    assert {Renderer.remove_special_chars(f) for f in curve_files + [TSNE]} == set(declared)
+    run(DVC + ["plots", "show", *CURVES, TSNE], pipeline_plots)
+    html = (pipeline_plots / "dvc_plots" / "index.html").read_text(encoding="utf8")
+    page = tmp_path / "index.html"
+    head, end_of_head, body = html.rpartition("</head>")  # the page's own, after the libraries' code
+    page.write_text(head + DRAWN_SCRIPT + end_of_head + body, encoding="utf8")
+    dom = chromium(page, tmp_path / "profile", "--dump-dom")
+    shown = RenderedPage(dom, set(declared))
+    assert shown.errors == "" and shown.rendered == set(declared)
+    drawn = {plot: json.loads(unescape(text)) for plot, text in DRAWN.findall(dom)}
+    specs = embedded_specs(html)
+
+    for name in curve_files:
+        plot = Renderer.remove_special_chars(name)
+        assert transforms(specs[plot]) == [], f"{name} is drawn with transforms of its points"
+        points = pd.read_csv(pipeline_plots / name).to_numpy()
+        assert len(drawn[plot]["lines"]) == 1, f"{name}: {len(drawn[plot]['lines'])} lines drawn"
+        line = np.array(drawn[plot]["lines"][0])
+        if line.shape == points.shape and np.allclose(line[::-1], points, atol=0.005):
+            line = line[::-1]  # the same line, drawn from its other end
+        np.testing.assert_allclose(line, points, atol=0.005, err_msg=name)  # 0.005: under 2 pixels
+
+    tsne = pd.read_csv(pipeline_plots / TSNE)
+    points = drawn[Renderer.remove_special_chars(TSNE)]["points"]
+    assert len(points) == len(tsne)
+    assert all(p["fill"] == to_hex(CLASS_COLOURS[int(p["datum"]["label"])]) for p in points)  # as in tsne.png
+    shape_of = {p["datum"]["generator"]: p["shape"] for p in points}
+    assert all(shape_of[p["datum"]["generator"]] == p["shape"] for p in points)
+    assert len(set(shape_of.values())) == tsne.generator.nunique()

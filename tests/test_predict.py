@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,11 +19,11 @@ from fakedetect.cli import COLUMNS
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
 
 
-def predict(project, *args, prefix: str | None = None):
+def predict(project, *args, prefix: str | None = None, env: dict | None = None):
     cmd = PREDICT if prefix is None else [sys.executable, "-c", prefix + "; import sys; from fakedetect.cli import main; "
                                           "sys.exit(main(sys.argv[1:]))", "predict"]
     return subprocess.run(cmd + ["--project", str(project), *map(str, args)], capture_output=True, text=True,
-                          timeout=600, cwd=project)
+                          timeout=600, cwd=project, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +119,18 @@ def test_both_import_orders_work_in_the_command_process(trained_project, prefix)
     result = predict(trained_project, image, prefix=prefix)
     assert result.returncode == 0, result.stderr
     assert "P(fake)" in result.stdout and image.name in result.stdout
+
+
+def test_stderr_has_no_tensorflow_log_outside_make(trained_project):
+    """Without the Makefile's TF_CPP_MIN_LOG_LEVEL, and with oneDNN on (the default on CPUs with
+    AVX-512 or AMX: its notice is printed before that variable is read), stderr holds only the
+    command's own line."""
+    image = next((trained_project / "data/demo/test").rglob("*.png"))
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"} | {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    result = predict(trained_project, "--no-family", image, env=env)
+    assert result.returncode == 0, result.stderr
+    assert image.name in result.stdout
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("scored 1 of 1 images in "), result.stderr
 
 
 def test_list_file_and_nearest_neighbour(trained_project, tmp_path):
