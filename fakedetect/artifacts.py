@@ -22,3 +22,6 @@ ATTRIBUTION_MODELS = "models/attribution"
 ATTRIBUTION_METRICS = "metrics/attribution.json"
 ATTRIBUTION_PLOTS = "plots/attribution"
 ATTRIBUTION_PICTURE = "plots/attribution.png"
+ROBUSTNESS_METRICS = "metrics/robustness.json"
+ROBUSTNESS_CURVES = "plots/robustness"  # <method>_<jpeg|blur>.csv, drawn by the top-level plots
+ROBUSTNESS_PICTURE = "plots/robustness.png"

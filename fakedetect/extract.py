@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -46,10 +47,38 @@ class ImageFiles(torch.utils.data.Dataset):
         return sha256, self.transform(decoded.rgb), ""
 
 
-def collate(items: list[tuple[str, torch.Tensor | None, str]]) -> tuple[list[str], torch.Tensor | None, list[str]]:
-    problems = [problem for _, _, problem in items if problem]
-    batch = None if problems else torch.stack([tensor for _, tensor, _ in items])
-    return [sha256 for sha256, _, _ in items], batch, problems
+def collate(items: list[tuple[str, torch.Tensor | None, str]]
+            ) -> tuple[list[str], torch.Tensor | None, list[tuple[str, str]]]:
+    """(keys of the usable items, their stacked tensors or None, (key, problem) of the others)."""
+    good = [(key, tensor) for key, tensor, problem in items if not problem]
+    batch = torch.stack([tensor for _, tensor in good]) if good else None
+    return [key for key, _ in good], batch, [(key, problem) for key, _, problem in items if problem]
+
+
+def encode_into_store(dataset: torch.utils.data.Dataset, backbone: Backbone, store: FeatureStore, batch_size: int,
+                      loader_workers: int, on_problems: Callable[[list[tuple[str, str]]], None],
+                      desc: str = "extract") -> dict[str, np.ndarray]:
+    """Encode every item of a dataset of (key, transformed image or None, problem) in loader
+    processes and store each batch at once; return the features by key. `on_problems` gets each
+    batch's unusable items (key, problem) before its usable ones are encoded: raising stops the run."""
+    encoded: dict[str, np.ndarray] = {}
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=loader_workers,
+                                         collate_fn=collate, pin_memory=backbone.device.type == "cuda")
+    with tqdm(total=len(dataset), desc=desc, unit="img", mininterval=2) as progress:
+        for keys, batch, problems in loader:
+            if problems:
+                on_problems(problems)
+            if batch is not None:
+                vectors = backbone.encode(batch)
+                store.add(keys, vectors)
+                encoded.update(zip(keys, vectors))
+            progress.update(len(keys) + len(problems))
+    return encoded
+
+
+def _refuse(problems: list[tuple[str, str]]) -> None:
+    raise UserError(f"{len(problems)} preprocessed images cannot be used (re-run the preprocess "
+                    f"stage: dvc repro preprocess):\n  " + "\n  ".join(problem for _, problem in problems))
 
 
 @dataclass(frozen=True)
@@ -70,18 +99,8 @@ def extract(rows: pd.DataFrame, backbone: Backbone, store: FeatureStore, batch_s
              len(paths), len(paths) - len(todo), store.folder, len(todo))
     start = time.perf_counter()
     if todo:
-        loader = torch.utils.data.DataLoader(
-            ImageFiles(todo, backbone.transform), batch_size=batch_size, num_workers=loader_workers,
-            collate_fn=collate, pin_memory=backbone.device.type == "cuda")
-        with tqdm(total=len(todo), desc="extract", unit="img", mininterval=2) as progress:
-            for keys, batch, problems in loader:
-                if problems:
-                    raise UserError(f"{len(problems)} preprocessed images cannot be used (re-run the preprocess "
-                                    f"stage: dvc repro preprocess):\n  " + "\n  ".join(problems))
-                vectors = backbone.encode(batch)
-                store.add(keys, vectors)
-                found.update(zip(keys, vectors))
-                progress.update(len(keys))
+        found.update(encode_into_store(ImageFiles(todo, backbone.transform), backbone, store, batch_size,
+                                       loader_workers, _refuse))
     seconds = time.perf_counter() - start
     if todo:
         log.info("computed %d images in %.1f s: %.1f images/s", len(todo), seconds, len(todo) / seconds)
