@@ -186,3 +186,38 @@ def test_dvc_default_page_stays_blank_without_network(plots_project, tmp_path):
     assert "https://cdn.jsdelivr.net/npm/vega@5" in page.read_text(encoding="utf8")
     shown = RenderedPage(chromium(page, tmp_path / "profile", "--dump-dom"), set(declared_plots(plots_project)))
     assert not shown.marks
+
+
+@pytest.fixture(scope="module")
+def robustness_project(tmp_path_factory) -> Path:
+    """A DVC project with this repository's template and the robustness curves as dvc.yaml declares
+    them, drawn from small curve files of the stage's format."""
+    folder = tmp_path_factory.mktemp("robustness_plots")
+    run(["git", "init", "-q"], folder)
+    run(DVC + ["init", "-q"], folder)
+    shutil.copy2(PROJECT / ".dvc" / "config", folder / ".dvc" / "config")
+    shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
+    declared = [entry for entry in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["plots"]
+                if next(iter(entry)).startswith("robustness")]
+    for entry in declared:
+        spec = next(iter(entry.values()))
+        for path in spec["y"]:
+            points = ["clean", "90", "50"] if spec["x"] == "jpeg_quality" else ["clean", "1", "2"]
+            lines = [f"{x},{name},{80 - 10 * i + j},{95 - 5 * i - j}" for i, x in enumerate(points)
+                     for j, name in enumerate(["seen", "unseen", "mean"])]
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_text(f"{spec['x']},test_set,acc,ap\n" + "\n".join(lines) + "\n")
+    (folder / "dvc.yaml").write_text(yaml.safe_dump({"plots": declared}, sort_keys=False))
+    return folder
+
+
+@needs_chromium
+def test_robustness_curves_render_offline(robustness_project, tmp_path):
+    declared = declared_plots(robustness_project)
+    assert len(declared) == 8 and set(declared.values()) == {"vega"}  # 2 methods x accuracy, AP x JPEG, blur
+    run(DVC + ["plots", "show"], robustness_project)
+    page = robustness_project / "dvc_plots" / "index.html"
+    shown = RenderedPage(chromium(page, tmp_path / "profile", "--dump-dom"), set(declared))
+    assert shown.errors == ""
+    assert shown.rendered == set(declared)
+    assert all(shown.marks[plot] >= 1 for plot in declared)
