@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 
 import fakedetect
-from fakedetect import augment, backbones, images
+from fakedetect import augment, backbones, images, perturb
 from fakedetect.backbones import Backbone
 from fakedetect.images import BadImage, Limits
-from fakedetect.params import ExtractParams, RayParams
+from fakedetect.params import ExtractParams, Perturbation, RayParams
 from fakedetect.stage import UserError
 
 CONNECT_TIMEOUT_S = 5.0  # a TCP connection to the cluster's address
@@ -48,6 +48,7 @@ class Item:
 
     path: str
     sha256: str | None = None
+    perturbation: Perturbation | None = None  # applied to the decoded image before the crop (robustness)
 
 
 @dataclass
@@ -61,14 +62,15 @@ class Encoded:
 
 
 def read(item: Item, crop: int, limits: Limits) -> tuple[np.ndarray | None, str, str]:
-    """(the centre crop as uint8, '', '') or (None, reason, message): decode, verify, crop."""
+    """(the centre crop as uint8, '', '') or (None, reason, message): decode, verify, perturb, crop."""
     try:
         decoded = images.load(item.path, limits)
     except BadImage as exc:
         return None, exc.reason, f"{item.path}: {exc}"
     if item.sha256 is not None and decoded.sha256 != item.sha256:
-        return None, "changed", f"{item.path}: its content no longer matches image_sha256 in the manifest"
-    return np.require(augment.center_crop(decoded.rgb, crop), requirements="W"), "", ""  # torch wants writable
+        return None, "changed_since_ingest", f"{item.path}: its content no longer matches image_sha256 in the manifest"
+    rgb = decoded.rgb if item.perturbation is None else perturb.apply(decoded.rgb, item.perturbation)
+    return np.require(augment.center_crop(rgb, crop), requirements="W"), "", ""  # torch wants writable
 
 
 def encode_pixels(backbone: Backbone, pixels: np.ndarray) -> np.ndarray:
@@ -204,8 +206,9 @@ def _describe(params: ExtractParams) -> tuple[dict, int, int, str]:
 def _read_batch(row: dict, crop: int, limits: Limits) -> dict:
     """Ray task: one batch's files -> their uint8 crops, which of them could be read, and why not."""
     pixels, ok, problems = [], [], []
-    for j, (path, sha256) in enumerate(zip(row["paths"], row["sha256"])):
-        crop_j, reason, message = read(Item(str(path), str(sha256) or None), crop, limits)
+    for j, (path, sha256, perturbation) in enumerate(zip(row["paths"], row["sha256"], row["perturbations"])):
+        perturbation = Perturbation.model_validate_json(perturbation) if perturbation else None
+        crop_j, reason, message = read(Item(str(path), str(sha256) or None, perturbation), crop, limits)
         if crop_j is None:
             problems.append([j, reason, message])
         else:
@@ -266,7 +269,9 @@ class RayEngine:
         context.print_on_execution_start = False
         batches = _batches(len(items), batch_size)
         rows = [{"batch": b, "paths": [items[i].path for i in positions],
-                 "sha256": [items[i].sha256 or "" for i in positions]} for b, positions in enumerate(batches)]
+                 "sha256": [items[i].sha256 or "" for i in positions],
+                 "perturbations": [items[i].perturbation.model_dump_json() if items[i].perturbation else ""
+                                   for i in positions]} for b, positions in enumerate(batches)]
         p = self.params.ray
         dataset = (ray.data.from_items(rows, override_num_blocks=len(rows))
                    .map(_read_batch, fn_kwargs={"crop": crop, "limits": limits})

@@ -31,40 +31,55 @@ class Run:
     seconds: float  # spent encoding (loading, transforming, encoding, storing)
 
 
-def extract(rows: pd.DataFrame, encoder: Backbone | Engine, store: FeatureStore, batch_size: int,
-            loader_workers: int) -> tuple[np.ndarray, Run]:
-    """Features of every row (rows need `image` and `image_sha256`), float32, row-aligned; a
-    backbone is run by the local engine."""
+@dataclass(frozen=True)
+class Encoded:
+    features: dict[str, np.ndarray]  # by key: every item's that could be read
+    problems: dict[str, str]  # by key: why an item could not be read (a BadImage reason)
+    messages: list[str]  # the same, for people
+    computed: int  # items encoded in this call (the others came from the store)
+    seconds: float  # spent encoding
+
+
+def encode_missing(items: dict[str, Item], encoder: Backbone | Engine, store: FeatureStore, batch_size: int,
+                   loader_workers: int, desc: str = "extract") -> Encoded:
+    """Features of every item, by its store key: those the store holds, the others encoded by the
+    engine (a backbone runs on the local engine), each batch stored at once. The one loop every
+    stage that encodes images goes through."""
     engine = LocalEngine(encoder) if isinstance(encoder, Backbone) else encoder
-    paths = dict(zip(rows.image_sha256, rows.image))  # each distinct image once, in manifest order
-    found = store.load(set(paths))
-    todo = [Item(path, sha256) for sha256, path in paths.items() if sha256 not in found]
+    found = store.load(set(items))
+    todo = [key for key in items if key not in found]
     log.info("%d distinct images: %d in the feature store %s, %d to compute",
-             len(paths), len(paths) - len(todo), store.folder, len(todo))
-    seconds = 0.0
+             len(items), len(items) - len(todo), store.folder, len(todo))
+    problems, messages, computed, seconds = {}, [], 0, 0.0
     if todo:
         with store.computing():  # another process may have encoded some of them meanwhile
-            found |= store.load({item.sha256 for item in todo})
-            todo = [item for item in todo if item.sha256 not in found]
+            found |= store.load(set(todo))
+            todo = [key for key in todo if key not in found]
             start = time.perf_counter()
-            _encode(todo, engine, store, batch_size, loader_workers, found)
+            with tqdm(total=len(todo), desc=desc, unit="img", mininterval=2) as progress:
+                for batch in engine.encode([items[key] for key in todo], engine.crop, batch_size, loader_workers):
+                    for position, reason, message in batch.problems:
+                        problems[todo[position]] = reason
+                        messages.append(message)
+                    keys = [todo[i] for i in batch.positions]
+                    if keys:
+                        store.add(keys, batch.features)
+                        found.update(zip(keys, batch.features))
+                    computed += len(keys)
+                    progress.update(len(batch.positions) + len(batch.problems))
             seconds = time.perf_counter() - start
-    if todo:
-        log.info("computed %d images in %.1f s: %.1f images/s", len(todo), seconds, len(todo) / seconds)
-    matrix = np.stack([found[sha256] for sha256 in rows.image_sha256]).astype(np.float32, copy=False)
-    return matrix, Run(len(paths), len(todo), len(paths) - len(todo), seconds)
+    if computed:
+        log.info("computed %d images in %.1f s: %.1f images/s", computed, seconds, computed / seconds)
+    return Encoded(found, problems, messages, computed, seconds)
 
 
-def _encode(todo: list[Item], engine: Engine, store: FeatureStore, batch_size: int,
-            loader_workers: int, found: dict[str, np.ndarray]) -> None:
-    """Encode the items batch by batch; each batch goes to the store and `found` at once."""
-    if todo:
-        with tqdm(total=len(todo), desc="extract", unit="img", mininterval=2) as progress:
-            for batch in engine.encode(todo, engine.crop, batch_size, loader_workers):
-                if batch.problems:
-                    raise UserError(f"{len(batch.problems)} preprocessed images cannot be used (re-run the preprocess "
-                                    f"stage: dvc repro preprocess):\n  " + "\n  ".join(m for _, _, m in batch.problems))
-                keys = [todo[i].sha256 for i in batch.positions]
-                store.add(keys, batch.features)
-                found.update(zip(keys, batch.features))
-                progress.update(len(keys))
+def extract(rows: pd.DataFrame, encoder: Backbone | Engine, store: FeatureStore, batch_size: int,
+            loader_workers: int) -> tuple[np.ndarray, Run]:
+    """Features of every row (rows need `image` and `image_sha256`), float32, row-aligned."""
+    items = {sha256: Item(path, sha256) for sha256, path in zip(rows.image_sha256, rows.image)}  # each image once
+    encoded = encode_missing(items, encoder, store, batch_size, loader_workers)
+    if encoded.problems:
+        raise UserError(f"{len(encoded.problems)} preprocessed images cannot be used (re-run the preprocess "
+                        f"stage: dvc repro preprocess):\n  " + "\n  ".join(encoded.messages))
+    matrix = np.stack([encoded.features[sha256] for sha256 in rows.image_sha256]).astype(np.float32, copy=False)
+    return matrix, Run(len(items), encoded.computed, len(items) - encoded.computed, encoded.seconds)

@@ -20,7 +20,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from fakedetect import published
 
 SCORED_SPLITS = ("val", "test")
-METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibrated")
+METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibrated", "tpr_at_fpr1", "tpr_at_fpr5")
+# Operating points: the share of fakes caught when at most this share of real photographs is called fake.
+FALSE_POSITIVE_RATES = {"tpr_at_fpr1": 0.01, "tpr_at_fpr5": 0.05}
 
 
 def _percent(value) -> float | None:
@@ -53,9 +55,27 @@ def best_threshold(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float
     return float(threshold), correct[cut] / len(scores)
 
 
+def threshold_at_fpr(real_scores: np.ndarray, fpr: float) -> float | None:
+    """The lowest threshold t whose rule `score > t` calls at most `fpr` of these real images fake
+    (None without real images): a moderator's operating point, chosen on reals only."""
+    real_scores = np.sort(np.asarray(real_scores, dtype=np.float64))
+    if not len(real_scores):
+        return None
+    allowed = min(int(np.floor(fpr * len(real_scores) + 1e-9)), len(real_scores) - 1)  # reals that may score above t
+    return float(real_scores[len(real_scores) - 1 - allowed])
+
+
+def operating_thresholds(real_scores: np.ndarray) -> dict[str, float | None]:
+    """The threshold of each FALSE_POSITIVE_RATES operating point on these real images' scores."""
+    return {name: threshold_at_fpr(real_scores, fpr) for name, fpr in FALSE_POSITIVE_RATES.items()}
+
+
 def set_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray,
-                calibrated_threshold: float | None = None) -> dict:
-    """Metrics of one test set: labels 0/1, ranking scores, predicted labels (the method's decision)."""
+                calibrated_threshold: float | None = None,
+                operating: dict[str, float | None] | None = None) -> dict:
+    """Metrics of one test set: labels 0/1, ranking scores, predicted labels (the method's decision).
+    `operating` holds the thresholds of the operating points (operating_thresholds); the true-positive
+    rate at each is null for a set without both classes."""
     labels, scores, predicted = np.asarray(labels), np.asarray(scores, np.float64), np.asarray(predicted)
     real, fake = labels == 0, labels == 1
     both = bool(real.any() and fake.any())
@@ -69,6 +89,8 @@ def set_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray,
         "acc_oracle": _percent(best_threshold(labels, scores)[1]) if both else None,
         "acc_calibrated": (None if calibrated_threshold is None or not len(labels)
                            else _percent(((scores > calibrated_threshold) == labels).mean())),
+        **{name: None if threshold is None or not both else _percent((scores[fake] > threshold).mean())
+           for name, threshold in (operating or dict.fromkeys(FALSE_POSITIVE_RATES)).items()},
         "n_real": int(real.sum()),
         "n_fake": int(fake.sum()),
     }
@@ -118,10 +140,12 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
     split, labels = rows.split.to_numpy(), rows.label.to_numpy()
     scores, predicted = np.asarray(scores), np.asarray(predicted)
     threshold, calibration = calibrate(labels[split == "val"], scores[split == "val"])
+    val_reals = (split == "val") & (labels == 0)
+    operating = operating_thresholds(scores[val_reals])
     sets = {}
     for name in sorted(rows.test_set[split == "test"].unique()):
         mask = (split == "test") & (rows.test_set == name).to_numpy()
-        row = set_metrics(labels[mask], scores[mask], predicted[mask], threshold)
+        row = set_metrics(labels[mask], scores[mask], predicted[mask], threshold, operating)
         sets[name] = _with_published(row, published.detection(method, name))
     mean = _mean(list(sets.values()))
     table = published.DETECTION.get(method, {})
@@ -132,6 +156,10 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
         "method": method,
         "calibrated_threshold": None if threshold is None else round(threshold, 6),
         "calibration": calibration,
+        "operating_thresholds": {name: None if t is None else round(t, 6) for name, t in operating.items()},
+        "operating_points": (f"true-positive rate at a false-positive rate of 1% and 5%, thresholds chosen on "
+                             f"the {int(val_reals.sum())} real images of the clean validation split"
+                             if val_reals.any() else "none: the validation split has no real images"),
         "test_sets": sets,
         "mean": mean,
     }

@@ -137,3 +137,42 @@ def confusion_figure(matrices: dict[str, tuple[list[str], list[list[int]]]], tit
         ax.set_title(name, fontsize=9)
     fig.suptitle(title)
     return fig
+
+
+def robustness_summary(methods: dict[str, dict], tables: dict[str, dict[str, pd.DataFrame]], path: str) -> None:
+    """One row per method: mean accuracy and AP against JPEG quality and against blur sigma (clean
+    first), and both at every grid point (resizing and combinations included)."""
+    fig, axes = plt.subplots(len(methods), 3, figsize=(15, 3.6 * len(methods)), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 1, 1.6]})
+    for row, (key, method) in zip(axes, methods.items()):
+        for ax, (curve, table) in zip(row, tables[key].items()):
+            mean = table[table.test_set == "mean"]
+            x = mean.iloc[:, 0].tolist()
+            ax.plot(x, mean.acc.tolist(), marker="o", label="accuracy")
+            ax.plot(x, mean.ap.tolist(), marker="s", linestyle="--", label="AP")
+            ax.set_xlabel(table.columns[0].replace("_", " "))
+            ax.set_title(f"{method['name']}: mean over sets vs {curve}", fontsize=9)
+        points = method["perturbations"]
+        names = list(points)
+        positions = np.arange(len(names))
+        for offset, metric, label in ((-0.2, "acc", "accuracy"), (0.2, "ap", "AP")):
+            values = [points[name]["mean"][metric] for name in names]
+            row[2].bar(positions + offset, [np.nan if v is None else v for v in values], 0.4, label=label)
+        row[2].set_xticks(positions, names, rotation=35, ha="right", fontsize=7)
+        row[2].set_title(f"{method['name']}: mean over sets at every grid point", fontsize=9)
+        for ax in row:
+            ax.set_ylim(0, 105)
+            ax.axhline(50, color="gray", linewidth=0.8, linestyle=":")
+            ax.set_ylabel("%")
+            ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle("robustness: perturbed test images, thresholds from the clean validation split")
+    fig.tight_layout()
+    save(fig, path)
+
+
+def message(text: str, path: str) -> None:
+    """A picture that says why there is nothing to draw."""
+    fig, ax = plt.subplots(figsize=(8, 1.5))
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    ax.axis("off")
+    save(fig, path)

@@ -113,3 +113,42 @@ def test_published_mean_appears_when_all_nineteen_sets_are_scored():
     assert report["mean"]["published_acc"] == 81.38 and report["mean"]["delta_acc"] == pytest.approx(18.62)
     assert report["calibrated_threshold"] is None and report["calibration"] == "none: no validation split"
     assert len(names) == 19
+
+
+def direct_tpr_at_fpr(real_scores, fake_scores, fpr):
+    """Straight from the definition: of the thresholds that call at most `fpr` of the reals fake
+    (rule score > t), the lowest; then the share of fakes above it."""
+    candidates = sorted({-np.inf, *real_scores})
+    t = min(t for t in candidates if np.mean(np.asarray(real_scores) > t) <= fpr)
+    return 100 * np.mean(np.asarray(fake_scores) > t)
+
+
+def test_tpr_at_fpr_on_a_hand_made_case():
+    val_reals = np.arange(100) / 100  # 0.00 .. 0.99: one real above 0.98, five above 0.94
+    assert metrics.threshold_at_fpr(val_reals, 0.01) == 0.98
+    assert metrics.threshold_at_fpr(val_reals, 0.05) == 0.94
+    fakes = np.array([0.995, 0.97, 0.95, 0.94, 0.5])  # 0.94 is not above 0.94
+    test_reals = np.array([0.1, 0.99, 0.2])
+    rows = pd.DataFrame({"split": ["val"] * 100 + ["test"] * 8 + ["test"] * 2,
+                         "test_set": [""] * 100 + ["gan"] * 8 + ["fakes_only"] * 2,
+                         "label": [0] * 100 + [1] * 5 + [0] * 3 + [1] * 2})
+    scores = np.concatenate([val_reals, fakes, test_reals, [0.999, 0.1]])
+    report = metrics.report(rows, scores, (scores > 0.5).astype(int), "any")
+    gan = report["test_sets"]["gan"]
+    assert gan["tpr_at_fpr1"] == pytest.approx(direct_tpr_at_fpr(val_reals, fakes, 0.01)) == 20.0
+    assert gan["tpr_at_fpr5"] == pytest.approx(direct_tpr_at_fpr(val_reals, fakes, 0.05)) == 60.0
+    assert report["operating_thresholds"] == {"tpr_at_fpr1": 0.98, "tpr_at_fpr5": 0.94}
+    assert "100 real images of the clean validation split" in report["operating_points"]
+    assert report["test_sets"]["fakes_only"]["tpr_at_fpr1"] is None  # a set without reals: null
+    rng = np.random.default_rng(0)
+    for n in (7, 50, 333):
+        reals, fake = rng.normal(size=n), rng.normal(1, size=40)
+        t = metrics.threshold_at_fpr(reals, 0.05)
+        assert 100 * np.mean(fake > t) == pytest.approx(direct_tpr_at_fpr(reals, fake, 0.05))
+
+
+def test_no_validation_reals_gives_null_operating_points():
+    rows = pd.DataFrame({"split": ["val", "test", "test"], "test_set": ["", "s", "s"], "label": [1, 0, 1]})
+    report = metrics.report(rows, np.array([0.9, 0.2, 0.8]), np.array([1, 0, 1]), "any")
+    assert report["operating_thresholds"] == {"tpr_at_fpr1": None, "tpr_at_fpr5": None}
+    assert report["test_sets"]["s"]["tpr_at_fpr5"] is None and report["test_sets"]["s"]["acc"] == 100.0

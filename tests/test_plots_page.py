@@ -206,6 +206,8 @@ def test_the_pipelines_training_curves_render_offline(trained_project, tmp_path)
     shown = RenderedPage(chromium(tmp_path / "page" / "index.html", tmp_path / "profile", "--dump-dom"), set(declared))
     assert shown.errors == ""
     assert curves <= shown.rendered and all(shown.marks[plot] >= 1 for plot in curves)
+
+
 # Injected into a copy of a generated page, at the end of its head (after the libraries): once a plot
 # has rendered, what vega drew (each line's vertices in data coordinates, each point's colour and
 # shape) is written into the page, where --dump-dom shows it.
@@ -282,6 +284,28 @@ def pipeline_plots(tmp_path_factory) -> Path:
     pd.DataFrame({"id": range(12), "split": "test", "test_set": "t", "label": [0] * 4 + [1] * 8,
                   "generator": generators, "family": "f", "x": np.arange(12.0), "y": np.arange(12.0) % 5}
                  ).to_csv(folder / TSNE, index=False)
+
+
+@pytest.fixture(scope="module")
+def robustness_project(tmp_path_factory) -> Path:
+    """A DVC project with this repository's template and the robustness curves as dvc.yaml declares
+    them, drawn from small curve files of the stage's format."""
+    folder = tmp_path_factory.mktemp("robustness_plots")
+    run(["git", "init", "-q"], folder)
+    run(DVC + ["init", "-q"], folder)
+    shutil.copy2(PROJECT / ".dvc" / "config", folder / ".dvc" / "config")
+    shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
+    declared = [entry for entry in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["plots"]
+                if next(iter(entry)).startswith("robustness")]
+    for entry in declared:
+        spec = next(iter(entry.values()))
+        for path in spec["y"]:
+            points = ["clean", "90", "50"] if spec["x"] == "jpeg_quality" else ["clean", "1", "2"]
+            lines = [f"{x},{name},{80 - 10 * i + j},{95 - 5 * i - j}" for i, x in enumerate(points)
+                     for j, name in enumerate(["seen", "unseen", "mean"])]
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_text(f"{spec['x']},test_set,acc,ap\n" + "\n".join(lines) + "\n")
+    (folder / "dvc.yaml").write_text(yaml.safe_dump({"plots": declared}, sort_keys=False))
     return folder
 
 
@@ -321,3 +345,14 @@ def test_curves_are_drawn_through_their_points_and_tsne_as_its_picture(pipeline_
     shape_of = {p["datum"]["generator"]: p["shape"] for p in points}
     assert all(shape_of[p["datum"]["generator"]] == p["shape"] for p in points)
     assert len(set(shape_of.values())) == tsne.generator.nunique()
+
+
+def test_robustness_curves_render_offline(robustness_project, tmp_path):
+    declared = declared_plots(robustness_project)
+    assert len(declared) == 8 and set(declared.values()) == {"vega"}  # 2 methods x accuracy, AP x JPEG, blur
+    run(DVC + ["plots", "show"], robustness_project)
+    page = robustness_project / "dvc_plots" / "index.html"
+    shown = RenderedPage(chromium(page, tmp_path / "profile", "--dump-dom"), set(declared))
+    assert shown.errors == ""
+    assert shown.rendered == set(declared)
+    assert all(shown.marks[plot] >= 1 for plot in declared)

@@ -1,0 +1,67 @@
+"""Stage robustness: the test images perturbed by JPEG, blur and resizing (params `robustness`),
+encoded by the run's backbone and scored by its 1-NN and linear head -> metrics/robustness.json,
+curves under plots/robustness/ and plots/robustness.png.
+
+Each (image, perturbation) is encoded once per backbone: the feature store (`extract.store`)
+keeps it, so adding a grid point encodes only that point's images.
+"""
+import logging
+
+from fakedetect import atomic, engines, features, layouts, plots, robustness, stage
+from fakedetect.artifacts import FEATURES, MANIFEST, ROBUSTNESS_CURVES, ROBUSTNESS_METRICS, ROBUSTNESS_PICTURE
+from fakedetect.featurestore import FeatureStore, store_root
+from fakedetect.params import load_params
+
+log = logging.getLogger("robustness")
+
+
+def _write_curves(tables: dict[str, dict]) -> None:
+    for key, curves in tables.items():
+        for curve, table in curves.items():
+            atomic.write_csv(f"{ROBUSTNESS_CURVES}/{key}_{curve}.csv", table)
+
+
+def _skip(reason: str) -> None:
+    """A run without images: every output written, saying why it is empty."""
+    log.warning("robustness skipped: %s", reason)
+    atomic.write_json(ROBUSTNESS_METRICS, {"skipped": reason})
+    _write_curves({key: robustness.curves({"perturbations": {}}, []) for key in ("nn", "linear")})
+    plots.message(f"robustness skipped: {reason}", ROBUSTNESS_PICTURE)
+
+
+def main() -> None:
+    params = load_params()
+    p = params.robustness
+    if params.extract.source == "import":
+        _skip("the run's features were imported (extract.source: import): there are no images to perturb")
+        return
+    matrix, rows = features.load_features(FEATURES)
+    chosen = robustness.choose(rows, layouts.read_manifest(MANIFEST), p)  # before any work: checks test_sets
+    engine = engines.create(params.extract)
+    try:
+        store = FeatureStore(store_root(params.extract.store), engine.identity)
+        perturbed = robustness.perturbed_features(chosen, p.perturbations, engine, store,
+                                                  params.extract.batch_size, params.extract.loader_workers)
+    finally:
+        engine.close()
+    if perturbed.skipped:
+        log.warning("%d test images skipped (see %s): %s", len(perturbed.skipped), ROBUSTNESS_METRICS,
+                    ", ".join(sorted({s["reason"] for s in perturbed.skipped})))
+
+    from fakedetect import linear_head  # Keras, if the head is Keras: after torch's loaders are done
+
+    head = linear_head.load(params.linear, matrix.shape[1])
+    scorers = [robustness.nearest_neighbour(matrix, rows, params.nn), robustness.linear(head.predict, head.name)]
+    methods = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
+    atomic.write_json(ROBUSTNESS_METRICS, robustness.report(methods, rows, chosen, perturbed, p.perturbations))
+    tables = {key: robustness.curves(method, p.perturbations) for key, method in methods.items()}
+    _write_curves(tables)
+    plots.robustness_summary(methods, tables, ROBUSTNESS_PICTURE)
+    for key, method in methods.items():
+        log.info("%s, mean accuracy / AP %%: %s", method["name"], "; ".join(
+            f"{name} {point['mean']['acc']} / {point['mean']['ap']}" for name, point in method["perturbations"].items()))
+    log.info("%d (image, perturbation) pairs encoded in this run", perturbed.computed)
+
+
+if __name__ == "__main__":
+    stage.run(main)
