@@ -7,6 +7,7 @@ so that a typo anywhere is caught by the first stage that runs.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Annotated, Literal
@@ -35,7 +36,7 @@ class Section(BaseModel):
 
 LAYOUTS = ("wang2020", "cnndetection_test", "univfd_diffusion", "generic")
 SPLITS = ("train", "val", "test")
-FAMILIES = ("real", "gan", "diffusion", "other")
+FAMILIES = ("real", "gan", "diffusion", "autoregressive", "other")
 DEMO_FAMILIES = ("upsample_nearest", "transposed_conv", "noise_denoise")
 
 
@@ -401,9 +402,10 @@ def apply_profile(name: str, path: str | os.PathLike = PARAMS_FILE, profiles: st
         Params.model_validate(document)
     except ValidationError as exc:
         raise ParamsError(f"profile {profile} does not fit the schema:\n  " + _describe_all(exc)) from None
-    with atomic.atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            yaml_rt.dump(document, f)
+    text = io.StringIO()
+    yaml_rt.dump(document, text)
+    # ruamel wraps long flow lists after the comma's space, leaving it at the line's end
+    atomic.write_text(path, "".join(line.rstrip() + "\n" for line in text.getvalue().splitlines()))
     return profile
 
 

@@ -1,4 +1,6 @@
 """One schema for params.yaml: a bad key or value stops a stage before any work, naming the key."""
+import re
+
 import pytest
 import yaml
 
@@ -42,3 +44,12 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "params.yaml").write_text("ingest: [unclosed\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_readme_sections_that_params_and_code_point_at_exist():
+    """Comments say `README "Section"`: each such section is a heading of the README."""
+    headings = {line.lstrip("#").strip() for line in (PROJECT / "README.md").read_text().splitlines()
+                if line.startswith("#")}
+    files = [PROJECT / "params.yaml", *(PROJECT / "profiles").glob("*.yaml"), *(PROJECT / "fakedetect").glob("*.py")]
+    cited = {(path.name, name) for path in files for name in re.findall(r'README "([^"]+)"', path.read_text())}
+    assert cited and {(file, name) for file, name in cited if name not in headings} == set()
