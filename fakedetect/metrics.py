@@ -43,6 +43,9 @@ ALIASES = {"seeingdark": "sitd"}  # CNNDetection's folder name for the SITD set
 
 SCORED_SPLITS = ("val", "test")
 METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibrated")
+# The figures a paper's table gives per test set: the metrics files (what `dvc metrics show` and
+# `dvc metrics diff` print) hold these per set and for the mean; the report keeps every figure.
+HEADLINE = ("acc", "ap")
 
 
 def _percent(value) -> float | None:
@@ -161,3 +164,12 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
         "test_sets": sets,
         "mean": mean,
     }
+
+
+def headline(report: dict) -> dict:
+    """The metrics file of a method's report: the HEADLINE figures of each test set and of the mean."""
+
+    def pick(figures: dict) -> dict:
+        return {name: figures[name] for name in HEADLINE if name in figures}
+
+    return {"test_sets": {name: pick(row) for name, row in report["test_sets"].items()}, "mean": pick(report["mean"])}
