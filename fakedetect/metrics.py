@@ -46,6 +46,7 @@ METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibr
 # The figures a paper's table gives per test set: the metrics files (what `dvc metrics show` and
 # `dvc metrics diff` print) hold these per set and for the mean; the report keeps every figure.
 HEADLINE = ("acc", "ap")
+ATTRIBUTION_HEADLINE = ("acc", "balanced_acc", "ap")  # per attribution level, and the 3-way hierarchy
 
 
 def _percent(value) -> float | None:
@@ -166,10 +167,18 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
     }
 
 
+def _pick(figures: dict, names: tuple[str, ...]) -> dict:
+    return {name: figures[name] for name in names if name in figures}
+
+
 def headline(report: dict) -> dict:
     """The metrics file of a method's report: the HEADLINE figures of each test set and of the mean."""
+    return {"test_sets": {name: _pick(row, HEADLINE) for name, row in report["test_sets"].items()},
+            "mean": _pick(report["mean"], HEADLINE)}
 
-    def pick(figures: dict) -> dict:
-        return {name: figures[name] for name in HEADLINE if name in figures}
 
-    return {"test_sets": {name: pick(row) for name, row in report["test_sets"].items()}, "mean": pick(report["mean"])}
+def attribution_headline(report: dict) -> dict:
+    """The metrics file of resnet_attribution's report: the ATTRIBUTION_HEADLINE figures of each level
+    that ran and of the hierarchy."""
+    return {level: _pick(figures, ATTRIBUTION_HEADLINE) for level, figures in report.items()
+            if isinstance(figures, dict) and "acc" in figures}

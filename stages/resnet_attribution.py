@@ -1,6 +1,6 @@
 """Stage resnet_attribution: preprocessed images -> a ResNet per level (level 1 real vs fake,
 level 2 GAN vs diffusion, level 3 the generator when enabled) under models/attribution/,
-metrics/attribution.json, per-epoch training CSVs and confusion matrices (CSV for DVC's
+metrics/attribution.json (headline figures per level), reports/attribution.json (all figures), per-epoch training CSVs and confusion matrices (CSV for DVC's
 confusion template, and plots/attribution.png)."""
 import io
 import logging
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from fakedetect import atomic, attribution, layouts, plots, stage
+from fakedetect import atomic, attribution, layouts, metrics, plots, stage
 from fakedetect.artifacts import (ATTRIBUTION_METRICS, ATTRIBUTION_MODELS, ATTRIBUTION_PICTURE, ATTRIBUTION_PLOTS,
-                                  PREPROCESSED_MANIFEST)
+                                  ATTRIBUTION_REPORT, PREPROCESSED_MANIFEST)
 from fakedetect.params import load_params
 
 log = logging.getLogger("resnet_attribution")
@@ -36,7 +36,8 @@ def main() -> None:
     matrices = {name: (result.metrics[name]["classes"], result.metrics[name]["confusion"])
                 for name in result.confusions}
     plots.confusion_matrices(matrices, ATTRIBUTION_PICTURE, f"attribution, {p.arch} (weights: {p.weights})")
-    atomic.write_json(ATTRIBUTION_METRICS, result.metrics)
+    atomic.write_json(ATTRIBUTION_REPORT, result.metrics)
+    atomic.write_json(ATTRIBUTION_METRICS, metrics.attribution_headline(result.metrics))
     log.info("done in %.0f s; training %s images/s", time.perf_counter() - start,
              {k: round(v, 1) for k, v in result.images_per_s.items()})
 
