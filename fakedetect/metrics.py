@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from fakedetect.stage import UserError
+
 # DESIGN §5, accuracy % / AP % (None where not published). Each number belongs to the
 # method that published it, and is shown only beside results of that method.
 PUBLISHED = {
@@ -172,8 +174,11 @@ def _pick(figures: dict, names: tuple[str, ...]) -> dict:
 
 
 def headline(report: dict) -> dict:
-    """The metrics file of a method's report: the HEADLINE figures of each test set and of the mean."""
-    return {"test_sets": {name: _pick(row, HEADLINE) for name, row in report["test_sets"].items()},
+    """The metrics file of a method's report: the HEADLINE figures of each test set and of their mean,
+    at the top level (`dvc metrics show` heads its columns `progan.acc`, `mean.ap`: a narrower table)."""
+    if "mean" in report["test_sets"]:
+        raise UserError("a test set is named 'mean', which the metrics files use for the mean over the sets: rename it")
+    return {**{name: _pick(row, HEADLINE) for name, row in report["test_sets"].items()},
             "mean": _pick(report["mean"], HEADLINE)}
 
 

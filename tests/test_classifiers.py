@@ -84,7 +84,7 @@ def test_stage_outputs(two_runs, classifiers):
         report = json.loads((folder / "reports" / name).read_text())
         headline = json.loads((folder / "metrics" / name).read_text())
         # The metrics file holds the headline figures of the report, per set and for the mean, and nothing else.
-        assert headline == {"test_sets": {s: {k: row[k] for k in ("acc", "ap")} for s, row in report["test_sets"].items()},
+        assert headline == {**{s: {k: row[k] for k in ("acc", "ap")} for s, row in report["test_sets"].items()},
                             "mean": {k: report["mean"][k] for k in ("acc", "ap")}}
         assert set(report["test_sets"]) == {"upsample_nearest", "noise_denoise", "real_blur"}
         seen, control = report["test_sets"]["upsample_nearest"], report["test_sets"]["real_blur"]

@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, recall_score, roc_auc_score
 
 from fakedetect import metrics
+from fakedetect.stage import UserError
 
 # A hand-made test set: 5 real, 7 fake, scores with a tie across classes and errors on both sides.
 LABELS = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
@@ -113,3 +114,14 @@ def test_published_mean_appears_when_all_nineteen_sets_are_scored():
     assert report["mean"]["published_acc"] == 81.38 and report["mean"]["delta_acc"] == pytest.approx(18.62)
     assert report["calibrated_threshold"] is None and report["calibration"] == "none: no validation split"
     assert len(names) == 19
+
+
+def test_headline_keeps_the_papers_figures_per_set_and_mean():
+    rows = _rows([("progan", [0, 1, 0, 1]), ("real_blur", [0, 0])])
+    scores = np.array([0.2, 0.9, 0.6, 0.7, 0.1, 0.8])
+    report = metrics.report(rows, scores, (scores > 0.5).astype(int), "univfd_linear_probe")
+    assert metrics.headline(report) == {"progan": {"acc": 75.0, "ap": 100.0}, "real_blur": {"acc": 50.0, "ap": None},
+                                        "mean": {"acc": 75.0, "ap": 100.0}}
+    report["test_sets"]["mean"] = report["test_sets"].pop("progan")
+    with pytest.raises(UserError, match="a test set is named 'mean'"):
+        metrics.headline(report)
