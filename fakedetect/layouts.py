@@ -1,8 +1,10 @@
 """Dataset folder layouts -> candidate files with labels, and the manifest that records them.
 
-Understands the layouts of DESIGN §3 (CNNDetection/UnivFD training, CNNDetection test
-sets with or without class folders, UnivFD diffusion sets with shared real pools,
-generic real/fake folders). Labels come from folder names only, never file names.
+Understands CNNDetection/UnivFD training folders, CNNDetection test sets with or without
+class folders, UnivFD diffusion sets with shared real pools, and generic real/fake folders.
+Labels come from folder names only, never file names. A root that does not fit its layout
+stops with the params entry named; every image folder below a root is read or recorded with
+the reason it was not, so that nothing with images in it is dropped without a word.
 """
 from __future__ import annotations
 
