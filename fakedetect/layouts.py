@@ -304,7 +304,7 @@ SCANNERS = {
 }
 
 
-def _account(scope: Path, unselected: dict[Path, str], scan: Scan, key: str, layout: str, read_any: bool) -> None:
+def _account(scope: Path, unselected: dict[Path, str], key: str, layout: str, read_any: bool, scan: Scan) -> None:
     """Record every image folder below `scope` that was not read, and why: left out by the params,
     or in no place the layout reads. A source that read nothing while images lie below it stops."""
     ignored = []
@@ -324,16 +324,19 @@ def _account(scope: Path, unselected: dict[Path, str], scan: Scan, key: str, lay
 
 
 def scan(sources, key: str = "ingest.datasets") -> Scan:
-    """Find every candidate file of the given dataset sources (params DatasetSource list), and
-    account for every image folder below their roots that was not read."""
+    """Find every candidate file of the given dataset sources (params DatasetSource list), then
+    account for every image folder below their roots that no source read."""
     result = Scan()
+    scanned = []
     for i, source in enumerate(sources):
         root = Path(source.root)
         if not root.is_dir():
             raise UserError(f"{key}.{i}.root: {root} does not exist or is not a folder")
         before = len(result.candidates)
         scope, unselected = SCANNERS[source.layout](root, source, f"{key}.{i}", result)
-        _account(scope, unselected, result, f"{key}.{i}", source.layout, len(result.candidates) > before)
+        scanned.append((scope, unselected, f"{key}.{i}", source.layout, len(result.candidates) > before))
+    for entry in scanned:  # after all of them: a folder one source leaves out may be another's
+        _account(*entry, result)
     return result
 
 

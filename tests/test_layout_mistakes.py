@@ -146,3 +146,15 @@ def test_dalle_is_autoregressive(tmp_path):
     found = layouts.scan([Source(layout="univfd_diffusion", root=str(tmp_path))])
     assert {(c.generator, c.family) for c in found.candidates} == {("real", "real"), ("dalle", "autoregressive")}
     assert Source(layout="generic", root=".", family="autoregressive").family == "autoregressive"
+
+
+def test_a_folder_one_entry_does_not_read_but_another_does_is_not_ignored(tmp_path):
+    root = tmp_path / "diffusion_datasets"
+    write_image(root / "laion/0_real/l.png")
+    write_image(root / "ldm_200/1_fake/x.png")
+    pairs(root / "extra/mine")  # no 1_fake at extra/: not a univfd_diffusion set, but the generic entry reads it
+    diffusion = Source(layout="univfd_diffusion", root=str(root))
+    assert list(layouts.scan([diffusion]).ignored_folders) == [str(root / "extra/mine/0_real"),
+                                                               str(root / "extra/mine/1_fake")]
+    found = layouts.scan([diffusion, Source(layout="generic", root=str(root / "extra"))])
+    assert not found.ignored_folders and {c.test_set for c in found.candidates} == {"ldm_200", "extra"}
