@@ -18,14 +18,15 @@ from fakedetect.stage import UserError
 
 
 def _why_unreadable(exc: Exception) -> str:
-    """One line on why torch or safetensors refused a file."""
+    """One line on why torch or safetensors refused a file (theirs run to a page and suggest
+    weights_only=False, which would run code from the file)."""
     text = str(exc).strip()
     unpickled = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if unpickled:  # torch.save(model) rather than torch.save(model.state_dict())
         return (f"it holds a pickled {unpickled.group(1)} object, which is never unpickled (it could run code); "
                 "save the model's state_dict() instead")
-    first = text.splitlines()[0] if text else type(exc).__name__
-    return f"{first} (a text file, a truncated download, or not a torch/safetensors file?)"
+    what = "the checkpoint archive is incomplete or damaged" if "zip archive" in text else "its bytes are not a checkpoint"
+    return f"{what} (a text file, a truncated download, or not a torch/safetensors file?)"
 
 
 def _describe(state) -> str:
