@@ -123,19 +123,29 @@ def _walk(top: Path):
 
 
 def _label_dirs_below(top: Path) -> list[Path]:
-    """Every label folder at or below `top`, not looking inside one (its images belong to it)."""
+    """Every label folder at or below `top`, not listing what is inside one (its images belong to
+    it, and a training folder holds thousands)."""
+    if _label_of(top.name) is not None:
+        return [top]
     found = []
     for dirpath, dirnames, _ in _walk(top):
-        if _label_of(Path(dirpath).name) is not None:
-            found.append(Path(dirpath))
-            dirnames[:] = []
+        labels = [name for name in dirnames if _label_of(name) is not None]
+        found += [Path(dirpath, name) for name in labels]
+        dirnames[:] = [name for name in dirnames if name not in labels]
     return sorted(found)
 
 
-def _image_folders(top: Path) -> list[Path]:
-    """Every folder at or below `top` that directly holds a file with an image extension."""
-    return [Path(dirpath) for dirpath, _, filenames in _walk(top)
-            if any(name.lower().endswith(IMAGE_EXTENSIONS) for name in filenames)]
+def _image_folders(top: Path, skip: set[str]) -> list[Path]:
+    """Every folder at or below `top` that directly holds a file with an image extension, not
+    listing the folders of `skip` (those already read) again."""
+    if str(top) in skip:
+        return []
+    found = []
+    for dirpath, dirnames, filenames in _walk(top):
+        dirnames[:] = [name for name in dirnames if str(Path(dirpath, name)) not in skip]
+        if any(name.lower().endswith(IMAGE_EXTENSIONS) for name in filenames):
+            found.append(Path(dirpath))
+    return found
 
 
 def _show(folders: list[Path], base: Path, limit: int = 6) -> str:
@@ -308,10 +318,8 @@ def _account(scope: Path, unselected: dict[Path, str], key: str, layout: str, re
     """Record every image folder below `scope` that was not read, and why: left out by the params,
     or in no place the layout reads. A source that read nothing while images lie below it stops."""
     ignored = []
-    for folder in _image_folders(scope):
+    for folder in _image_folders(scope, scan.used_folders):
         chain = [folder, *folder.parents]
-        if any(str(f) in scan.used_folders for f in chain):
-            continue
         why = next((unselected[f] for f in chain if f in unselected), None)
         if why:
             scan.unselected_folders[display_path(str(folder))] = why
