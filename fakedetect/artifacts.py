@@ -4,6 +4,7 @@ that dvc.yaml declares every one)."""
 
 MANIFEST = "data/manifest.csv"  # ingest
 INGEST_METRICS = "metrics/ingest.json"
+INGEST_REPORT = "reports/ingest.json"  # the details behind each metrics file's headline figures
 PREPROCESSED = "data/preprocessed"  # preprocess: the images
 PREPROCESSED_MANIFEST = "data/preprocessed.csv"
 PREPROCESS_PLOT = "plots/preprocess.png"
@@ -12,14 +13,17 @@ EXTRACT_METRICS = "metrics/extract.json"
 TSNE_PLOT = "plots/tsne.png"
 TSNE_COORDS = "plots/tsne.csv"
 NN_METRICS = "metrics/nn_eval.json"
+NN_REPORT = "reports/nn_eval.json"
 NN_CURVES = "plots/nn_eval"
 LINEAR_MODEL = "models/linear.keras"
 LINEAR_TRAINING_LOG = "dvclive/linear_train"  # DVCLive: metrics.json and plots/metrics/**.tsv
 LINEAR_METRICS = "metrics/linear_eval.json"
+LINEAR_REPORT = "reports/linear_eval.json"
 LINEAR_CURVES = "plots/linear_eval"
 ACCURACY_CHART = "plots/accuracy_vs_published.png"
 ATTRIBUTION_MODELS = "models/attribution"
 ATTRIBUTION_METRICS = "metrics/attribution.json"
+ATTRIBUTION_REPORT = "reports/attribution.json"
 ATTRIBUTION_PLOTS = "plots/attribution"
 ATTRIBUTION_PICTURE = "plots/attribution.png"
 ATTRIBUTION_TRAINING_LOG = "dvclive/resnet_attribution"  # DVCLive, one prefix per level

@@ -13,7 +13,7 @@ Two kinds of encoder:
   (TF-ported weights, so the mean/std (0.5, 0.5, 0.5) it was trained with, not CLIP's). Its
   features are the spatially averaged outputs of the blocks named in `extract.layers`
   (early blocks keep the pixel-level traces generators leave; the final, semantic features
-  do not: README "Demo backbone").
+  do not: README "extract_clip").
 
 Weights that cannot be had fail at once, naming the params key and the alternatives: without
 network open_clip's own download retries take ~46 s.
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fakedetect import augment, downloads
+from fakedetect import augment, checkpoints, downloads
 from fakedetect.params import DEMO_LAYERS, ExtractParams
 from fakedetect.stage import UserError
 
@@ -175,7 +175,7 @@ def _efficientnet_lite0(p: ExtractParams) -> tuple[torch.nn.Module, Transform, d
     if path is None:
         weights = f"random init, seed {p.seed}"
     else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoints.load_state_dict(path, "extract.pretrained", "a state dict of EfficientNet-Lite0")
         names = list(net.state_dict())
         if len(state) != len(names):
             raise UserError(f"extract.pretrained: {path} holds {len(state)} tensors, EfficientNet-Lite0 has {len(names)}")
@@ -275,9 +275,13 @@ def _open_clip(p: ExtractParams) -> tuple[torch.nn.Module, Transform, dict]:
     torch.manual_seed(p.seed)
     try:
         clip = open_clip.create_model(p.model, pretrained=checkpoint, force_quick_gelu=quick_gelu, device="cpu")
-    except RuntimeError as exc:  # OpenAI's TorchScript .pt files need unpickling: refused by weights_only
-        raise UserError(f"extract.pretrained: {checkpoint} does not load into {p.model} as a state dict or "
-                        f".safetensors file: {exc}") from None
+    except Exception as exc:  # open_clip lets torch's errors through, whatever the file holds
+        if checkpoint is None:
+            raise
+        expected = f"an OpenCLIP {p.model} state dict (.pt, .bin or .safetensors)"
+        checkpoints.load_state_dict(checkpoint, "extract.pretrained", expected)  # says why, if not a state dict
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"extract.pretrained: {checkpoint} does not load into {p.model}: {first_line}") from None
     identity = {"model": p.model, "weights": weights, "quick_gelu": quick_gelu}
     return _EncodeImage(clip), Transform(CROP, CLIP_MEAN, CLIP_STD), identity
 

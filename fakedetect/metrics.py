@@ -18,11 +18,17 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fakedetect import published
+from fakedetect.stage import UserError
 
 SCORED_SPLITS = ("val", "test")
 METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibrated", "tpr_at_fpr1", "tpr_at_fpr5")
 # Operating points: the share of fakes caught when at most this share of real photographs is called fake.
 FALSE_POSITIVE_RATES = {"tpr_at_fpr1": 0.01, "tpr_at_fpr5": 0.05}
+# The figures a paper's table gives per test set, with the operating points a moderator works at:
+# the metrics files (what `dvc metrics show` and `dvc metrics diff` print) hold these per set and for
+# the mean; the report keeps every figure.
+HEADLINE = ("acc", "ap", "tpr_at_fpr1", "tpr_at_fpr5")
+ATTRIBUTION_HEADLINE = ("acc", "balanced_acc", "ap")  # per attribution level, and the 3-way hierarchy
 
 
 def _percent(value) -> float | None:
@@ -163,3 +169,23 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
         "test_sets": sets,
         "mean": mean,
     }
+
+
+def _pick(figures: dict, names: tuple[str, ...]) -> dict:
+    return {name: figures[name] for name in names if name in figures}
+
+
+def headline(report: dict) -> dict:
+    """The metrics file of a method's report: the HEADLINE figures of each test set and of their mean,
+    at the top level (`dvc metrics show` heads its columns `progan.acc`, `mean.ap`: a narrower table)."""
+    if "mean" in report["test_sets"]:
+        raise UserError("a test set is named 'mean', which the metrics files use for the mean over the sets: rename it")
+    return {**{name: _pick(row, HEADLINE) for name, row in report["test_sets"].items()},
+            "mean": _pick(report["mean"], HEADLINE)}
+
+
+def attribution_headline(report: dict) -> dict:
+    """The metrics file of resnet_attribution's report: the ATTRIBUTION_HEADLINE figures of each level
+    that ran and of the hierarchy."""
+    return {level: _pick(figures, ATTRIBUTION_HEADLINE) for level, figures in report.items()
+            if isinstance(figures, dict) and "acc" in figures}

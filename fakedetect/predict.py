@@ -3,7 +3,7 @@ its family (GAN or diffusion).
 
 Everything is read from the run's own artifacts: the params each stage ran with come from
 `dvc.lock` (not from a params.yaml edited since), the backbone is rebuilt from them, the
-head from `models/`, the calibrated threshold from the eval metrics. A new image goes through
+head from `models/`, the calibrated threshold from the eval reports. A new image goes through
 the same test protocol as the pipeline's test images (centre crop, then the backbone's
 transform), so a preprocessed image scores exactly as the pipeline scored it.
 """
@@ -23,13 +23,13 @@ from tqdm import tqdm
 
 from fakedetect import engines
 from fakedetect.attribution import card, network
-from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_METRICS, LINEAR_MODEL, NN_METRICS
+from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT, NN_REPORT
 from fakedetect.images import Limits
 from fakedetect.params import ExtractParams, Params
 from fakedetect.stage import UserError
 
 LOCK = "dvc.lock"
-METRICS = {"linear": LINEAR_METRICS, "nn": NN_METRICS}
+REPORTS = {"linear": LINEAR_REPORT, "nn": NN_REPORT}  # the calibrated threshold of each classifier
 log = logging.getLogger("predict")
 
 
@@ -114,7 +114,7 @@ class Detector:
         return card.load_level(found.parent)
 
     def _calibrated_threshold(self) -> float | None:
-        report = json.loads(self._artifact(METRICS[self.classifier]).read_text())
+        report = json.loads(self._artifact(REPORTS[self.classifier]).read_text())
         return report.get("calibrated_threshold")
 
     def _check_dimension(self, expected: int, what: str) -> None:

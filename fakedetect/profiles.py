@@ -1,6 +1,7 @@
 """Profiles: named sets of params values (profiles/NAME.yaml) written into params.yaml."""
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def apply_profile(name: str, path: str | os.PathLike = PARAMS_FILE, profiles: st
         Params.model_validate(document)
     except ValidationError as exc:
         raise ParamsError(f"profile {profile} does not fit the schema:\n  " + describe_errors(exc)) from None
-    with atomic.atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            yaml_rt.dump(document, f)
+    text = io.StringIO()
+    yaml_rt.dump(document, text)
+    # ruamel wraps long flow lists after the comma's space, leaving it at the line's end
+    atomic.write_text(path, "".join(line.rstrip() + "\n" for line in text.getvalue().splitlines()))
     return profile

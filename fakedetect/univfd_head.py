@@ -13,22 +13,18 @@ import numpy as np
 import torch
 from scipy.special import expit
 
+from fakedetect import checkpoints
 from fakedetect.stage import UserError
+
+FORMAT = "a UnivFD-format head: {'weight': [1, D], 'bias': [1]} saved with torch.save"
 
 
 def load(path: str | os.PathLike, dim: int, key: str = "linear.external_head") -> tuple[np.ndarray, np.ndarray]:
     """Weight (1, dim) and bias (1,) of the head at `path`; a UserError naming `key` if it is not one."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{key}: {path} not found") from None
-    except Exception as exc:  # torch raises several types for files that are not safe state dicts
-        raise UserError(f"{key}: {path} is not a state dict readable with weights_only=True ({exc})") from None
-    if (not isinstance(state, dict) or set(state) != {"weight", "bias"}
-            or not all(isinstance(value, torch.Tensor) for value in state.values())):
-        found = sorted(state) if isinstance(state, dict) else type(state).__name__
+    state = checkpoints.load_state_dict(path, key, FORMAT)
+    if set(state) != {"weight", "bias"}:
         raise UserError(f"{key}: {path} must hold exactly the tensors 'weight' and 'bias' (UnivFD's format), "
-                        f"found {found}")
+                        f"found {sorted(state)}")
     weight, bias = (state[name].detach().to(torch.float64).numpy() for name in ("weight", "bias"))
     if weight.shape != (1, dim) or bias.shape != (1,):
         raise UserError(f"{key}: {path} has weight {list(weight.shape)} and bias {list(bias.shape)}; "

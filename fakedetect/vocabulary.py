@@ -14,6 +14,7 @@ GAN_GENERATORS = frozenset({"progan", "stylegan", "stylegan2", "biggan", "cycleg
 DIFFUSION_GENERATORS = frozenset({"guided"})
 AUTOREGRESSIVE_GENERATORS = frozenset({"dalle"})  # UnivFD's DALL-E set, made by DALL-E mini
 DIFFUSION_PREFIXES = ("ldm_", "glide_")  # UnivFD's ldm_200, glide_100_27, ...
+OTHER_GENERATORS = frozenset({"crn", "imle", "seeingdark", "sitd", "san", "deepfake", "whichfaceisreal"})
 
 # The offline demo's simulated generators (fakedetect.demo makes them), each with the family whose
 # artifact it imitates, and its real-only control sets.
@@ -34,3 +35,10 @@ def family_of(generator: str) -> str:
     if name in AUTOREGRESSIVE_GENERATORS:
         return "autoregressive"
     return DEMO_GENERATOR_FAMILY.get(name, "other")
+
+
+def is_generator_name(name: str) -> bool:
+    """A folder named like a known generator (a test set of its own, never a class of one)."""
+    name = name.lower()
+    known = GAN_GENERATORS | DIFFUSION_GENERATORS | AUTOREGRESSIVE_GENERATORS | OTHER_GENERATORS
+    return name in known or name in DEMO_GENERATOR_FAMILY or name.startswith(DIFFUSION_PREFIXES)

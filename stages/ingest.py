@@ -1,17 +1,30 @@
 """Stage ingest: dataset roots named in params (or the built-in demo set) -> data/manifest.csv.
 
 Every file found is read once: hashed, decoded, its size recorded, or skipped with a
-reason. Counts per set and per skip reason go to metrics/ingest.json.
+reason. Every image folder below the roots is either read or named with the reason it was
+not. The headline counts go to metrics/ingest.json, the details (per set and class, per skip
+reason, the folders read and not read) to reports/ingest.json.
 """
 import logging
 import time
 
 from fakedetect import atomic, demo, layouts, stage
-from fakedetect.artifacts import INGEST_METRICS, MANIFEST
+from fakedetect.artifacts import INGEST_METRICS, INGEST_REPORT, MANIFEST
 from fakedetect.images import Limits
 from fakedetect.params import load_params
 
+SHOWN_FOLDERS = 20  # folders not read that the log names one by one; the report lists all
 log = logging.getLogger("ingest")
+
+
+def log_folders(found: layouts.Scan) -> None:
+    """Say which image folders were read and which were not, and why."""
+    log.info("read the images of %d label folders", len(found.used_folders))
+    for level, folders in ((logging.INFO, found.unselected_folders), (logging.WARNING, found.ignored_folders)):
+        for folder, why in list(folders.items())[:SHOWN_FOLDERS]:
+            log.log(level, "not read: %s (%s)", folder, why)
+        if len(folders) > SHOWN_FOLDERS:
+            log.log(level, "... and %d more folders not read, listed in %s", len(folders) - SHOWN_FOLDERS, INGEST_REPORT)
 
 
 def main() -> None:
@@ -23,6 +36,7 @@ def main() -> None:
         demo.reset_out_dir(p.demo, built=False)
         sources, key = p.datasets, "ingest.datasets"
     found = layouts.scan(sources, key)
+    log_folders(found)
     candidates = layouts.sample_test_sets(found.candidates, p.max_per_class, p.seed)
     limits = Limits(max_pixels=p.max_pixels, max_bytes=int(p.max_file_mb * 2**20),
                     min_side=p.min_side, keep_only_rgb=p.keep_only_rgb)
@@ -30,10 +44,14 @@ def main() -> None:
     manifest = layouts.build_manifest(candidates, limits, n_workers)
     seconds = time.perf_counter() - start
     atomic.write_csv(MANIFEST, manifest)
-    summary = layouts.summarize(manifest, found)
-    atomic.write_json(INGEST_METRICS, {"source": p.source, **summary})
-    log.info("%d files (%d ok, %d skipped) in %.1f s: %.0f files/s with %d workers",
-             summary["rows"], summary["ok"], summary["skipped"], seconds, len(manifest) / max(seconds, 1e-9), n_workers)
+    report = {"source": p.source, **layouts.summarize(manifest, found)}
+    atomic.write_json(INGEST_REPORT, report)
+    atomic.write_json(INGEST_METRICS, {"source": p.source, **layouts.headline(report)})
+    files, rows = report["files"], report["rows"]
+    log.info("%d files read (%d ok, %d skipped) in %.1f s: %.0f files/s with %d workers", files["read"], files["ok"],
+             files["skipped"], seconds, files["read"] / max(seconds, 1e-9), n_workers)
+    log.info("%d manifest rows (%d ok, %d skipped): a file in several test sets is one row per set",
+             rows["total"], rows["ok"], rows["skipped"])
 
 
 if __name__ == "__main__":

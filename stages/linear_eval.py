@@ -1,5 +1,6 @@
 """Stage linear_eval: the trained head (or an external UnivFD-format head) scores every test set ->
-metrics/linear_eval.json, ROC/PR curves under plots/linear_eval/, and
+metrics/linear_eval.json (headline figures), reports/linear_eval.json (all figures and the calibrated
+threshold), ROC/PR curves under plots/linear_eval/, and
 plots/accuracy_vs_published.png (this method and nn_eval beside the published numbers).
 """
 import json
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from fakedetect import atomic, features, linear_head, metrics, plots, stage
-from fakedetect.artifacts import ACCURACY_CHART, FEATURES, LINEAR_CURVES, LINEAR_METRICS, NN_METRICS
+from fakedetect.artifacts import ACCURACY_CHART, FEATURES, LINEAR_CURVES, LINEAR_METRICS, LINEAR_REPORT, NN_REPORT
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
 
@@ -28,13 +29,14 @@ def main() -> None:
     report = metrics.report(rows.iloc[scored], probabilities, (probabilities > 0.5).astype(np.int64),
                             head.published_as)
     report["head"] = p.external_head or p.head
-    atomic.write_json(LINEAR_METRICS, report)
+    atomic.write_json(LINEAR_REPORT, report)
+    atomic.write_json(LINEAR_METRICS, metrics.headline(report))
     skipped = plots.save_curves(LINEAR_CURVES, rows.iloc[scored], probabilities)
     if skipped:
         log.info("no ROC/PR curves for one-class test sets: %s", ", ".join(skipped))
     reports = {}
-    if Path(NN_METRICS).is_file():
-        nn = json.loads(Path(NN_METRICS).read_text())
+    if Path(NN_REPORT).is_file():
+        nn = json.loads(Path(NN_REPORT).read_text())
         reports[f"{nn['k']}-NN"] = nn
     reports[head.name] = report
     plots.accuracy_vs_published(reports, ACCURACY_CHART)

@@ -1,4 +1,5 @@
-"""Stage nn_eval: data/features -> metrics/nn_eval.json and ROC/PR curves under plots/nn_eval/.
+"""Stage nn_eval: data/features -> metrics/nn_eval.json (headline figures), reports/nn_eval.json (all
+figures, the calibrated threshold, the bank) and ROC/PR curves under plots/nn_eval/.
 
 Every validation and test feature is matched against the bank of training features
 (exact cosine similarity; the label of the nearest, or the majority of the k nearest).
@@ -11,7 +12,7 @@ import logging
 import numpy as np
 
 from fakedetect import atomic, features, metrics, neighbours, plots, stage
-from fakedetect.artifacts import FEATURES, NN_CURVES, NN_METRICS
+from fakedetect.artifacts import FEATURES, NN_CURVES, NN_METRICS, NN_REPORT
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
 
@@ -41,7 +42,8 @@ def main() -> None:
     report = metrics.report(rows.iloc[scored], scores, found.predict(p.k), method)
     report["k"] = p.k
     report["bank"] = {"n_real": int((labels[bank] == 0).sum()), "n_fake": int((labels[bank] == 1).sum())}
-    atomic.write_json(NN_METRICS, report)
+    atomic.write_json(NN_REPORT, report)
+    atomic.write_json(NN_METRICS, metrics.headline(report))
     skipped = plots.save_curves(NN_CURVES, rows.iloc[scored], scores)
     if skipped:
         log.info("no ROC/PR curves for one-class test sets: %s", ", ".join(skipped))

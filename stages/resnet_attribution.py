@@ -1,8 +1,8 @@
 """Stage resnet_attribution: preprocessed images -> a ResNet per level (level 1 real vs fake,
 level 2 GAN vs diffusion, level 3 the generator when enabled) under models/attribution/,
-metrics/attribution.json, a training log per level (DVCLive: per-epoch loss and accuracy, training
-and validation, and the best epoch's figures) and confusion matrices (CSV for DVC's confusion
-template, and plots/attribution.png)."""
+metrics/attribution.json (headline figures per level), reports/attribution.json (all figures), a
+training log per level (DVCLive: per-epoch loss and accuracy, training and validation, and the best
+epoch's figures) and confusion matrices (CSV for DVC's confusion template, and plots/attribution.png)."""
 import io
 import logging
 import time
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from fakedetect import atomic, layouts, plots, stage
+from fakedetect import atomic, layouts, metrics, plots, stage
 from fakedetect.attribution import hierarchy, network
 from fakedetect.artifacts import (ATTRIBUTION_METRICS, ATTRIBUTION_MODELS, ATTRIBUTION_PICTURE, ATTRIBUTION_PLOTS,
-                                  ATTRIBUTION_TRAINING_LOG, PREPROCESSED_MANIFEST)
+                                  ATTRIBUTION_REPORT, ATTRIBUTION_TRAINING_LOG, PREPROCESSED_MANIFEST)
 from fakedetect.params import load_params
 from fakedetect.training_log import TrainingLog
 
@@ -52,7 +52,8 @@ def main() -> None:
     matrices = {name: (result.metrics[name]["classes"], result.metrics[name]["confusion"])
                 for name in result.confusions if result.metrics[name] is not None}
     plots.confusion_matrices(matrices, ATTRIBUTION_PICTURE, f"attribution, {p.arch} (weights: {p.weights})")
-    atomic.write_json(ATTRIBUTION_METRICS, result.metrics)
+    atomic.write_json(ATTRIBUTION_REPORT, result.metrics)
+    atomic.write_json(ATTRIBUTION_METRICS, metrics.attribution_headline(result.metrics))
     log.info("done in %.0f s; training %s images/s", time.perf_counter() - start,
              {k: round(v, 1) for k, v in result.images_per_s.items()})
 

@@ -78,7 +78,7 @@ def copy_project(folder: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
                            cwd=PROJECT, capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
-        if (PROJECT / name).is_file() and not name.startswith(("data/", "metrics/", "plots/")):
+        if (PROJECT / name).is_file() and not name.startswith(("data/", "metrics/", "plots/", "reports/")):
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT / name, folder / name)
     (folder / "dvc.lock").unlink(missing_ok=True)

@@ -206,8 +206,12 @@ def test_imagenet_weights_offline_fail_naming_the_key(tmp_path, monkeypatch):
 def test_stage_end_to_end_is_deterministic_and_complete(tiny, tmp_path):
     first = _run_stage(tiny, {**TINY, "freeze": ["stem"]})
     assert first.returncode == 0, first.stderr
-    metrics_file = tiny / "metrics/attribution.json"
+    metrics_file = tiny / "reports/attribution.json"
     metrics = json.loads(metrics_file.read_text())
+    headline = json.loads((tiny / "metrics/attribution.json").read_text())  # what dvc metrics show prints
+    assert set(headline) == {"level1", "level2", "level3", "hierarchy"}
+    assert headline["level1"] == {k: metrics["level1"][k] for k in ("acc", "ap")}
+    assert headline["hierarchy"] == {k: metrics["hierarchy"][k] for k in ("acc", "balanced_acc")}
     saved = (tiny / "models/attribution/level1.pt").read_bytes()
     level1, level2, level3, hierarchy = (metrics[k] for k in ("level1", "level2", "level3", "hierarchy"))
     for key in ("acc", "real_acc", "fake_acc", "ap", "per_test_set", "per_generator", "confusion"):

@@ -93,9 +93,9 @@ def test_bad_input_corpus_through_ingest_and_preprocess(tmp_path):
     rotated = manifest[manifest.path.str.endswith("rotated.jpg")].iloc[0]
     assert (rotated.width, rotated.height) == (40, 64)  # EXIF orientation applied
 
-    metrics = json.loads((tmp_path / "metrics/ingest.json").read_text())
+    metrics = json.loads((tmp_path / "reports/ingest.json").read_text())
     reasons = [reason for status, reason, _ in expected.values() if status == "skipped"]
-    assert metrics["skipped_by_reason"] == {r: reasons.count(r) for r in sorted(set(reasons))}
+    assert metrics["skipped_files_by_reason"] == {r: reasons.count(r) for r in sorted(set(reasons))}
     assert metrics["empty_folders"] == ["corpus/1_fake"]
     assert metrics["converted_to_rgb_from"]["CMYK"] == 1
 

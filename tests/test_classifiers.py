@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from fakedetect import features, univfd_head
+from fakedetect import features, metrics, univfd_head
 from fakedetect.params import LinearParams
 from fakedetect.stage import UserError
 from helpers import PROJECT, run_stage
@@ -72,7 +72,8 @@ def two_runs(tmp_path_factory):
 
 def test_two_runs_give_byte_identical_metrics(two_runs):
     first, second = two_runs
-    for name in ("metrics/nn_eval.json", "metrics/linear_eval.json", "dvclive/linear_train/metrics.json",
+    for name in ("metrics/nn_eval.json", "metrics/linear_eval.json", "reports/nn_eval.json", "reports/linear_eval.json",
+                 "dvclive/linear_train/metrics.json",
                  "dvclive/linear_train/plots/metrics/eval/accuracy.tsv", "dvclive/linear_train/plots/metrics/train/loss.tsv",
                  "plots/linear_eval/roc/upsample_nearest.csv", "plots/nn_eval/pr/noise_denoise.csv"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
@@ -80,8 +81,12 @@ def test_two_runs_give_byte_identical_metrics(two_runs):
 
 def test_stage_outputs(two_runs, classifiers):
     folder = two_runs[0]
-    for name in ("metrics/nn_eval.json", "metrics/linear_eval.json"):
-        report = json.loads((folder / name).read_text())
+    for name in ("nn_eval.json", "linear_eval.json"):
+        report = json.loads((folder / "reports" / name).read_text())
+        headline = json.loads((folder / "metrics" / name).read_text())
+        # The metrics file holds the headline figures of the report, per set and for the mean, and nothing else.
+        assert headline == {**{s: {k: row[k] for k in metrics.HEADLINE} for s, row in report["test_sets"].items()},
+                            "mean": {k: report["mean"][k] for k in metrics.HEADLINE}}
         assert set(report["test_sets"]) == {"upsample_nearest", "noise_denoise", "real_blur"}
         seen, control = report["test_sets"]["upsample_nearest"], report["test_sets"]["real_blur"]
         assert seen["acc"] > 80 and seen["ap"] > 80 and seen["acc_calibrated"] is not None
@@ -123,7 +128,7 @@ def test_epochs_override_and_external_head_through_the_stages(two_runs, tmp_path
     torch.save(head, tmp_path / "fc_weights.pth")
     result = run_stage("linear_eval", folder, params(external_head=str(tmp_path / "fc_weights.pth")))
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((folder / "metrics/linear_eval.json").read_text())
+    report = json.loads((folder / "reports/linear_eval.json").read_text())
     assert report["method"] == "univfd_linear_probe" and report["head"] == str(tmp_path / "fc_weights.pth")
     test = (rows.split == "test") & (rows.test_set == "upsample_nearest")
     logits = matrix[test].astype(np.float64) @ head["weight"].double().numpy()[0] + 0.3
@@ -146,8 +151,10 @@ def test_external_head_loads_a_torch_saved_state_dict(tmp_path):
 
 def test_external_head_refuses_pickled_objects_and_other_layouts(tmp_path):
     torch.save({"weight": torch.zeros(1, DIM), "bias": torch.zeros(1), "note": "extra"}, tmp_path / "extra.pth")
+    torch.save({"weight": torch.zeros(1, DIM), "bias": torch.zeros(1), "scale": torch.ones(1)}, tmp_path / "three.pth")
     torch.save({"weight": torch.zeros(1, DIM), "bias": pd.Timestamp(0)}, tmp_path / "pickled.pth")
-    for name, message in (("extra.pth", "exactly"), ("pickled.pth", "weights_only"), ("missing.pth", "not found")):
+    for name, message in (("extra.pth", "entry 'note' is a str, not a tensor"), ("three.pth", "exactly"),
+                          ("pickled.pth", "pickled pandas"), ("missing.pth", "not found")):
         with pytest.raises(UserError, match=message):
             univfd_head.load(tmp_path / name, DIM)
 

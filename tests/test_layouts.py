@@ -145,7 +145,11 @@ def test_ingest_stage_writes_manifest_and_counts(tmp_path):
     manifest = layouts.read_manifest(tmp_path / "data/manifest.csv")
     assert list(manifest.columns) == layouts.COLUMNS
     assert list(manifest.path) == ["in/test/gaugan/0_real/a.png", "in/test/gaugan/1_fake/b.png"]
+    report = json.loads((tmp_path / "reports/ingest.json").read_text())
+    assert report["sets"] == {"test/gaugan": {"real": 1, "fake": 1}}
+    assert report["empty_folders"] == ["in/test/crn/1_fake"]
+    assert report["image_folders"] == {"read": ["in/test/gaugan/0_real", "in/test/gaugan/1_fake"],
+                                       "left_out_by_params": {}, "ignored": {}}
     metrics = json.loads((tmp_path / "metrics/ingest.json").read_text())
-    assert metrics["sets"] == {"test/gaugan": {"real": 1, "fake": 1}}
-    assert metrics["ok"] == 2 and metrics["skipped"] == 0 and metrics["source"] == "datasets"
-    assert metrics["empty_folders"] == ["in/test/crn/1_fake"]
+    assert metrics == {"source": "datasets", "files": {"read": 2, "ok": 2, "skipped": 0},
+                       "rows": {"total": 2, "ok": 2, "skipped": 0}, "test_sets": 1, "ignored_image_folders": 0}

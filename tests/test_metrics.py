@@ -7,6 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, recall_score, roc_auc_score
 
 from fakedetect import metrics, published
+from fakedetect.stage import UserError
 
 # A hand-made test set: 5 real, 7 fake, scores with a tie across classes and errors on both sides.
 LABELS = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1])
@@ -152,3 +153,16 @@ def test_no_validation_reals_gives_null_operating_points():
     report = metrics.report(rows, np.array([0.9, 0.2, 0.8]), np.array([1, 0, 1]), "any")
     assert report["operating_thresholds"] == {"tpr_at_fpr1": None, "tpr_at_fpr5": None}
     assert report["test_sets"]["s"]["tpr_at_fpr5"] is None and report["test_sets"]["s"]["acc"] == 100.0
+
+
+def test_headline_keeps_the_papers_figures_per_set_and_mean():
+    rows = _rows([("progan", [0, 1, 0, 1]), ("real_blur", [0, 0])])
+    scores = np.array([0.2, 0.9, 0.6, 0.7, 0.1, 0.8])
+    report = metrics.report(rows, scores, (scores > 0.5).astype(int), "univfd_linear_probe")
+    operating = {"tpr_at_fpr1": None, "tpr_at_fpr5": None}  # _rows has no validation reals
+    assert metrics.headline(report) == {"progan": {"acc": 75.0, "ap": 100.0, **operating},
+                                        "real_blur": {"acc": 50.0, "ap": None, **operating},
+                                        "mean": {"acc": 75.0, "ap": 100.0, **operating}}
+    report["test_sets"]["mean"] = report["test_sets"].pop("progan")
+    with pytest.raises(UserError, match="a test set is named 'mean'"):
+        metrics.headline(report)

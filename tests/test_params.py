@@ -1,4 +1,6 @@
 """One schema for params.yaml: a bad key or value stops a stage before any work, naming the key."""
+import re
+
 import pytest
 import yaml
 
@@ -61,3 +63,12 @@ def test_the_schema_defaults_are_what_params_yaml_sets():
     assert Params.model_validate(shipped).model_dump(mode="json") == defaults
     left_out = sorted(_keys(defaults) - _keys(shipped))
     assert all(key.endswith(".generators") for key in left_out), left_out
+
+
+def test_readme_sections_that_params_and_code_point_at_exist():
+    """Comments say `README "Section"`: each such section is a heading of the README."""
+    headings = {line.lstrip("#").strip() for line in (PROJECT / "README.md").read_text().splitlines()
+                if line.startswith("#")}
+    files = [PROJECT / "params.yaml", *(PROJECT / "profiles").glob("*.yaml"), *(PROJECT / "fakedetect").glob("*.py")]
+    cited = {(path.name, name) for path in files for name in re.findall(r'README "([^"]+)"', path.read_text())}
+    assert cited and {(file, name) for file, name in cited if name not in headings} == set()

@@ -356,3 +356,24 @@ def test_robustness_curves_render_offline(robustness_project, tmp_path):
     assert shown.errors == ""
     assert shown.rendered == set(declared)
     assert all(shown.marks[plot] >= 1 for plot in declared)
+
+
+@needs_chromium
+def test_page_lists_a_declared_plot_whose_files_dvc_could_not_load(plots_project, tmp_path):
+    """A plot declared in dvc.yaml whose file is absent (a params choice turned off the stage part
+    that writes it) gets an empty spec from DVC, which draws nothing: the error list names it."""
+    project = tmp_path / "project"
+    shutil.copytree(plots_project, project, ignore=shutil.ignore_patterns("dvc_plots"))
+    dvc_yaml = yaml.safe_load((project / "dvc.yaml").read_text())
+    dvc_yaml["plots"].append({"level 3 confusion": {"template": "confusion", "x": "actual",
+                                                    "y": {"plots/level3_confusion.csv": "predicted"}}})
+    (project / "dvc.yaml").write_text(yaml.safe_dump(dvc_yaml, sort_keys=False))
+    run(DVC + ["plots", "show"], project)
+    page = project / "dvc_plots" / "index.html"
+    missing = Renderer.remove_special_chars("level 3 confusion")
+    vega = {"plots_train_curve_csv", "roc", "plots_confusion_json"}
+    assert f"vegaEmbed('#{missing}'" in page.read_text(encoding="utf8")  # DVC gives it an empty spec
+    shown = RenderedPage(chromium(page, tmp_path / "profile", "--dump-dom"), vega | {missing})
+    assert shown.errors.splitlines() == [f"{missing}: no data: DVC could not load this plot's files "
+                                         "(see the warnings of dvc plots show)"]
+    assert shown.rendered == vega  # the others still render, and are not reported

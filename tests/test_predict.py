@@ -13,7 +13,7 @@ import torch
 
 from fakedetect import augment, features, images, layouts  # torchvision before TensorFlow
 from fakedetect.attribution import network
-from fakedetect.artifacts import LINEAR_METRICS, LINEAR_MODEL
+from fakedetect.artifacts import LINEAR_MODEL, LINEAR_REPORT
 from fakedetect.cli import COLUMNS
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
@@ -47,7 +47,7 @@ def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_sco
     got = [json.loads(line) for line in result.stdout.splitlines()]
     assert [g["path"] for g in got] == inputs
     np.testing.assert_allclose([g["p_fake"] for g in got], list(test.p_fake) + list(train.p_fake), atol=1e-5)
-    threshold = json.loads((trained_project / "metrics/linear_eval.json").read_text())["calibrated_threshold"]
+    threshold = json.loads((trained_project / LINEAR_REPORT).read_text())["calibrated_threshold"]
     for g in got:
         assert set(COLUMNS) <= set(g) and g["status"] == "ok" and g["threshold"] == threshold
         assert g["fake"] == (g["p_fake"] > threshold) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
@@ -78,7 +78,7 @@ def test_families_match_the_saved_level2_network_across_batches(trained_project)
 def test_without_the_family_network(trained_project, tmp_path):
     """A run that stopped before resnet_attribution still says P(fake) with --no-family; without
     the flag it is told which stage is missing, and about the flag."""
-    for name in ["dvc.lock", LINEAR_METRICS, LINEAR_MODEL]:
+    for name in ["dvc.lock", LINEAR_REPORT, LINEAR_MODEL]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(trained_project / name, tmp_path / name)
     inputs = sorted((trained_project / "data/demo/test").rglob("*.png"))[::40]

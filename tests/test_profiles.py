@@ -24,6 +24,7 @@ def test_each_profile_applies_validates_and_keeps_comments(tmp_path, name):
             assert getattr(getattr(params, section), key) is not None or value is None
     text = (tmp_path / "params.yaml").read_text()
     assert "# Parameters of every stage" in text and "# 0 = one process per CPU core" in text
+    assert [line for line in text.splitlines() if line != line.rstrip()] == []  # wrapped lists left trailing spaces
 
 
 def test_unknown_profile_lists_the_known_ones(tmp_path):
@@ -41,9 +42,9 @@ def test_notebook_features_through_the_stages(tmp_path, shared_fixtures):
     for stage in ("extract_clip", "nn_eval", "linear_train", "linear_eval"):
         result = run_stage(stage, tmp_path, params if stage == "extract_clip" else None)
         assert result.returncode == 0, result.stderr
-    nn = json.loads((tmp_path / "metrics/nn_eval.json").read_text())["test_sets"]["notebook_glide_100"]
+    nn = json.loads((tmp_path / "reports/nn_eval.json").read_text())["test_sets"]["notebook_glide_100"]
     assert 75.2 <= nn["acc"] <= 75.3 and nn["published_acc"] == 75.3
-    linear = json.loads((tmp_path / "metrics/linear_eval.json").read_text())["test_sets"]
+    linear = json.loads((tmp_path / "reports/linear_eval.json").read_text())["test_sets"]
     for name, published in (("notebook_cyclegan", 97.3), ("notebook_dalle", 92.9), ("notebook_glide_100_dm", 86.9)):
         assert linear[name]["published_acc"] == published
         assert abs(linear[name]["acc"] - published) < 3.0, (name, linear[name]["acc"])

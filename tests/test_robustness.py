@@ -120,7 +120,7 @@ def test_clean_point_equals_nn_eval_and_linear_eval(trained_project):
     report = json.loads((trained_project / "metrics/robustness.json").read_text())
     for method, evaluated in (("nn", "nn_eval"), ("linear", "linear_eval")):
         ours = report["methods"][method]
-        theirs = json.loads((trained_project / f"metrics/{evaluated}.json").read_text())
+        theirs = json.loads((trained_project / f"reports/{evaluated}.json").read_text())
         assert ours["calibrated_threshold"] == theirs["calibrated_threshold"]
         assert ours["operating_thresholds"] == theirs["operating_thresholds"]
         clean = ours["perturbations"]["clean"]["test_sets"]

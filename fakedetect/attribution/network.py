@@ -16,6 +16,7 @@ import torchvision
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
+from fakedetect import checkpoints
 from fakedetect.downloads import why_no_download
 from fakedetect.params import RESNET_STAGES
 from fakedetect.stage import UserError
@@ -45,13 +46,7 @@ def load_trunk_weights(arch: str, weights: str, key: str = "attribution.weights"
     path = Path(weights)
     if not path.is_file():
         raise UserError(f"{key}: {weights!r} is neither imagenet, none, nor an existing file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt or foreign file: say which key points at it
-        raise UserError(f"{key}: cannot load {path} as a state dict: {exc}") from None
-    if not isinstance(state, dict):
-        raise UserError(f"{key}: {path} holds a {type(state).__name__}, not a state dict")
-    return state
+    return checkpoints.load_state_dict(path, key, f"a state dict of a torchvision {arch}")
 
 
 def build_resnet(arch: str, n_outputs: int, trunk: dict | None = None, key: str = "attribution.weights") -> nn.Module:
