@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from fakedetect import layouts, metrics
-from fakedetect.params import apply_profile
+from fakedetect.profiles import apply_profile
 from helpers import PROJECT, assert_stopped, run_stage, stage_env
 
 STAGES = ("ingest", "preprocess", "extract_clip", "nn_eval", "linear_train", "linear_eval")
