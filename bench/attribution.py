@@ -33,7 +33,7 @@ from fakedetect.params import AttributionParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORY_COUNTS = (500, 2000, 8000)
-TEST_IMAGES = 64  # scored by streaming; the rest train (3/4) and validate (1/4)
+TEST_IMAGES = 32  # scored by streaming; the rest train (3/4) and validate (1/4)
 # Cheap on 2 cores (one frozen stage, 32-px crops, one epoch); what is measured is memory, not accuracy.
 MEMORY_SETTING = {"arch": "resnet18", "weights": "none", "freeze": ["stem"], "crop_size": 32, "max_epochs": 1,
                   "batch_size": 32}
