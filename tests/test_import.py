@@ -48,7 +48,8 @@ def test_notebook_fixture_imports_and_flows_through_tsne(tmp_path, shared_fixtur
     assert {name: (int((g == 0).sum()), int((g == 1).sum())) for name, g in tests} == {
         name: (500, 500) for name in ("cyclegan", "dalle", "glide_100", "glide_100_dm")}
     family = rows[(rows.label == 1) & (rows.split == "test")].groupby("test_set").family.first()
-    assert family.to_dict() == {"cyclegan": "gan", "dalle": "autoregressive", "glide_100": "diffusion", "glide_100_dm": "diffusion"}
+    assert family.to_dict() == {"cyclegan": "gan", "dalle": "autoregressive", "glide_100": "diffusion",
+                                "glide_100_dm": "diffusion"}
     test_pt = torch.load(shared_fixtures / "seed_clip_features" / "test.pt", map_location="cpu", weights_only=True)
     glide = rows.index[rows.test_set == "glide_100"]
     np.testing.assert_array_equal(matrix[glide], test_pt[:1000].numpy())  # fakes then reals, row 1000 dropped
