@@ -590,6 +590,7 @@ def make_inputs(model: nn.Module, bank: ImageBank, p: AttributionParams,
 def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None) -> Result:
     """Train every level, judge each on its test rows and the hierarchy on the rows no level saw."""
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(p.threads)
     levels = prepare(rows, p)
     hierarchy = hierarchy_rows(levels, p.split.group_by)
     bank = ImageBank([*pd.concat([d.used_for_training() for d in levels.values()]).image,
