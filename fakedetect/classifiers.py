@@ -117,8 +117,8 @@ def predict(model: keras.Model, features: np.ndarray, chunk: int = 4096) -> np.n
 
 
 def save(model: keras.Model, path: str | os.PathLike) -> None:
-    """Save in Keras's `.keras` format, atomically, with the same bytes for the same weights on
-    any day and machine (Keras stamps the time of saving into the archive: `reproducible_archive`)."""
+    """Save in Keras's `.keras` format, atomically, with the same bytes for the same model on any
+    day and in any process (`reproducible_archive`)."""
     with tempfile.TemporaryDirectory(prefix="fakedetect-keras-") as folder:
         staged = Path(folder) / "model.keras"  # Keras insists on the extension
         model.save(staged)
@@ -130,9 +130,23 @@ def save(model: keras.Model, path: str | os.PathLike) -> None:
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
 
 
+def _renumber_shared_objects(config, numbers: dict) -> None:
+    """Replace each `shared_object_id` (a Python id(), a memory address that changes with every
+    process) by its rank of first appearance: objects shared before stay shared."""
+    if isinstance(config, dict):
+        if "shared_object_id" in config:
+            config["shared_object_id"] = numbers.setdefault(config["shared_object_id"], len(numbers))
+        for value in config.values():
+            _renumber_shared_objects(value, numbers)
+    elif isinstance(config, list):
+        for value in config:
+            _renumber_shared_objects(value, numbers)
+
+
 def reproducible_archive(archive: bytes) -> bytes:
-    """A `.keras` zip with its time stamps fixed: every entry's date and metadata.json's
-    `date_saved`; contents, order and attributes kept."""
+    """A `.keras` zip without what Keras writes of the moment of saving: every entry's date and
+    metadata.json's `date_saved` fixed, config.json's shared-object ids renumbered; weights,
+    order and attributes kept."""
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w") as target:
         for info in source.infolist():
@@ -141,6 +155,10 @@ def reproducible_archive(archive: bytes) -> bytes:
                 metadata = json.loads(data)
                 metadata["date_saved"] = "{:04d}-{:02d}-{:02d}@{:02d}:{:02d}:{:02d}".format(*FIXED_DATE)
                 data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                config = json.loads(data)
+                _renumber_shared_objects(config, {})
+                data = json.dumps(config).encode()
             entry = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE)
             entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
             target.writestr(entry, data)

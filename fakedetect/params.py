@@ -315,7 +315,7 @@ class AttributionParams(Section):
     max_epochs: PositiveInt = 50
     patience: PositiveInt = Field(5, description="epochs without a better validation accuracy before stopping")
     class_balance: bool = Field(True, description="weight the loss so that each class counts equally")
-    threads: PositiveInt = Field(1, description="torch threads: the numbers depend on the count (the gradients are summed over them)")
+    threads: PositiveInt = Field(2, description="torch threads: the numbers depend on the count (the gradients are summed over them)")
     split: GroupSplitParams = GroupSplitParams()
     level1: LevelParams = LevelParams(
         train=Selection(sets=["train"]), val=Selection(sets=["val"]),
