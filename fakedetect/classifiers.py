@@ -7,15 +7,18 @@ two runs on the same machine give the same model and the same scores.
 """
 from __future__ import annotations
 
+import io
+import json
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fakedetect import tensorflow_logs
+from fakedetect import atomic, tensorflow_logs
 from fakedetect.params import FcnnRecipe, LinearParams, LinearProbeRecipe
 
 with tensorflow_logs.filtered():  # TensorFlow's start-up log off stderr
@@ -117,13 +120,52 @@ def predict(model: keras.Model, features: np.ndarray, chunk: int = 4096) -> np.n
 
 
 def save(model: keras.Model, path: str | os.PathLike) -> None:
-    """Save in Keras's `.keras` format, atomically (Keras insists on the extension, hence a temporary folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
-        staged = Path(folder) / path.name
+    """Save in Keras's `.keras` format, atomically, with the same bytes for the same model on any
+    day and in any process (`reproducible_archive`)."""
+    with tempfile.TemporaryDirectory(prefix="fakedetect-keras-") as folder:
+        staged = Path(folder) / "model.keras"  # Keras insists on the extension
         model.save(staged)
-        os.replace(staged, path)
+        atomic.write_bytes(path, reproducible_archive(staged.read_bytes()))
+
+
+# What the saving time becomes: the zip format's earliest date, as Keras already writes for
+# two of its three entries (reproducible-builds practice; Keras's file editor reads the key).
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _renumber_shared_objects(config, numbers: dict) -> None:
+    """Replace each `shared_object_id` (a Python id(), a memory address that changes with every
+    process) by its rank of first appearance: objects shared before stay shared."""
+    if isinstance(config, dict):
+        if "shared_object_id" in config:
+            config["shared_object_id"] = numbers.setdefault(config["shared_object_id"], len(numbers))
+        for value in config.values():
+            _renumber_shared_objects(value, numbers)
+    elif isinstance(config, list):
+        for value in config:
+            _renumber_shared_objects(value, numbers)
+
+
+def reproducible_archive(archive: bytes) -> bytes:
+    """A `.keras` zip without what Keras writes of the moment of saving: every entry's date and
+    metadata.json's `date_saved` fixed, config.json's shared-object ids renumbered; weights,
+    order and attributes kept."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w") as target:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata["date_saved"] = "{:04d}-{:02d}-{:02d}@{:02d}:{:02d}:{:02d}".format(*FIXED_DATE)
+                data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                config = json.loads(data)
+                _renumber_shared_objects(config, {})
+                data = json.dumps(config).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=FIXED_DATE)
+            entry.compress_type, entry.external_attr = info.compress_type, info.external_attr
+            target.writestr(entry, data)
+    return out.getvalue()
 
 
 def load(path: str | os.PathLike) -> keras.Model:

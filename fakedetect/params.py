@@ -347,6 +347,7 @@ class AttributionParams(Section):
     max_epochs: PositiveInt = 20
     patience: PositiveInt = Field(6, description="epochs without a better validation accuracy before stopping")
     class_balance: bool = Field(True, description="weight the loss so that each class counts equally")
+    threads: PositiveInt = Field(2, description="torch threads: the numbers depend on the count (the gradients are summed over them)")
     split: GroupSplitParams = GroupSplitParams()
     level1: LevelParams = LevelParams(
         train=Selection(sets=["train"]), val=Selection(sets=["val"]),

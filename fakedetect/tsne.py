@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from openTSNE import TSNE
+from threadpoolctl import threadpool_limits
 
 
 def fair_shares(sizes: list[int], total: int) -> list[int]:
@@ -45,6 +46,8 @@ def balanced_sample(rows: pd.DataFrame, max_points: int, seed: int) -> np.ndarra
 
 def embed(matrix: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
     """2-D t-SNE coordinates under cosine distance (the distance the nearest-neighbour detector
-    uses). Perplexity is capped below a third of the points, as t-SNE requires."""
+    uses). Perplexity is capped below a third of the points, as t-SNE requires. One thread, the
+    BLAS of its PCA initialisation included: the coordinates depend on the thread count."""
     perplexity = min(perplexity, (len(matrix) - 1) / 3)
-    return np.asarray(TSNE(perplexity=perplexity, metric="cosine", random_state=seed, n_jobs=1).fit(matrix))
+    with threadpool_limits(limits=1):
+        return np.asarray(TSNE(perplexity=perplexity, metric="cosine", random_state=seed, n_jobs=1).fit(matrix))

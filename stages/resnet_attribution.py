@@ -8,6 +8,8 @@ import logging
 import time
 from pathlib import Path
 
+from fakedetect import cpu_numerics  # noqa: F401  first: pins the CPU instruction sets before numpy and torch load
+
 import torch
 
 from fakedetect import atomic, layouts, metrics, plots, stage

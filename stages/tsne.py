@@ -2,6 +2,7 @@
 and plots/tsne.csv (the 2-D coordinates of a seeded, class-balanced sample)."""
 import logging
 
+from fakedetect import cpu_numerics  # noqa: F401  first: pins the CPU instruction sets before numpy and torch load
 from fakedetect import atomic, features, plots, stage, tsne
 from fakedetect.artifacts import FEATURES, TSNE_COORDS, TSNE_PLOT
 from fakedetect.params import load_params

@@ -38,6 +38,7 @@ def run(rows: pd.DataFrame, p: AttributionParams, trunk: dict | None,
     """Train every level, judge each on its test rows and the hierarchy on the rows no level saw;
     `on_epoch(level, history row)` after each epoch (the training log)."""
     torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(p.threads)  # the trained weights depend on the thread count
     levels = prepare(rows, p)
     judged = hierarchy_rows(rows, levels, p)
     bank = ImageBank(list(pd.concat([d.used_for_training() for d in levels.values()]).image))
