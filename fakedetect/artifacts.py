@@ -28,5 +28,6 @@ ATTRIBUTION_PLOTS = "plots/attribution"
 ATTRIBUTION_PICTURE = "plots/attribution.png"
 ATTRIBUTION_TRAINING_LOG = "dvclive/resnet_attribution"  # DVCLive, one prefix per level
 ROBUSTNESS_METRICS = "metrics/robustness.json"
+ROBUSTNESS_REPORT = "reports/robustness.json"
 ROBUSTNESS_CURVES = "plots/robustness"  # <method>_<jpeg|blur>.csv, drawn by the top-level plots
 ROBUSTNESS_PICTURE = "plots/robustness.png"

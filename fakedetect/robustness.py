@@ -155,7 +155,7 @@ def sample_counts(rows: pd.DataFrame, chosen: pd.DataFrame, perturbed: Perturbed
 
 def report(methods: dict, rows: pd.DataFrame, chosen: pd.DataFrame, perturbed: Perturbed,
            grid: list[Perturbation]) -> dict:
-    """metrics/robustness.json: what was perturbed and how, the images, each method's metrics."""
+    """reports/robustness.json: what was perturbed and how, the images, each method's figures."""
     return {
         "protocol": ("each perturbation applied to the original test image (decoded as ingest decodes it), real and "
                      "fake alike, in the order blur, resize (Pillow bicubic, antialiased), JPEG (Pillow); then the "
@@ -166,6 +166,13 @@ def report(methods: dict, rows: pd.DataFrame, chosen: pd.DataFrame, perturbed: P
                     "files": perturbed.skipped},
         "methods": methods,
     }
+
+
+def headline(report: dict) -> dict:
+    """metrics/robustness.json: the headline figures (metrics.HEADLINE) of each method at each grid
+    point, per test set and for the mean (`nn.jpeg50.progan.acc`); the report keeps the rest."""
+    return {key: {point: metrics.headline(figures) for point, figures in method["perturbations"].items()}
+            for key, method in report["methods"].items()}
 
 
 def curves(method: dict, grid: list[Perturbation]) -> dict[str, pd.DataFrame]:

@@ -1,5 +1,6 @@
 """Stage robustness: the test images perturbed by JPEG, blur and resizing (params `robustness`),
-encoded by the run's backbone and scored by its 1-NN and linear head -> metrics/robustness.json,
+encoded by the run's backbone and scored by its 1-NN and linear head -> metrics/robustness.json
+(headline figures), reports/robustness.json (every figure),
 curves under plots/robustness/ and plots/robustness.png.
 
 Each (image, perturbation) is encoded once per backbone: the feature store (`extract.store`)
@@ -8,7 +9,8 @@ keeps it, so adding a grid point encodes only that point's images.
 import logging
 
 from fakedetect import atomic, engines, features, layouts, plots, robustness, stage
-from fakedetect.artifacts import FEATURES, MANIFEST, ROBUSTNESS_CURVES, ROBUSTNESS_METRICS, ROBUSTNESS_PICTURE
+from fakedetect.artifacts import (FEATURES, MANIFEST, ROBUSTNESS_CURVES, ROBUSTNESS_METRICS, ROBUSTNESS_PICTURE,
+                                  ROBUSTNESS_REPORT)
 from fakedetect.featurestore import FeatureStore, store_root
 from fakedetect.params import load_params
 
@@ -24,6 +26,7 @@ def _write_curves(tables: dict[str, dict]) -> None:
 def _skip(reason: str) -> None:
     """A run without images: every output written, saying why it is empty."""
     log.warning("robustness skipped: %s", reason)
+    atomic.write_json(ROBUSTNESS_REPORT, {"skipped": reason})
     atomic.write_json(ROBUSTNESS_METRICS, {"skipped": reason})
     _write_curves({key: robustness.curves({"perturbations": {}}, []) for key in ("nn", "linear")})
     plots.message(f"robustness skipped: {reason}", ROBUSTNESS_PICTURE)
@@ -45,7 +48,7 @@ def main() -> None:
     finally:
         engine.close()
     if perturbed.skipped:
-        log.warning("%d test images skipped (see %s): %s", len(perturbed.skipped), ROBUSTNESS_METRICS,
+        log.warning("%d test images skipped (see %s): %s", len(perturbed.skipped), ROBUSTNESS_REPORT,
                     ", ".join(sorted({s["reason"] for s in perturbed.skipped})))
 
     from fakedetect import linear_head  # Keras, if the head is Keras: after torch's loaders are done
@@ -53,7 +56,9 @@ def main() -> None:
     head = linear_head.load(params.linear, matrix.shape[1])
     scorers = [robustness.nearest_neighbour(matrix, rows, params.nn), robustness.linear(head.predict, head.name)]
     methods = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
-    atomic.write_json(ROBUSTNESS_METRICS, robustness.report(methods, rows, chosen, perturbed, p.perturbations))
+    report = robustness.report(methods, rows, chosen, perturbed, p.perturbations)
+    atomic.write_json(ROBUSTNESS_REPORT, report)
+    atomic.write_json(ROBUSTNESS_METRICS, robustness.headline(report))
     tables = {key: robustness.curves(method, p.perturbations) for key, method in methods.items()}
     _write_curves(tables)
     plots.robustness_summary(methods, tables, ROBUSTNESS_PICTURE)
