@@ -5,7 +5,8 @@ import io
 import pytest
 import torch
 
-from fakedetect import attribution, backbones, checkpoints, univfd_head
+from fakedetect import backbones, checkpoints, univfd_head
+from fakedetect.attribution import network
 from fakedetect.params import ExtractParams
 from fakedetect.stage import UserError
 from helpers import assert_stopped, run_stage, small_demo_params, stage_env
@@ -67,7 +68,7 @@ def test_attribution_weights(bad_file):
     path, why = bad_file
     with pytest.raises(UserError, match=rf"^attribution.weights: cannot read .*{path.name} as a state dict of a "
                                         r"torchvision resnet18"):
-        attribution.load_trunk_weights("resnet18", str(path))
+        network.load_trunk_weights("resnet18", str(path))
 
 
 def test_extract_pretrained(bad_file):

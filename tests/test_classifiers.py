@@ -118,7 +118,9 @@ def test_stage_outputs(two_runs, classifiers):
 
 def test_epochs_override_and_external_head_through_the_stages(two_runs, tmp_path):
     folder = two_runs[1]
-    result = run_stage("linear_train", folder, params(epochs=3))
+    three_epochs = params()
+    three_epochs["linear"]["fcnn"]["epochs"] = 3
+    result = run_stage("linear_train", folder, three_epochs)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((folder / "dvclive/linear_train/metrics.json").read_text())["epochs"] == 3
     assert len(pd.read_csv(folder / "dvclive/linear_train/plots/metrics/train/loss.tsv", sep="\t")) == 3
@@ -196,7 +198,7 @@ def test_training_is_deterministic_and_learns(tmp_path, classifiers):
     matrix, rows = features.load_features(tmp_path)
     train, val = (rows.split == "train").to_numpy(), (rows.split == "val").to_numpy()
     labels = rows.label.to_numpy()
-    p = LinearParams(head="linear_probe", epochs=30, linear_probe={"learning_rate": 0.01, "patience": 3})
+    p = LinearParams(head="linear_probe", linear_probe={"learning_rate": 0.01, "patience": 3, "epochs": 30})
     runs = [classifiers.train(matrix[train], labels[train], matrix[val], labels[val], p) for _ in range(2)]
     (model, history), (again, history_again) = runs
     pd.testing.assert_frame_equal(history, history_again)
