@@ -353,7 +353,8 @@ def test_training_data_lives_in_scratch_files_and_test_images_stream(tiny, tmp_p
 def test_disabled_level3_still_draws_its_declared_plot(tiny, tmp_path):
     result = _run_stage(tiny, {**TINY, "max_epochs": 1, "level3": {**TINY["level3"], "enabled": False}})
     assert result.returncode == 0, result.stderr
-    assert json.loads((tiny / "metrics/attribution.json").read_text())["level3"] is None
+    assert json.loads((tiny / "reports/attribution.json").read_text())["level3"] is None
+    assert "level3" not in json.loads((tiny / "metrics/attribution.json").read_text())  # headline: levels that ran
     confusion = pd.read_csv(tiny / "plots/attribution/level3_confusion.csv")
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 1
     assert "attribution.level3.enabled: false" in confusion.actual[0]
