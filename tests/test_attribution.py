@@ -361,6 +361,7 @@ def test_disabled_level3_still_draws_its_declared_plot(tiny, tmp_path):
     # DVC draws every declared attribution plot from these files, the level-3 one included.
     project = tmp_path / "dvcproject"
     shutil.copytree(tiny / "plots", project / "plots")
+    shutil.copytree(tiny / "dvclive", project / "dvclive")  # the training curves
     declared = [plot for plot in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["plots"]
                 if next(iter(plot)).startswith("attribution")]
     (project / "dvc.yaml").write_text(yaml.safe_dump({"plots": declared}))
