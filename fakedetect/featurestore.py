@@ -73,7 +73,8 @@ class FeatureStore:
         self.identity = identity
         self.model_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = Path(root) / self.model_id
-        self._read: set[str] = set()  # shards this instance has read: load() reads each once
+        self._read: set[str] = set()  # shards this instance has read
+        self._shard_of: dict[str, str] = {}  # image key -> the first read shard that holds it
         description = self.folder / DESCRIPTION
         if not description.is_file():
             atomic.write_json(description, identity)
@@ -98,11 +99,14 @@ class FeatureStore:
         return keys, features
 
     def load(self, wanted: set[str]) -> dict[str, np.ndarray]:
-        """Features of the wanted images that valid shards not read before by this instance hold;
-        corrupt shards are deleted."""
+        """Features of the wanted images that valid shards hold; corrupt shards are deleted. A shard
+        this instance has read is read again only when it holds a wanted image: a second call for
+        the images the first did not find (another process may have stored them) reads only new
+        shards."""
         found: dict[str, np.ndarray] = {}
+        again = {self._shard_of[key] for key in wanted if key in self._shard_of}
         for path in sorted(self.folder.glob(SHARDS)):
-            if path.name in self._read:
+            if path.name in self._read and path.name not in again:
                 continue
             shard = self._read_shard(path)
             if shard is None:
@@ -110,6 +114,7 @@ class FeatureStore:
                 continue
             self._read.add(path.name)
             for key, vector in zip(shard[0].astype(str), shard[1]):
+                self._shard_of.setdefault(key, path.name)
                 if key in wanted:
                     found.setdefault(key, vector)
         return found
