@@ -387,7 +387,7 @@ class Perturbation(Section):
 class RobustnessParams(Section):
     """Test sets perturbed as UnivFD's validate.py does, scored by every classifier the run trained."""
 
-    test_sets: list[str] | None = Field(None, description="test sets to perturb; null = all")
+    test_sets: list[str] | None = Field(list(vocabulary.DEMO_GENERATORS), description="test sets to perturb; null = all")
     max_per_class: PositiveInt | None = Field(
         50, description="at most this many real and fake images per test set (a seeded sample, the same at "
         "every grid point); null = all")

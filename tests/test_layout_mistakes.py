@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fakedetect import layouts
+from fakedetect import layouts, vocabulary
 from fakedetect.params import DatasetSource as Source
 from fakedetect.stage import UserError
 from helpers import assert_stopped, run_stage, write_image
@@ -139,8 +139,8 @@ def test_files_and_rows_are_counted_apart(tmp_path):
 
 def test_dalle_is_autoregressive(tmp_path):
     """DALL-E mini predicts VQGAN tokens with a transformer: no diffusion."""
-    assert layouts.family_of("dalle") == "autoregressive"
-    assert layouts.family_of("ldm_200") == layouts.family_of("guided") == "diffusion"
+    assert vocabulary.family_of("dalle") == "autoregressive"
+    assert vocabulary.family_of("ldm_200") == vocabulary.family_of("guided") == "diffusion"
     write_image(tmp_path / "laion/0_real/l.png")
     write_image(tmp_path / "dalle/1_fake/d.png")
     found = layouts.scan([Source(layout="univfd_diffusion", root=str(tmp_path))])
