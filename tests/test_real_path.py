@@ -76,7 +76,7 @@ def real_path(tmp_path_factory):
     params["ingest"]["workers"] = params["preprocess"]["workers"] = 2
     params["extract"].update(model="ViT-B-32", pretrained=None, batch_size=32, loader_workers=0,
                              store=str(project / "store"))
-    params["linear"]["epochs"] = 3
+    params["linear"]["linear_probe"]["epochs"] = 3  # the profile's head
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = stage_env(HF_HUB_OFFLINE="1")
     logs = {}
