@@ -284,6 +284,7 @@ def pipeline_plots(tmp_path_factory) -> Path:
     pd.DataFrame({"id": range(12), "split": "test", "test_set": "t", "label": [0] * 4 + [1] * 8,
                   "generator": generators, "family": "f", "x": np.arange(12.0), "y": np.arange(12.0) % 5}
                  ).to_csv(folder / TSNE, index=False)
+    return folder
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from fakedetect import layouts, metrics
+from fakedetect import layouts, metrics, published
 from fakedetect.profiles import apply_profile
 from helpers import PROJECT, assert_stopped, run_stage, stage_env
 
@@ -134,7 +134,7 @@ def test_published_numbers_and_deltas_beside_each_set(real_path):
     assert report["method"] == "univfd_linear_probe" and report["head"] == "linear_probe"
     assert set(report["test_sets"]) == set(TEST_SETS)
     for name, row in report["test_sets"].items():
-        acc, ap = metrics.PUBLISHED["univfd_linear_probe"][name]
+        acc, ap = published.DETECTION["univfd_linear_probe"][name]
         assert (row["published_acc"], row["published_ap"]) == (acc, ap)
         assert row["delta_acc"] == pytest.approx(row["acc"] - acc, abs=1e-3)
         assert row["delta_ap"] == pytest.approx(row["ap"] - ap, abs=1e-3)
