@@ -18,10 +18,15 @@ from fakedetect import layouts, metrics, published
 from fakedetect.profiles import apply_profile
 from helpers import PROJECT, assert_stopped, run_stage, stage_env
 
-STAGES = ("ingest", "preprocess", "extract_clip", "nn_eval", "linear_train", "linear_eval")
+STAGES = ("ingest", "preprocess", "extract_clip", "nn_eval", "linear_train", "linear_eval", "resnet_attribution")
+# CNNDetection's test sets: set -> its folder below test/ (class subfolders for some, as in the real data)
+CNN_TEST_FOLDERS = {"biggan": "biggan", "gaugan": "gaugan", "stargan": "stargan", "progan": "progan/car",
+                    "stylegan": "stylegan/car", "cyclegan": "cyclegan/horse"}
 # test set -> family of its fakes, as ingest must find them
-TEST_SETS = {"biggan": "gan", "progan": "gan", "cyclegan": "gan", "ldm_200": "diffusion",
-             "glide_100_27": "diffusion", "guided": "diffusion", "dalle": "autoregressive"}
+TEST_SETS = {**{name: "gan" for name in CNN_TEST_FOLDERS}, "ldm_200": "diffusion", "glide_100_27": "diffusion",
+             "guided": "diffusion", "dalle": "autoregressive"}
+# The profile's attribution sets (GAN vs diffusion; dalle is autoregressive), as profiles/univfd.yaml names them
+LEVEL2_SETS = {"biggan", "cyclegan", "gaugan", "stargan", "stylegan", "guided", "ldm_200", "glide_100_27"}
 
 
 def photo(path, size, seed, **save_args):
@@ -43,7 +48,7 @@ def build_tree(root):
             for label in ("0_real", "1_fake"):
                 for i in range(n):
                     photo(cnn / split / "progan" / cls / label / f"{i:03d}.png", (256, 256), next(seed))
-    for name, folder in (("biggan", "biggan"), ("progan", "progan/car"), ("cyclegan", "cyclegan/horse")):
+    for folder in CNN_TEST_FOLDERS.values():
         for label in ("0_real", "1_fake"):
             for i in range(3):
                 photo(cnn / "test" / folder / label / f"{i:03d}.png", (256, 256), next(seed))
@@ -77,6 +82,9 @@ def real_path(tmp_path_factory):
     params["extract"].update(model="ViT-B-32", pretrained=None, batch_size=32, loader_workers=0,
                              store=str(project / "store"))
     params["linear"]["linear_probe"]["epochs"] = 3  # the profile's head
+    # The profile's attribution (levels, sets, whole 224-px images, split by image) on a small random-weight
+    # ResNet: no ImageNet weights offline, and two epochs say whether every level and class is there.
+    params["attribution"].update(arch="resnet18", weights="none", max_epochs=2, patience=1, batch_size=8)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = stage_env(HF_HUB_OFFLINE="1")
     logs = {}
@@ -85,10 +93,6 @@ def real_path(tmp_path_factory):
         assert result.returncode == 0, f"{stage}\n{result.stderr[-3000:]}"
         assert "Traceback" not in result.stderr
         logs[stage] = result.stderr
-    # ------------------------------------------------------------------------------------------
-    # resnet_attribution: its run and its assertions (levels, hierarchy classes, per-set splits)
-    # are added here after the attribution restructure.
-    # ------------------------------------------------------------------------------------------
     return project, logs
 
 
@@ -104,15 +108,15 @@ def test_ingest_finds_every_test_set_with_its_family(real_path):
     assert set(test.test_set) == set(TEST_SETS)
     fakes = test[test.label == 1].drop_duplicates("test_set").set_index("test_set").family.to_dict()
     assert fakes == TEST_SETS
-    assert set(test[test.test_set == "progan"].category) == {"car"} and set(test[test.test_set == "biggan"].category) == {""}
+    assert set(test[test.test_set == "stylegan"].category) == {"car"} and set(test[test.test_set == "biggan"].category) == {""}
     guided_reals = test[(test.test_set == "guided") & (test.label == 0)].path
     assert len(guided_reals) == 3 and guided_reals.str.contains("imagenet/0_real").all()
-    assert manifest.groupby("split").size().to_dict() == {"train": 16, "val": 8, "test": 18 + 3 * 7 + 6}
+    assert manifest.groupby("split").size().to_dict() == {"train": 16, "val": 8, "test": 36 + 3 * 7 + 6}
     # The 4 LAION reals serve 3 sets (ldm_200, glide_100_27, dalle): one file each, one row per set.
     ingest = read(project, "metrics/ingest.json")
-    assert ingest["files"]["read"] == 16 + 8 + 18 + 4 + 3 + 12
-    assert ingest["rows"]["total"] == 16 + 8 + 18 + 3 * 4 + 3 + 12
-    assert ingest["test_sets"] == 7 and ingest["ignored_image_folders"] == 0
+    assert ingest["files"]["read"] == 16 + 8 + 36 + 4 + 3 + 12
+    assert ingest["rows"]["total"] == 16 + 8 + 36 + 3 * 4 + 3 + 12
+    assert ingest["test_sets"] == 10 and ingest["ignored_image_folders"] == 0
     assert "files read" in logs["ingest"] and "manifest rows" in logs["ingest"]
 
 
@@ -139,7 +143,7 @@ def test_published_numbers_and_deltas_beside_each_set(real_path):
         assert row["delta_acc"] == pytest.approx(row["acc"] - acc, abs=1e-3)
         assert row["delta_ap"] == pytest.approx(row["ap"] - ap, abs=1e-3)
         assert (row["n_real"], row["n_fake"]) == ((4 if name in ("ldm_200", "glide_100_27", "dalle") else 3), 3)
-    assert "published_acc" not in report["mean"]  # 7 of UnivFD's 19 sets: no published mean to compare with
+    assert "published_acc" not in report["mean"]  # 10 of UnivFD's 19 sets: no published mean to compare with
     # The DVC metrics files: the headline figures per set and their mean, nothing else.
     for name in ("linear_eval", "nn_eval"):
         headline = read(project, f"metrics/{name}.json")
@@ -159,3 +163,32 @@ def test_the_dataset_top_folder_as_test_root_stops(real_path, tmp_path):
     result = run_stage("ingest", tmp_path, params, env=stage_env())
     assert_stopped(result, "ingest.datasets.2.root", "folders named like splits", "test/, train/, val/")
     assert not (tmp_path / "data/manifest.csv").exists()
+
+
+def test_attribution_levels_and_hierarchy_classes(real_path):
+    """The profile's attribution: level 1 on DALL-E with its LAION reals, tested on Glide; level 2 GAN vs
+    diffusion on the fakes of every GAN and diffusion set, each set split by image and kept on the test
+    side; level 3 off; the 3-way hierarchy judged on real, GAN and diffusion images no level saw."""
+    project, logs = real_path
+    report = read(project, "reports/attribution.json")
+    assert report["model"]["arch"] == "resnet18" and report["model"]["frozen"] == ["stem", "layer1"]
+    assert set(read(project, "metrics/attribution.json")) == {"level1", "level2", "hierarchy"}
+    level1, level2, hierarchy = report["level1"], report["level2"], report["hierarchy"]
+    assert level1["classes"] == ["real", "fake"] and set(level1["per_test_set"]) == {"glide_100_27"}
+    assert level1["published_acc"] == published.ATTRIBUTION["level1"]  # the notebook 87, Level Up above 97
+    assert level1["n_fake"] > 0 and "acc_calibrated" in level1
+    # Level 2: the families, every selected set on the test side (a by-image split stratified by set)
+    assert level2["classes"] == ["gan", "diffusion"] and level2["classes_without_test_rows"] == []
+    assert set(level2["per_test_set"]) == LEVEL2_SETS and level2["data"]["sets_without_test_rows"] == []
+    assert set(level2["per_generator"]) == LEVEL2_SETS  # dalle (autoregressive) is neither class
+    # The hierarchy: all three classes, each with test rows, and its balanced accuracy says it averaged them
+    assert hierarchy["classes"] == hierarchy["balanced_acc_classes"] == ["real", "gan", "diffusion"]
+    assert hierarchy["classes_without_test_rows"] == []
+    assert all(hierarchy["per_class"][c]["n"] > 0 for c in hierarchy["classes"]), hierarchy["per_class"]
+    assert hierarchy["rows_left_out"]["seen_in_training"] > 0  # the rows the levels trained or validated on
+    # Level 3 is off: its declared plot is a valid one-cell placeholder that says so, not a missing file
+    placeholder = (project / "plots/attribution/level3_confusion.csv").read_text()
+    assert "level3 off (attribution.level3.enabled: false)" in placeholder
+    for name in ("level1", "level2", "hierarchy"):
+        assert (project / f"plots/attribution/{name}_confusion.csv").read_text().count("\n") > 1
+    assert "Traceback" not in logs["resnet_attribution"]
