@@ -7,11 +7,12 @@ torchvision): only the side a run needs is imported, when it is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from fakedetect.artifacts import FEATURES, LINEAR_MODEL
+from fakedetect.artifacts import LINEAR_MODEL
 from fakedetect.params import LinearParams
 from fakedetect.stage import UserError
 
@@ -26,8 +27,9 @@ class Head:
     name: str
 
 
-def load(p: LinearParams, dim: int) -> Head:
-    """The head the params choose, for features of `dim` columns; a UserError when it does not fit them."""
+def load(p: LinearParams, dim: int, model_path: str | Path = LINEAR_MODEL) -> Head:
+    """The head the params choose (the trained one read from `model_path`), for features of `dim`
+    columns; a UserError when it does not fit them."""
     if p.external_head:
         from fakedetect import univfd_head
 
@@ -35,8 +37,8 @@ def load(p: LinearParams, dim: int) -> Head:
         return Head(lambda x: univfd_head.predict(weight, bias, x), "univfd_linear_probe", "external UnivFD head")
     from fakedetect import classifiers
 
-    model = classifiers.load(LINEAR_MODEL)
+    model = classifiers.load(model_path)
     if model.input_shape[-1] != dim:
-        raise UserError(f"{LINEAR_MODEL} expects {model.input_shape[-1]} features but {FEATURES} has "
-                        f"{dim}: run linear_train again (dvc repro)")
+        raise UserError(f"{model_path} expects {model.input_shape[-1]} features but the backbone's have {dim}: "
+                        "the head was trained on another backbone's features; run linear_train again (dvc repro)")
     return Head(lambda x: classifiers.predict(model, x), PUBLISHED_AS[p.head], p.head)

@@ -124,17 +124,12 @@ class Detector:
                             "another model; run `make repro` again")
 
     def _linear_scorer(self):
-        """P(fake) from the trained Keras head, or the external UnivFD head the run evaluated."""
-        if self.params.linear.external_head:
-            from fakedetect import univfd_head
+        """P(fake) from the head linear_eval scored with (the trained Keras head, or the external UnivFD head)."""
+        from fakedetect import linear_head  # Keras: only after torch and torchvision are loaded
 
-            weight, bias = univfd_head.load(self.params.linear.external_head, self.dim)
-            return lambda x: (univfd_head.predict(weight, bias, x), None)
-        from fakedetect import classifiers  # Keras: only after torch and torchvision are loaded
-
-        model = classifiers.load(self._artifact(LINEAR_MODEL))
-        self._check_dimension(model.input_shape[-1], LINEAR_MODEL)
-        return lambda x: (classifiers.predict(model, x), None)
+        trained = LINEAR_MODEL if self.params.linear.external_head else self._artifact(LINEAR_MODEL)
+        head = linear_head.load(self.params.linear, self.dim, trained)
+        return lambda x: (head.predict(x), None)
 
     def _nn_scorer(self):
         """The k nearest training features: P(fake) is their vote (0 or 1); the ranking score
