@@ -264,6 +264,7 @@ class RayEngine:
         """`loader_workers` is the local engine's: here Ray runs as many readers as it has CPUs for."""
         import ray
 
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not its INFO line at the end of each run
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the caller's own progress bar counts images
         context.print_on_execution_start = False
