@@ -10,22 +10,26 @@ from urllib.parse import urlparse
 NETWORK_PROBE_S = 2.0
 
 
-def _reachable(url: str) -> bool:
-    """Whether a TCP connection to the URL's host (or the configured HTTPS proxy) opens within
-    NETWORK_PROBE_S; the probe runs in a thread so a hanging DNS lookup cannot stall us."""
-    target = urlparse(os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or url)
-    host, port = target.hostname, target.port or (443 if target.scheme == "https" else 80)
+def answers(host: str, port: int, timeout: float = NETWORK_PROBE_S) -> bool:
+    """Whether a TCP connection to host:port opens within `timeout`; the probe runs in a thread so
+    a hanging DNS lookup cannot stall us."""
     opened = threading.Event()
 
     def probe() -> None:
         try:
-            socket.create_connection((host, port), timeout=NETWORK_PROBE_S).close()
+            socket.create_connection((host, port), timeout=timeout).close()
             opened.set()
         except OSError:
             pass
 
     threading.Thread(target=probe, daemon=True).start()
-    return opened.wait(NETWORK_PROBE_S)
+    return opened.wait(timeout)
+
+
+def _reachable(url: str) -> bool:
+    """Whether the URL's host (or the configured HTTPS proxy) answers within NETWORK_PROBE_S."""
+    target = urlparse(os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy") or url)
+    return answers(target.hostname, target.port or (443 if target.scheme == "https" else 80))
 
 
 def why_no_download(url: str) -> str | None:

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import numpy as np
 import fakedetect
 from fakedetect import augment, backbones, images, perturb
 from fakedetect.backbones import Backbone
+from fakedetect.downloads import answers
 from fakedetect.images import BadImage, Limits
 from fakedetect.params import ExtractParams, Perturbation, RayParams
 from fakedetect.stage import UserError
@@ -133,14 +133,6 @@ class LocalEngine:
 # ----------------------------------------------------------------------------- ray
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
-        return True
-    except OSError:
-        return False
-
-
 def connect(p: RayParams) -> bool:
     """Join the cluster `extract.ray.address` names, or start a Ray instance on this machine's
     cores (address null); a Ray already initialised in this process is used as it is. Returns
@@ -162,7 +154,7 @@ def connect(p: RayParams) -> bool:
     advice = "start the cluster (ray start --head) or set address: null for a Ray instance on this machine"
     if p.address != "auto":
         host, port = p.address.removeprefix("ray://").rsplit(":", 1)
-        if not _reachable(host, int(port)):
+        if not answers(host, int(port), CONNECT_TIMEOUT_S):
             raise UserError(f"extract.ray.address: {p.address} does not answer within {CONNECT_TIMEOUT_S:.0f} s; {advice}")
     # Ray's own connection retries take 30 s or more: wait for them in a thread, at most JOIN_TIMEOUT_S.
     outcome: list[BaseException | None] = []
