@@ -10,6 +10,9 @@ trunk, train an epoch, validate, score the test images) against the number of sy
 images (default 500, 2000, 8000; `python bench/attribution.py memory N ...` for other counts),
 each count in a fresh process, and the bytes each image costs on disk in the scratch files,
 for this setting and for the univfd profile's (resnet50, stem and layer1 frozen).
+`python bench/attribution.py memory --univfd N ...` runs the same path with the univfd profile's
+model setting instead (resnet50, stem and layer1 frozen, whole 224-px images, batch 32, one epoch):
+slow on a CPU, so give it a few hundred images; the growth with the count comes from the default.
 """
 import os
 import resource
@@ -37,6 +40,9 @@ TEST_IMAGES = 32  # scored by streaming; the rest train (3/4) and validate (1/4)
 # Cheap on 2 cores (one frozen stage, 32-px crops, one epoch); what is measured is memory, not accuracy.
 MEMORY_SETTING = {"arch": "resnet18", "weights": "none", "freeze": ["stem"], "crop_size": 32, "max_epochs": 1,
                   "batch_size": 32}
+# The univfd profile's model and inputs (random weights: the same shapes and bytes as ImageNet's).
+UNIVFD_SETTING = {"arch": "resnet50", "weights": "none", "freeze": ["stem", "layer1"], "crop_size": None,
+                  "max_epochs": 1, "batch_size": 32}
 
 
 def training_rate(p, level, bank, reuse: bool) -> tuple[float, float]:
@@ -83,10 +89,10 @@ def _synthetic_level(folder: Path, n: int) -> data.LevelData:
     return data.LevelData(level, ("real", "fake"), *(frame[frame.split == s] for s in ("train", "val", "test")))
 
 
-def memory_child(n: int) -> None:
+def memory_child(n: int, setting: dict) -> None:
     """One count, in this process: print the resident memory before the data and at the peak."""
     torch.use_deterministic_algorithms(True)
-    p = AttributionParams.model_validate(MEMORY_SETTING)
+    p = AttributionParams.model_validate(setting)
     with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as scratch:
         level = _synthetic_level(Path(scratch), n)
         model, frozen = training.new_model(p, 2, None)
@@ -107,32 +113,36 @@ def scratch_bytes_per_image(arch: str, freeze: list[str], side: int = 224) -> in
     return 3 * side * side + x.numel() * np.dtype(training.CACHE_DTYPE).itemsize
 
 
-def memory(counts) -> None:
+def memory(counts, univfd: bool = False) -> None:
     (ROOT / ".cache").mkdir(exist_ok=True)
-    print(f"memory setting: {MEMORY_SETTING}, {TEST_IMAGES} test images streamed, 224-px images")
+    setting = UNIVFD_SETTING if univfd else MEMORY_SETTING
+    print(f"memory setting: {setting}, {TEST_IMAGES} test images streamed, 224-px images")
     peaks = {}
     for n in counts:
-        out = subprocess.run([sys.executable, __file__, "memory-child", str(n)], cwd=ROOT, check=True,
-                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+        out = subprocess.run([sys.executable, __file__, "memory-child", str(n)] + ["--univfd"] * univfd, cwd=ROOT,
+                             check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
         before, peak, act_bytes, px_bytes = (float(v) for v in out.split()[-4:])
         peaks[n] = peak
         print(f"peak_rss_mib_{n}_images: {peak:.0f}")
         print(f"data_rss_mib_{n}_images: {peak - before:.0f} (above the process with its model, {before:.0f} MiB)")
     first, last = min(peaks), max(peaks)
-    print(f"peak_rss_growth_per_image_kib: {(peaks[last] - peaks[first]) * 1024 / (last - first):.1f} "
-          f"({first} -> {last} images)")
+    if first != last:
+        print(f"peak_rss_growth_per_image_kib: {(peaks[last] - peaks[first]) * 1024 / (last - first):.1f} "
+              f"({first} -> {last} images)")
     print(f"scratch_disk_bytes_per_image: {int(act_bytes + px_bytes)} (pixels {int(px_bytes)}, "
           f"float16 activations {int(act_bytes)})")
-    univfd = scratch_bytes_per_image("resnet50", ["stem", "layer1"])
-    print(f"scratch_disk_bytes_per_image_univfd: {univfd} (resnet50 stem+layer1; float32 in memory was "
-          f"{(univfd - 3 * 224 * 224) * 2 + 3 * 224 * 224})")
+    univfd_bytes = scratch_bytes_per_image("resnet50", ["stem", "layer1"])
+    print(f"scratch_disk_bytes_per_image_univfd: {univfd_bytes} (resnet50 stem+layer1; float32 in memory was "
+          f"{(univfd_bytes - 3 * 224 * 224) * 2 + 3 * 224 * 224})")
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["memory-child"]:
-        return memory_child(int(sys.argv[2]))
-    if sys.argv[1:2] == ["memory"]:
-        return memory([int(n) for n in sys.argv[2:]] or MEMORY_COUNTS)
+    univfd = "--univfd" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--univfd"]
+    if args[:1] == ["memory-child"]:
+        return memory_child(int(args[1]), UNIVFD_SETTING if univfd else MEMORY_SETTING)
+    if args[:1] == ["memory"]:
+        return memory([int(n) for n in args[1:]] or MEMORY_COUNTS, univfd)
     os.chdir(ROOT)
     torch.use_deterministic_algorithms(True)
     p = load_params().attribution
