@@ -347,7 +347,7 @@ class AttributionParams(Section):
         "whole training images (a seeded sample) before validation; null = the running averages of training")
     batch_size: PositiveInt = 32
     lr: Annotated[float, Field(gt=0.0)] = 1e-3
-    max_epochs: PositiveInt = 20
+    max_epochs: PositiveInt = 12
     patience: PositiveInt = Field(6, description="epochs without a better validation accuracy before stopping")
     class_balance: bool = Field(True, description="weight the loss so that each class counts equally")
     threads: PositiveInt = Field(2, description="torch threads: the numbers depend on the count (the gradients are summed over them)")
