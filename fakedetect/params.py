@@ -342,16 +342,18 @@ class AttributionParams(Section):
     reuse_frozen: bool = Field(True, description="compute the frozen leading stages once per image")
     crop_size: Annotated[int, Field(ge=32)] | None = Field(96, description="training crop (pixels); null = whole image")
     crops_per_image: PositiveInt = Field(1, description="random crops of each training image per epoch")
+    precise_bn: PositiveInt | None = Field(
+        128, description="after each epoch, the trainable BatchNorm layers' statistics recomputed on this many "
+        "whole training images (a seeded sample) before validation; null = the running averages of training")
     batch_size: PositiveInt = 32
     lr: Annotated[float, Field(gt=0.0)] = 1e-3
-    max_epochs: PositiveInt = 20
+    max_epochs: PositiveInt = 12
     patience: PositiveInt = Field(6, description="epochs without a better validation accuracy before stopping")
     class_balance: bool = Field(True, description="weight the loss so that each class counts equally")
     threads: PositiveInt = Field(2, description="torch threads: the numbers depend on the count (the gradients are summed over them)")
     split: GroupSplitParams = GroupSplitParams()
-    level1: LevelParams = LevelParams(
-        train=Selection(sets=["train"]), val=Selection(sets=["val"]),
-        test=Selection(sets=DEMO_TEST_SETS + list(vocabulary.DEMO_CONTROLS)))
+    level1: LevelParams = LevelParams(train=Selection(sets=DEMO_TEST_SETS + list(vocabulary.DEMO_CONTROLS)),
+                                      test=Selection(sets=DEMO_TEST_SETS + list(vocabulary.DEMO_CONTROLS)))
     level2: FamilyLevelParams = FamilyLevelParams(train=Selection(sets=DEMO_TEST_SETS),
                                                   test=Selection(sets=DEMO_TEST_SETS))
     level3: Level3Params = Level3Params(train=Selection(sets=DEMO_TEST_SETS), test=Selection(sets=DEMO_TEST_SETS))

@@ -165,6 +165,42 @@ def test_frozen_stages_stay_bit_identical(tiny, reuse):
     assert not torch.equal(before["fc.weight"], after["fc.weight"])
 
 
+def test_precise_batchnorm_recomputes_the_trainable_statistics_on_whole_images(tiny):
+    rows = _rows(tiny)
+    p = tiny_params(freeze=["stem", "layer1"])
+    bank = training.ImageBank(list(rows.image))
+    model, frozen = training.new_model(p, 2, None)
+    inputs = training.make_inputs(model, bank, p, {})
+    idx = torch.arange(len(bank.paths))
+    for m in model.modules():  # statistics that have nothing to do with the images
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.fill_(5.0)
+            m.running_var.fill_(9.0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # What one train-mode pass over all the images, in one batch, would set with momentum 1.
+    reference = network.build_resnet(p.arch, 1)
+    reference.load_state_dict(before)
+    for m in reference.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+    reference.train()
+    with torch.no_grad():
+        network.forward_from(reference, inputs.full(idx), inputs.start)
+    model.train()
+    training.recalibrate_batchnorm(model, inputs, idx, batch_size=len(idx))
+    after = model.state_dict()
+    trainable = [k for k in after if k.startswith(("layer2", "layer3", "layer4")) and "running_" in k]
+    frozen_keys = [k for k in after if k.split(".")[0] in ("conv1", "bn1", "layer1")]
+    assert trainable and frozen_keys
+    assert all(torch.equal(before[k], after[k]) for k in frozen_keys)
+    for k in trainable:
+        torch.testing.assert_close(after[k], reference.state_dict()[k])
+        assert not torch.equal(before[k], after[k])
+    assert all(torch.equal(before[k], after[k]) for k in after if "running_" not in k and "num_batches" not in k)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(m.momentum == 0.1 for m in bns) and model.training  # as they were
+
+
 def test_cached_trunk_predicts_as_the_whole_network(tiny):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1", "layer2"])

@@ -5,7 +5,8 @@ When the frozen stages are the leading ones, their activations are computed once
 only the rest of the network is trained on them (`reuse_frozen`). Training crops are aligned to
 the frozen prefix's stride, so that with and without the reuse the same crops are drawn:
 cropping the cached activation map is then cropping the image, up to the borders. Validation,
-test and inference see the whole preprocessed image.
+test and inference see the whole preprocessed image; with `precise_bn` the trainable BatchNorm
+layers take their statistics from whole training images after each epoch, not from the crops.
 
 Memory stays bounded at any data size: what training re-reads every epoch (the training and
 validation images' pixels, and their frozen-trunk activations in float16) lives in scratch
@@ -189,6 +190,31 @@ def predict_images(model: nn.Module, paths: list[str], shape: tuple[int, ...], b
     return torch.cat(out) if out else torch.empty((0, model.fc.out_features))
 
 
+def recalibrate_batchnorm(model: nn.Module, inputs: Inputs, idx: torch.Tensor, batch_size: int) -> None:
+    """Recompute the running statistics of the trainable BatchNorm layers as plain means over the
+    whole images `idx`, with the current weights ("precise BatchNorm", Wu and Johnson 2021). The
+    moving average kept during training lags behind weights that change every step and was taken
+    on training crops; evaluation sees whole images, so without this it normalises with the wrong
+    statistics. Frozen layers keep theirs."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight.requires_grad]
+    if not layers or len(idx) < 2:  # BatchNorm in training mode needs two values per channel
+        return
+    momentum = [m.momentum for m in layers]
+    was_training = {m: m.training for m in model.modules()}
+    model.eval()
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    with torch.no_grad():  # batches of near-equal sizes (the average weighs each batch alike), none of one image
+        for batch in torch.tensor_split(idx, -(-len(idx) // batch_size)):
+            forward_from(model, inputs.full(batch), inputs.start)
+    for m, value in zip(layers, momentum):
+        m.momentum = value
+    for m, training in was_training.items():
+        m.train(training)
+
+
 def class_weights(target: np.ndarray, n_classes: int, balance: bool) -> torch.Tensor:
     if not balance:
         return torch.ones(n_classes)
@@ -209,8 +235,9 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
                 frozen: list[nn.Module], on_epoch: Callable[[dict], None] = lambda row: None) -> Trained:
     """Adam on the unfrozen parameters, class-weighted loss, early stopping with patience on the
     validation accuracy (CNNDetection's criterion; balanced over classes, as level 2 and 3 are
-    not); the best epoch's weights are kept. `on_epoch` (the training log) gets each epoch's
-    history row."""
+    not); the best epoch's weights are kept. Before each validation, the trainable BatchNorm
+    statistics are recomputed on `precise_bn` whole training images (recalibrate_batchnorm).
+    `on_epoch` (the training log) gets each epoch's history row."""
     torch.manual_seed(p.seed)
     gen = torch.Generator().manual_seed(p.seed)
     n_classes = len(data.classes)
@@ -225,6 +252,10 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
     samples = len(train_idx) * p.crops_per_image
     used = samples // p.batch_size * p.batch_size or samples  # whole batches: BatchNorm needs > 1
     batches = (used + p.batch_size - 1) // p.batch_size
+    # The whole training images that recompute the BatchNorm statistics after each epoch: a seeded
+    # sample, the same every epoch.
+    bn_idx = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(p.seed))
+                       [:p.precise_bn or 0]]
     best, best_epoch, best_state, history = -1.0, 0, None, []
     bar = tqdm(total=p.max_epochs * batches, desc=data.name, unit="batch", mininterval=2)
     seen, seconds = 0, 0.0
@@ -248,6 +279,7 @@ def train_level(model: nn.Module, data: LevelData, inputs: Inputs, p: Attributio
             loss_sum += loss.item() * len(batch)
             correct += int((predicted_class(logits.detach()) == train_target[batch]).sum())
             bar.update()
+        recalibrate_batchnorm(model, inputs, bn_idx, p.batch_size)
         val_logits = predict(model, inputs, val_idx, p.batch_size)
         val_loss = _loss(val_logits, val_target, weight).item()
         val_pred = predicted_class(val_logits)
