@@ -15,7 +15,7 @@ ray: Ray Data starting the reader tasks and the actor pool, whose actors import 
 backbone: a fixed cost per call that the 1024 images amortise as a stage's thousands do) and whether
 its features equal (a)'s bit for bit; and one reader's
 images/s (decode, hash, centre crop on one core), the figure a cluster's CPUs per GPU follow from.
-Plus peak resident memory (of the stage path, before (b) holds all 512 tensors in memory) and the
+Plus peak resident memory (of the stage path, before (b) holds all 1024 tensors in memory) and the
 load average: with other processes on the two cores, two OpenMP threads stall at every
 synchronisation and small batches (c) suffer most, so run it on an idle machine. Needs `dvc repro preprocess`. Prints `name: value` lines.
 """
