@@ -256,8 +256,8 @@ class RayEngine:
         """`loader_workers` is the local engine's: here Ray runs as many readers as it has CPUs for."""
         import ray
 
+        context = ray.data.DataContext.get_current()  # the first use imports ray.data, which sets its log level
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # not its INFO line at the end of each run
-        context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the caller's own progress bar counts images
         context.print_on_execution_start = False
         batches = _batches(len(items), batch_size)
