@@ -225,7 +225,7 @@ def reset_out_dir(params: DemoParams, built: bool) -> Path:
             raise UserError(f"ingest.demo.out_dir: {out} exists and was not made by the demo builder; "
                             "choose an empty or new folder")
         shutil.rmtree(out)
-    marker = params.model_dump() if built else {"note": "ingest.source is not demo: no demo set built"}
+    marker = params.model_dump() if built else {"note": "images is not [demo]: no demo set built"}
     atomic.write_text(out / MARKER, json.dumps(marker, sort_keys=True) + "\n")
     return out
 

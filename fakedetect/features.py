@@ -87,7 +87,7 @@ def read_matrix(path: str, key: str | None, where: str) -> np.ndarray:
     return matrix.astype(np.float32, copy=False)
 
 
-def import_features(sources, key: str = "extract.imports") -> tuple[np.ndarray, pd.DataFrame]:
+def import_features(sources, key: str) -> tuple[np.ndarray, pd.DataFrame]:
     """The rows named by each import source (params ImportSource list), concatenated in order,
     with their split, test set, label, generator and family; each file is read once."""
     matrices: dict[tuple[str, str | None], np.ndarray] = {}

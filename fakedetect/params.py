@@ -68,7 +68,8 @@ class DemoParams(Section):
 
 
 class IngestParams(Section):
-    source: Literal["demo", "datasets"] = "demo"
+    """How the image stages read their images; which images they read is the top-level `images`."""
+
     demo: DemoParams = DemoParams()
     datasets: list[DatasetSource] = []
     seed: int = 0
@@ -80,12 +81,6 @@ class IngestParams(Section):
     max_pixels: PositiveInt = 89_478_485
     max_file_mb: Annotated[float, Field(gt=0)] = 200.0
     workers: Workers = 0
-
-    @model_validator(mode="after")
-    def _datasets_named(self):
-        if self.source == "datasets" and not self.datasets:
-            raise ValueError("source is 'datasets' but ingest.datasets is empty: list at least one dataset root")
-        return self
 
 
 # ----------------------------------------------------------------------- preprocess
@@ -178,7 +173,6 @@ class RayParams(Section):
 
 
 class ExtractParams(Section):
-    source: Literal["backbone", "import"] = "backbone"
     model: str = Field("efficientnet_lite0", description="efficientnet_lite0 (the offline demo) or an OpenCLIP architecture")
     pretrained: str | None = Field("imagenet", description="open_clip tag, local checkpoint path, or null (seeded random init)")
     layers: list[Literal[DEMO_LAYERS]] = Field(
@@ -192,15 +186,25 @@ class ExtractParams(Section):
     loader_workers: Annotated[int, Field(ge=0)] = Field(1, description="processes decoding images; 0 = in the main process")
     store: str | None = Field(None, description="the resumable per-image feature store (outside DVC's outputs); "
                                               "null = $FAKEDETECT_STORE, else the user's cache folder")
-    imports: list[ImportSource] = []
+    imports: dict[str, Annotated[list[ImportSource], Field(min_length=1)]] = Field(
+        {}, max_length=1, description="features computed elsewhere, under one name: {name: [entries]}; "
+        "they replace the images (top-level `images: []`)")
     engine: Literal["local", "ray"] = Field(
         "local", description="local: this process and its loader processes | ray: a Ray Data pipeline (extract.ray)")
     ray: RayParams = RayParams()
 
+    @property
+    def source(self) -> Literal["backbone", "import"]:
+        """Where the features come from: the backbone encoding the images, or extract.imports."""
+        return "import" if self.imports else "backbone"
+
+    @property
+    def imported(self) -> tuple[str, list[ImportSource]]:
+        """The imported features' name and entries."""
+        return next(iter(self.imports.items()))
+
     @model_validator(mode="after")
     def _consistent(self):
-        if self.source == "import" and not self.imports:
-            raise ValueError("source is 'import' but extract.imports is empty: list at least one features file")
         if not self.layers:
             raise ValueError("layers must name at least one block")
         return self
@@ -412,7 +416,13 @@ class RobustnessParams(Section):
 # ------------------------------------------------------------------------- the file
 
 
+IMAGE_SOURCES = ("demo", "datasets")
+
+
 class Params(Section):
+    images: list[Literal[IMAGE_SOURCES]] = Field(
+        ["demo"], max_length=1, description="the image stages' data: [demo] (ingest.demo) | [datasets] "
+        "(ingest.datasets) | [] = no image stages: the features come from extract.imports")
     ingest: IngestParams = IngestParams()
     preprocess: PreprocessParams = PreprocessParams()
     extract: ExtractParams = ExtractParams()
@@ -421,6 +431,24 @@ class Params(Section):
     linear: LinearParams = LinearParams()
     attribution: AttributionParams = AttributionParams()
     robustness: RobustnessParams = RobustnessParams()
+
+    @model_validator(mode="after")
+    def _one_input(self):
+        if self.images and self.extract.imports:
+            raise ValueError(f"images is {self.images} and extract.imports names {list(self.extract.imports)}: "
+                             "imported features replace the images, so set images: [] (as the profile "
+                             "notebook_features does), or empty extract.imports to encode the images")
+        if not self.images and not self.extract.imports:
+            raise ValueError("images is [] and extract.imports is empty: the pipeline needs images to encode "
+                             "([demo] or [datasets]) or features to import")
+        if self.images == ["datasets"] and not self.ingest.datasets:
+            raise ValueError("images is [datasets] but ingest.datasets is empty: list at least one dataset root")
+        return self
+
+    @property
+    def image_source(self) -> str | None:
+        """The one entry of `images` (demo or datasets), or None when the features are imported."""
+        return self.images[0] if self.images else None
 
 
 class ParamsError(UserError):
@@ -433,7 +461,7 @@ def _describe(error: dict) -> str:
         return f"{key}: unknown key (misspelt?)"
     got = error.get("input")
     got = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{key}: {error['msg']}{got}"
+    return f"{key}: {error['msg']}{got}" if key else error["msg"]  # no key: a check across sections
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -168,11 +168,3 @@ def robustness_summary(methods: dict[str, dict], tables: dict[str, dict[str, pd.
     fig.suptitle("robustness: perturbed test images, thresholds from the clean validation split")
     fig.tight_layout()
     save(fig, path)
-
-
-def message(text: str, path: str) -> None:
-    """A picture that says why there is nothing to draw."""
-    fig, ax = plt.subplots(figsize=(8, 1.5))
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    ax.axis("off")
-    save(fig, path)

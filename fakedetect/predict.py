@@ -83,8 +83,9 @@ class Detector:
         self.classifier = classifier
         self.params = p = run_params(self.project)
         if p.extract.source != "backbone":
-            raise UserError("the run's features were imported (extract.source: import): predict needs the backbone "
-                            "that computes them; set extract.source: backbone and run `make repro`")
+            raise UserError("the run's features were imported (extract.imports): predict needs the backbone "
+                            "that computes them; set images: [demo] or [datasets], empty extract.imports and run "
+                            "`make repro`")
         self.threshold = self._calibrated_threshold()
         self.level2, self.families = self._level2() if family else (None, [])
         self.engine = engines.create(_on_engine(p.extract, engine, address))

@@ -14,9 +14,10 @@ PROFILES_DIR = "profiles"
 
 
 def _merge(base: dict, overlay: dict) -> None:
-    """Overlay values onto base in place: mappings merge key by key, anything else replaces."""
+    """Overlay values onto base in place: mappings merge key by key (an empty one empties), anything
+    else replaces."""
     for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
+        if value and isinstance(value, dict) and isinstance(base.get(key), dict):
             _merge(base[key], value)
         else:
             base[key] = value

@@ -183,7 +183,7 @@ def curves(method: dict, grid: list[Perturbation]) -> dict[str, pd.DataFrame]:
         alone = [point for point in grid if point.model_dump(exclude_none=True).keys() == {curve}]
         alone.sort(key=value, reverse=descending)
         lines = []
-        points = [("clean", None)] + [(f"{value(point):g}", point) for point in alone] if method["perturbations"] else []
+        points = [("clean", None)] + [(f"{value(point):g}", point) for point in alone]
         for label, point in points:
             result = method["perturbations"][perturb.name(point)]
             for test_set, numbers in [*result["test_sets"].items(), ("mean", result["mean"])]:

@@ -2,8 +2,8 @@
 rows.csv) and metrics/extract.json.
 
 Features come from the backbone in params, each image computed once per backbone (the
-feature store in `extract.store` keeps them across runs), or, with `extract.source: import`,
-from precomputed feature files."""
+feature store in `extract.store` keeps them across runs), or, as the stage import_features
+(`images: []`), from the precomputed feature files of `extract.imports`."""
 import logging
 
 from fakedetect import atomic, engines, extract, features, layouts, stage
@@ -19,7 +19,8 @@ def main() -> None:
     p = load_params().extract
     summary = {"source": p.source, "model": p.model, "pretrained": p.pretrained}
     if p.source == "import":
-        matrix, rows = features.import_features(p.imports)
+        name, entries = p.imported
+        matrix, rows = features.import_features(entries, f"extract.imports.{name}")
     else:
         rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
         rows = rows.loc[rows.status == "ok", ROW_COLUMNS].reset_index(drop=True)

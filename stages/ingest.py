@@ -28,9 +28,12 @@ def log_folders(found: layouts.Scan) -> None:
 
 
 def main() -> None:
-    p = load_params().ingest
+    params = load_params()
+    p, source = params.ingest, params.image_source
+    if source is None:
+        raise stage.UserError("images is []: the features are imported, there are no images to ingest")
     n_workers = stage.worker_count(p.workers)
-    if p.source == "demo":
+    if source == "demo":
         sources, key = demo.build(p.demo, n_workers), "ingest.demo"
     else:
         demo.reset_out_dir(p.demo, built=False)
@@ -44,9 +47,9 @@ def main() -> None:
     manifest = layouts.build_manifest(candidates, limits, n_workers)
     seconds = time.perf_counter() - start
     atomic.write_csv(MANIFEST, manifest)
-    report = {"source": p.source, **layouts.summarize(manifest, found)}
+    report = {"source": source, **layouts.summarize(manifest, found)}
     atomic.write_json(INGEST_REPORT, report)
-    atomic.write_json(INGEST_METRICS, {"source": p.source, **layouts.headline(report)})
+    atomic.write_json(INGEST_METRICS, {"source": source, **layouts.headline(report)})
     files, rows = report["files"], report["rows"]
     log.info("%d files read (%d ok, %d skipped) in %.1f s: %.0f files/s with %d workers", files["read"], files["ok"],
              files["skipped"], seconds, files["read"] / max(seconds, 1e-9), n_workers)

@@ -23,21 +23,9 @@ def _write_curves(tables: dict[str, dict]) -> None:
             atomic.write_csv(f"{ROBUSTNESS_CURVES}/{key}_{curve}.csv", table)
 
 
-def _skip(reason: str) -> None:
-    """A run without images: every output written, saying why it is empty."""
-    log.warning("robustness skipped: %s", reason)
-    atomic.write_json(ROBUSTNESS_REPORT, {"skipped": reason})
-    atomic.write_json(ROBUSTNESS_METRICS, {"skipped": reason})
-    _write_curves({key: robustness.curves({"perturbations": {}}, []) for key in ("nn", "linear")})
-    plots.message(f"robustness skipped: {reason}", ROBUSTNESS_PICTURE)
-
-
 def main() -> None:
     params = load_params()
     p = params.robustness
-    if params.extract.source == "import":
-        _skip("the run's features were imported (extract.source: import): there are no images to perturb")
-        return
     matrix, rows = features.load_features(FEATURES)
     chosen = robustness.choose(rows, layouts.read_manifest(MANIFEST), p)  # before any work: checks test_sets
     engine = engines.create(params.extract)

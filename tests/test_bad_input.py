@@ -83,7 +83,7 @@ def build_corpus(folder):
 
 def test_bad_input_corpus_through_ingest_and_preprocess(tmp_path):
     expected = build_corpus(tmp_path / "corpus")
-    params = {"ingest": {"source": "datasets", "workers": 2,
+    params = {"images": ["datasets"], "ingest": {"workers": 2,
                          "datasets": [{"layout": "generic", "root": "corpus"}]}}
     result = run_stage("ingest", tmp_path, params)
     assert result.returncode == 0, result.stderr

@@ -32,8 +32,8 @@ def fixture_imports(folder) -> list[dict]:
 
 
 def test_notebook_fixture_imports_and_flows_through_tsne(tmp_path, shared_fixtures):
-    params = {"extract": {"source": "import", "model": "ViT-L-14", "pretrained": "openai",
-                          "imports": fixture_imports(shared_fixtures)},
+    params = {"images": [], "extract": {"model": "ViT-L-14", "pretrained": "openai",
+                                        "imports": {"notebook": fixture_imports(shared_fixtures)}},
               "tsne": {"max_points": 200, "perplexity": 20}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in ("extract_clip", "tsne"):
@@ -68,7 +68,7 @@ def test_npy_and_npz_with_row_ranges(tmp_path):
     sources = [ImportSource(file=str(tmp_path / "a.npy"), rows=(2, 5), split="val", label=0),
                ImportSource(file=str(tmp_path / "b.npz"), key="train", split="train", label=1, generator="stylegan"),
                ImportSource(file=str(tmp_path / "a.npy"), rows=(9, 10), split="test", test_set="x", label=1)]
-    matrix, rows = features.import_features(sources)
+    matrix, rows = features.import_features(sources, "extract.imports")
     assert matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix, np.concatenate([a[2:5], a[:6], a[9:]]).astype(np.float32))
     assert list(rows.id) == list(range(10))
@@ -81,14 +81,14 @@ def test_pickled_npy_is_refused(tmp_path):
     path = tmp_path / "evil.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(UserError, match=r"extract\.imports\.0\.file: .* cannot be read safely"):
-        features.import_features([ImportSource(file=str(path), split="train", label=0)])
+        features.import_features([ImportSource(file=str(path), split="train", label=0)], "extract.imports")
 
 
 def test_pickled_pt_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save(object(), path)  # an arbitrary pickled object, not a tensor
     with pytest.raises(UserError, match=r"extract\.imports\.0\.file: .* cannot be read safely"):
-        features.import_features([ImportSource(file=str(path), split="train", label=0)])
+        features.import_features([ImportSource(file=str(path), split="train", label=0)], "extract.imports")
 
 
 @pytest.mark.parametrize("second, match", [
@@ -108,7 +108,7 @@ def test_inconsistent_imports_name_the_key(tmp_path, second, match):
     sources = [ImportSource(file=str(tmp_path / "a.npy"), split="train", label=0),
                ImportSource(**second | {"file": str(tmp_path / second["file"])}, split="train", label=1)]
     with pytest.raises(UserError, match=match):
-        features.import_features(sources)
+        features.import_features(sources, "extract.imports")
 
 
 def test_import_params_are_validated():
@@ -116,5 +116,8 @@ def test_import_params_are_validated():
         ImportSource(file="a.pt", split="test", label=1)
     with pytest.raises(ValueError, match="start < stop"):
         ImportSource(file="a.pt", rows=(5, 5), split="train", label=1)
-    with pytest.raises(ValueError, match="extract.imports is empty"):
-        ExtractParams(source="import")
+    with pytest.raises(ValueError, match="at least 1 item"):
+        ExtractParams(imports={"notebook": []})
+    with pytest.raises(ValueError, match="at most 1 item"):
+        ExtractParams(imports={"a": [ImportSource(file="a.pt", split="train", label=1)],
+                               "b": [ImportSource(file="b.pt", split="train", label=1)]})

@@ -92,7 +92,7 @@ def test_folders_not_read_are_named_with_why_in_the_report_and_the_log(tmp_path)
     pairs(root / "crn")  # left out by ingest.datasets.0.sets
     pairs(root / "progan/car")
     pairs(root / "progan/cat")  # left out by ingest.datasets.0.classes
-    params = {"ingest": {"source": "datasets", "workers": 1, "datasets": [
+    params = {"images": ["datasets"], "ingest": {"workers": 1, "datasets": [
         {"layout": "cnndetection_test", "root": "test", "sets": ["biggan", "progan"], "classes": ["car"]}]}}
     result = run_stage("ingest", tmp_path, params)
     assert result.returncode == 0, result.stderr
@@ -113,7 +113,7 @@ def test_folders_not_read_are_named_with_why_in_the_report_and_the_log(tmp_path)
 
 def test_wrong_root_stops_the_stage_without_a_manifest(tmp_path):
     cnndetection_root(tmp_path / "CNNDetection")
-    params = {"ingest": {"source": "datasets", "workers": 1, "datasets": [
+    params = {"images": ["datasets"], "ingest": {"workers": 1, "datasets": [
         {"layout": "cnndetection_test", "root": str(tmp_path / "CNNDetection")}]}}
     result = run_stage("ingest", tmp_path, params)
     assert_stopped(result, "ingest.datasets.0.root", "folders named like splits")
@@ -127,7 +127,7 @@ def test_files_and_rows_are_counted_apart(tmp_path):
         write_image(root / f"laion/0_real/l{i}.png", seed=i)
     write_image(root / "ldm_200/1_fake/x.png", seed=10)
     write_image(root / "glide_100_27/1_fake/y.png", seed=11)
-    params = {"ingest": {"source": "datasets", "workers": 1,
+    params = {"images": ["datasets"], "ingest": {"workers": 1,
                          "datasets": [{"layout": "univfd_diffusion", "root": str(root)}]}}
     result = run_stage("ingest", tmp_path, params)
     assert result.returncode == 0, result.stderr

@@ -127,7 +127,7 @@ def test_sampling_is_seeded_per_set_and_capped_per_class(tmp_path):
 
 
 def test_root_that_does_not_exist_stops_the_stage_naming_the_key(tmp_path):
-    params = {"ingest": {"source": "datasets",
+    params = {"images": ["datasets"], "ingest": {
                          "datasets": [{"layout": "generic", "root": str(tmp_path / "nowhere")}]}}
     result = run_stage("ingest", tmp_path, params)
     assert_stopped(result, "ingest.datasets.0.root", "does not exist")
@@ -138,7 +138,7 @@ def test_ingest_stage_writes_manifest_and_counts(tmp_path):
     write_image(tmp_path / "in/test/gaugan/0_real/a.png")
     write_image(tmp_path / "in/test/gaugan/1_fake/b.png")
     (tmp_path / "in/test/crn/1_fake").mkdir(parents=True)
-    params = {"ingest": {"source": "datasets", "workers": 2,
+    params = {"images": ["datasets"], "ingest": {"workers": 2,
                          "datasets": [{"layout": "cnndetection_test", "root": "in/test"}]}}
     result = run_stage("ingest", tmp_path, params)
     assert result.returncode == 0, result.stderr

@@ -19,7 +19,6 @@ def test_the_shipped_params_file_is_valid():
     (lambda p: p["ingest"]["demo"].update(train_family="stylegan"), "ingest.demo.train_family", "upsample_nearest"),
     (lambda p: p["preprocess"]["notebook"].update(blur_kernel=4), "preprocess.notebook", "blur_kernel must be odd"),
     (lambda p: p["ingest"].update(datasets=[{"layout": "wang2020"}]), "ingest.datasets.0.root", "Field required"),
-    (lambda p: p["ingest"].update(source="datasets"), "ingest", "ingest.datasets is empty"),
 ])
 def test_bad_values_name_their_key(tmp_path, edit, key, expected):
     params = small_demo_params()
@@ -28,6 +27,22 @@ def test_bad_values_name_their_key(tmp_path, edit, key, expected):
     with pytest.raises(ParamsError) as caught:
         load_params(tmp_path / "params.yaml")
     assert f"{key}:" in str(caught.value) and expected in str(caught.value)
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda p: p.update(images=["datasets"]), "images is [datasets] but ingest.datasets is empty"),
+    (lambda p: p.update(images=[]), "images is [] and extract.imports is empty"),
+    (lambda p: p["extract"].update(imports={"mine": [{"file": "f.npy", "split": "train", "label": 0}]}),
+     "images is ['demo'] and extract.imports names ['mine']: imported features replace the images"),
+])
+def test_the_pipelines_input_is_images_or_imported_features(tmp_path, edit, expected):
+    """DVC makes the image stages per `images` entry and import_features per `extract.imports` entry:
+    exactly one of the two may be non-empty."""
+    params = small_demo_params()
+    edit(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=re.escape(expected)):
+        load_params(tmp_path / "params.yaml")
 
 
 def test_every_stage_checks_the_whole_file_before_any_work(tmp_path):

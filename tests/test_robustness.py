@@ -176,15 +176,3 @@ def test_the_stage_stops_before_any_work(tmp_path, robustness_params, key, expec
     result = run_stage("robustness", tmp_path, params)
     assert_stopped(result, f"{key}:", expected)
     assert not (tmp_path / "store").exists() and not (tmp_path / "metrics").exists()
-
-
-def test_imported_features_are_a_recorded_skip(tmp_path):
-    """With features imported there are no images to perturb: every output says so, nothing fails."""
-    params = small_demo_params()
-    params["extract"].update(source="import", imports=[{"file": "f.npy", "split": "train", "label": 0}])
-    result = run_stage("robustness", tmp_path, params)
-    assert result.returncode == 0, result.stderr
-    assert "extract.source: import" in json.loads((tmp_path / "metrics/robustness.json").read_text())["skipped"]
-    assert sorted(p.name for p in (tmp_path / "plots/robustness").iterdir()) == [
-        "linear_blur.csv", "linear_jpeg.csv", "nn_blur.csv", "nn_jpeg.csv"]
-    assert (tmp_path / "plots/robustness.png").is_file()
