@@ -394,22 +394,24 @@ def test_disabled_level3_still_draws_its_declared_plot(tiny, tmp_path):
     confusion = pd.read_csv(tiny / "plots/attribution/level3_confusion.csv")
     assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 1
     assert "attribution.level3.enabled: false" in confusion.actual[0]
-    # DVC draws every declared attribution plot from these files, the level-3 one included.
+    # DVC draws every plot the stage declares from these files, the level-3 one included.
     project = tmp_path / "dvcproject"
     shutil.copytree(tiny / "plots", project / "plots")
     shutil.copytree(tiny / "dvclive", project / "dvclive")  # the training curves
-    declared = [plot for plot in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["plots"]
-                if next(iter(plot)).startswith("attribution")]
-    (project / "dvc.yaml").write_text(yaml.safe_dump({"plots": declared}))
+    declared = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]["resnet_attribution"]["do"]["plots"]
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"resnet_attribution": {
+        "cmd": "true", "plots": declared}}}))
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=project, check=True)
     shown = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=project,
                            capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr
     shown = json.loads(shown.stdout)
-    assert not shown.get("errors") and len(shown["data"]) == len(declared) == 5
+    assert not shown.get("errors")
+    confusions = {f"plots/attribution/{name}_confusion.csv" for name in ("level1", "level2", "level3", "hierarchy")}
+    assert confusions | {"plots/attribution.png"} <= set(shown["data"])
     for name, drawn in shown["data"].items():
-        assert drawn and drawn[0]["content"]["data"]["values"], name  # an empty file would draw an empty canvas
-    assert "level3 off" in json.dumps(shown["data"]["attribution level 3 confusion"])
+        assert drawn and (name.endswith(".png") or drawn[0]["content"]["data"]["values"]), name  # none empty
+    assert "level3 off" in json.dumps(shown["data"]["plots/attribution/level3_confusion.csv"])
 
 
 def test_confusion_panels_do_not_overlap():

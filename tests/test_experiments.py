@@ -103,7 +103,8 @@ def test_plots_diff_draws_the_experiments_curves(queued_grid):
     page = (project / "dvc_plots/index.html").read_text(encoding="utf8")
     for name in experiments(project, env):
         assert name in page
-    assert "training accuracy" in page and "attribution training loss" in page
+    for curve in ("linear_train/plots/metrics/eval/accuracy.tsv", "resnet_attribution/plots/metrics/level1/eval/loss.tsv"):
+        assert f"dvclive/{curve}" in page, curve
 
 
 def test_exp_apply_promotes_the_best(queued_grid):

@@ -69,6 +69,10 @@ def test_notebook_features_run_through_dvc_without_image_stages(tmp_path, shared
         assert abs(linear[name]["acc"] - published) < 2.5, (name, linear[name]["acc"])
     assert json.loads((project / "metrics/extract.json").read_text())["source"] == "import"
     assert "up to date" in run(DVC + ["status"], project)
+    # Plots are declared with their stages: none is missing, none belongs to an image stage.
+    shown = json.loads(run(DVC + ["plots", "show", "--json"], project))
+    assert not shown.get("errors") and shown["data"]
+    assert not [name for name in shown["data"] if "attribution" in name or "robustness" in name]
 
 
 def test_a_workspace_that_ran_the_demo_switches_without_image_work(trained_project, tmp_path, shared_fixtures):
