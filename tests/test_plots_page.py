@@ -268,13 +268,14 @@ def transforms(spec) -> list:
 
 @pytest.fixture(scope="module")
 def pipeline_plots(tmp_path_factory) -> Path:
-    """A DVC project with this repository's dvc.yaml, .dvc/ and page template, and small ROC, PR
+    """A DVC project with this repository's dvc.yaml, params, .dvc/ and page template, and small ROC, PR
     and t-SNE files where the stages write them (the curves written by the stages' own function)."""
     folder = tmp_path_factory.mktemp("pipeline_plots")
     run(["git", "init", "-q"], folder)
     shutil.copytree(PROJECT / ".dvc", folder / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "config.local"))
     shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
     shutil.copy2(PROJECT / "dvc.yaml", folder / "dvc.yaml")
+    shutil.copy2(PROJECT / "params.yaml", folder / "params.yaml")  # dvc.yaml's foreach groups read it
     labels = [0] * 6 + [1] * 6
     rows = pd.DataFrame({"split": "test", "test_set": "transposed_conv", "label": labels})
     # 1-NN votes separate the set perfectly: the ROC goes straight up the left edge, then along the top.

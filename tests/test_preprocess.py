@@ -101,7 +101,7 @@ def test_blur_jpeg_protocol_is_seeded_and_follows_its_ranges():
 
 def test_test_images_are_not_resized_or_recompressed(tmp_path):
     write_image(tmp_path / "in/set/0_real/big.jpg", size=(400, 300), format="JPEG", quality=95)
-    params = small_demo_params(source="datasets", datasets=[{"layout": "generic", "root": "in/set"}])
+    params = small_demo_params(datasets=[{"layout": "generic", "root": "in/set"}]) | {"images": ["datasets"]}
     assert run_stage("ingest", tmp_path, params).returncode == 0
     assert run_stage("preprocess", tmp_path).returncode == 0
     row = layouts.read_manifest(tmp_path / "data/preprocessed.csv").iloc[0]
@@ -116,7 +116,7 @@ def test_real_world_images_go_through(tmp_path, shared_fixtures):
     (tmp_path / "ml72").mkdir()
     (tmp_path / "ml72/0_real").symlink_to(ml72 / "real")
     (tmp_path / "ml72/1_fake").symlink_to(ml72 / "ai")
-    params = small_demo_params(source="datasets", datasets=[{"layout": "generic", "root": "ml72"}])
+    params = small_demo_params(datasets=[{"layout": "generic", "root": "ml72"}]) | {"images": ["datasets"]}
     assert run_stage("ingest", tmp_path, params).returncode == 0
     result = run_stage("preprocess", tmp_path)
     assert result.returncode == 0, result.stderr
