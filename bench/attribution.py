@@ -28,8 +28,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from fakedetect import layouts
-from fakedetect.attribution import data, network, training
+from fakedetect.data import manifests
+from fakedetect.attribution import cache, data, network, training
 from fakedetect.attribution.levels import LEVELS
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.params import AttributionParams, load_params
@@ -50,7 +50,7 @@ def training_rate(p, level, bank, reuse: bool) -> tuple[float, float]:
     p = p.model_copy(update={"reuse_frozen": reuse, "max_epochs": 1})
     model, frozen = training.new_model(p, len(level.classes), None)
     start = time.perf_counter()
-    inputs = training.make_inputs(model, bank, p, {})
+    inputs = cache.make_inputs(model, bank, p, {})
     cache_s = time.perf_counter() - start
     return training.train_level(model, level, inputs, p, frozen).images_per_s, cache_s
 
@@ -97,8 +97,8 @@ def memory_child(n: int, setting: dict) -> None:
         level = _synthetic_level(Path(scratch), n)
         model, frozen = training.new_model(p, 2, None)
         before = _peak_rss_mib()
-        bank = training.ImageBank([*level.train.image, *level.val.image])
-        inputs = training.make_inputs(model, bank, p, {})
+        bank = cache.ImageBank([*level.train.image, *level.val.image])
+        inputs = cache.make_inputs(model, bank, p, {})
         trained = training.train_level(model, level, inputs, p, frozen)
         training.predict(trained.model, inputs, bank.index(level.val.image), p.batch_size)
         training.predict_images(trained.model, list(level.test.image), bank.shape, p.batch_size)
@@ -110,7 +110,7 @@ def scratch_bytes_per_image(arch: str, freeze: list[str], side: int = 224) -> in
     model = network.build_resnet(arch, 1)
     with torch.no_grad():
         x = network.forward_stages(model, torch.zeros(1, 3, side, side), 0, network.frozen_prefix(freeze))
-    return 3 * side * side + x.numel() * np.dtype(training.CACHE_DTYPE).itemsize
+    return 3 * side * side + x.numel() * np.dtype(cache.CACHE_DTYPE).itemsize
 
 
 def memory(counts, univfd: bool = False) -> None:
@@ -148,8 +148,8 @@ def main() -> None:
     p = load_params().attribution
     if not network.frozen_prefix(p.freeze):
         sys.exit("bench/attribution.py: params.yaml attribution.freeze has no frozen leading stage to reuse")
-    level1 = data.prepare(layouts.read_manifest(PREPROCESSED_MANIFEST), p)["level1"]
-    bank = training.ImageBank([*level1.train.image, *level1.val.image])
+    level1 = data.prepare(manifests.read_manifest(PREPROCESSED_MANIFEST), p)["level1"]
+    bank = cache.ImageBank([*level1.train.image, *level1.val.image])
     with_reuse, cache_s = training_rate(p, level1, bank, reuse=True)
     without, _ = training_rate(p, level1, bank, reuse=False)
     print(f"setting: {p.arch} weights={p.weights} frozen={'+'.join(p.freeze)} crop={p.crop_size} "

@@ -20,9 +20,10 @@ from sklearn.metrics import average_precision_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fakedetect import backbones, extract, layouts
+from fakedetect.features import backbones, extract
+from fakedetect.data import manifests
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
-from fakedetect.featurestore import FeatureStore, store_root
+from fakedetect.features.feature_store import FeatureStore, store_root
 from fakedetect.params import ExtractParams, load_params
 
 FAKE_SETS = ("upsample_nearest", "transposed_conv", "noise_denoise")
@@ -59,7 +60,7 @@ def scores(matrix: np.ndarray, rows, train_split: str) -> dict[str, float]:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
-    rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
+    rows = manifests.read_manifest(PREPROCESSED_MANIFEST)
     rows = rows[rows.status == "ok"].reset_index(drop=True)
     root = store_root(load_params().extract.store)
     for name, overrides in CANDIDATES.items():

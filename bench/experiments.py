@@ -20,9 +20,9 @@ from pathlib import Path
 
 import yaml
 
-from fakedetect import layouts
+from fakedetect.data import manifests
 from fakedetect.artifacts import PREPROCESSED, PREPROCESSED_MANIFEST
-from fakedetect.featurestore import STORE_ENV
+from fakedetect.features.feature_store import STORE_ENV
 
 PROJECT = Path(__file__).resolve().parents[1]
 N_IMAGES = 256
@@ -65,7 +65,7 @@ def grid(rows, store: str | None, env: dict) -> tuple[int, float]:
 def main() -> None:
     load_at_start = os.getloadavg()[0]
     try:
-        rows = layouts.read_manifest(PROJECT / PREPROCESSED_MANIFEST)
+        rows = manifests.read_manifest(PROJECT / PREPROCESSED_MANIFEST)
     except FileNotFoundError:
         sys.exit(f"{PREPROCESSED_MANIFEST} not found: run `dvc repro preprocess` first")
     rows = rows[rows.status == "ok"].drop_duplicates("image_sha256").head(N_IMAGES)

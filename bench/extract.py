@@ -31,9 +31,10 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from fakedetect import backbones, engines, extract, images, layouts
+from fakedetect.features import backbones, engines, extract
+from fakedetect.data import images, manifests
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
-from fakedetect.featurestore import FeatureStore
+from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import ExtractParams, RayParams
 
 N_IMAGES = 1024
@@ -85,7 +86,7 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
     torch.set_num_threads(THREADS)
     try:
-        rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
+        rows = manifests.read_manifest(PREPROCESSED_MANIFEST)
     except FileNotFoundError:
         sys.exit(f"{PREPROCESSED_MANIFEST} not found: run `dvc repro preprocess` first")
     rows = rows[rows.status == "ok"].drop_duplicates("image_sha256").head(N_IMAGES).reset_index(drop=True)

@@ -13,7 +13,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import run_stage, small_demo_params  # noqa: E402
 
-from fakedetect import demo  # noqa: E402
+from fakedetect.data import demo  # noqa: E402
 
 N_IMAGES = 2000
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fakedetect import neighbours  # noqa: E402
+from fakedetect.detectors import neighbours  # noqa: E402
 from fakedetect.params import load_params  # noqa: E402
 
 DIM = 768

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fakedetect import engines, extract, layouts, params
+from fakedetect import params
+from fakedetect.features import engines, extract
+from fakedetect.data import manifests
 from fakedetect.attribution import network
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
-from fakedetect.featurestore import FeatureStore
-from fakedetect.predict import Detector
+from fakedetect.features.feature_store import FeatureStore
+from fakedetect.detectors.predict import Detector
 
 PROJECT = Path(__file__).resolve().parents[1]
 N_IMAGES = 256
@@ -65,7 +67,7 @@ def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
 
 def main() -> None:
     torch.set_num_threads(2)
-    rows = layouts.read_manifest(PROJECT / PREPROCESSED_MANIFEST)
+    rows = manifests.read_manifest(PROJECT / PREPROCESSED_MANIFEST)
     rows = rows[(rows.split == "test") & (rows.status == "ok")].drop_duplicates("image_sha256").head(N_IMAGES)
     if len(rows) < N_IMAGES:
         sys.exit("run `make repro` first: the demo's test images are needed")

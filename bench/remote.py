@@ -11,7 +11,8 @@ from pathlib import Path
 
 import boto3
 
-from fakedetect import artifacts, features
+from fakedetect import artifacts
+from fakedetect.features import feature_files
 
 PROJECT = Path(__file__).resolve().parents[1]
 FEATURES = PROJECT / artifacts.FEATURES
@@ -70,7 +71,7 @@ def measure(name: str, folder: Path, url: str, endpoint: str | None) -> None:
 
 
 def main() -> None:
-    if not (FEATURES / features.MATRIX).is_file():
+    if not (FEATURES / feature_files.MATRIX).is_file():
         sys.exit(f"{FEATURES} is missing: run `make repro` first")
     server, endpoint = moto_server()
     try:

@@ -15,9 +15,11 @@ import time
 
 import torch
 
-from fakedetect import backbones, extract, layouts, robustness
+from fakedetect.features import backbones, extract
+from fakedetect.data import manifests
+from fakedetect.evaluation import robustness
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
-from fakedetect.featurestore import FeatureStore
+from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import Params, Perturbation
 
 N_IMAGES = 256
@@ -39,7 +41,7 @@ def images_per_s(encode) -> float:
 def main() -> None:
     load_at_start = os.getloadavg()[0]
     try:
-        rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
+        rows = manifests.read_manifest(PREPROCESSED_MANIFEST)
     except FileNotFoundError:
         sys.exit(f"{PREPROCESSED_MANIFEST} not found: run `dvc repro preprocess` first")
     rows = rows[(rows.status == "ok") & (rows.split == "test")].drop_duplicates("sha256").head(N_IMAGES)

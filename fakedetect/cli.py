@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from fakedetect.images import IMAGE_EXTENSIONS
+from fakedetect.data.images import IMAGE_EXTENSIONS
 
 COLUMNS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 
@@ -68,7 +68,7 @@ def _whole_number(minimum: int):
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from fakedetect.predict import Detector  # torch and torchvision load before Keras (README "Environment facts worth knowing")
+    from fakedetect.detectors.predict import Detector  # torch and torchvision load before Keras (README "Environment facts worth knowing")
     from fakedetect.stage import UserError
 
     try:
@@ -143,7 +143,7 @@ def store_command(args: argparse.Namespace) -> int:
     """List the feature store's backbone identities, or remove one's features."""
     from pathlib import Path
 
-    from fakedetect import featurestore
+    from fakedetect.features import feature_store
     from fakedetect.params import ParamsError, load_params
 
     configured = args.store
@@ -156,20 +156,20 @@ def store_command(args: argparse.Namespace) -> int:
             return 2
         if configured is not None:
             configured = str(Path(args.project) / configured)  # a relative extract.store is the project's
-    root = featurestore.store_root(configured).absolute()
+    root = feature_store.store_root(configured).absolute()
     if args.remove:
         try:
-            entry = featurestore.remove(root, args.remove)
+            entry = feature_store.remove(root, args.remove)
         except KeyError:
             print(f"error: the store {root} holds no backbone {args.remove!r} (see `fakedetect store`)", file=sys.stderr)
             return 2
-        except featurestore.InUse:
+        except feature_store.InUse:
             print(f"error: an extract process is encoding with backbone {args.remove} now: try again when it ends",
                   file=sys.stderr)
             return 2
         print(f"removed {entry.model_id} ({entry.identity.get('model')}): {entry.images} images, {_size(entry.bytes)}")
         return 0
-    entries = featurestore.entries(root)
+    entries = feature_store.entries(root)
     print(f"feature store: {root}")
     rows = [["id", "model", "weights", "variant", "images", "size"]]
     for e in entries:

@@ -1,4 +1,4 @@
-"""Stage extract_clip: data/preprocessed.csv -> data/features/ (features.npy row-aligned with
+"""Stage extract_clip: data/preprocessed.csv -> data/features/ (feature_files.npy row-aligned with
 rows.csv) and metrics/extract.json.
 
 Features come from the backbone in params, each image computed once per backbone (the
@@ -6,9 +6,11 @@ feature store in `extract.store` keeps them across runs), or, as the stage impor
 (`images: []`), from the precomputed feature files of `extract.imports`."""
 import logging
 
-from fakedetect import atomic, engines, extract, features, layouts, stage
+from fakedetect import atomic, stage
+from fakedetect.features import engines, extract, feature_files, imports
+from fakedetect.data import manifests
 from fakedetect.artifacts import EXTRACT_METRICS, FEATURES, INGEST_METRICS, PREPROCESSED_MANIFEST
-from fakedetect.featurestore import FeatureStore, store_root
+from fakedetect.features.feature_store import FeatureStore, store_root
 from fakedetect.params import load_params
 
 ROW_COLUMNS = ["id", "split", "test_set", "label", "generator", "family", "category", "image", "image_sha256"]
@@ -20,9 +22,9 @@ def main() -> None:
     summary = {"source": p.source, "model": p.model, "pretrained": p.pretrained}
     if p.source == "import":
         name, entries = p.imported
-        matrix, rows = features.import_features(entries, f"extract.imports.{name}")
+        matrix, rows = imports.import_features(entries, f"extract.imports.{name}")
     else:
-        rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
+        rows = manifests.read_manifest(PREPROCESSED_MANIFEST)
         rows = rows.loc[rows.status == "ok", ROW_COLUMNS].reset_index(drop=True)
         if rows.empty:
             raise stage.UserError(f"{PREPROCESSED_MANIFEST} has no usable rows: check {INGEST_METRICS}")
@@ -37,7 +39,7 @@ def main() -> None:
         log.info("%d images: %d computed, %d reused from %s in %.1f s on %s (%s images/s)", run.images, run.computed,
                  run.reused, store.folder, run.seconds, engine.device,
                  f"{run.computed / run.seconds:.1f}" if run.computed else "-")
-    features.save_features(FEATURES, matrix, rows)
+    feature_files.save_features(FEATURES, matrix, rows)
     summary |= {"rows": len(rows), "dimension": int(matrix.shape[1])}
     atomic.write_json(EXTRACT_METRICS, summary)
     log.info("%d rows x %d features -> %s", len(rows), matrix.shape[1], FEATURES)

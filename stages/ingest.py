@@ -8,9 +8,10 @@ reason, the folders read and not read) to reports/ingest.json.
 import logging
 import time
 
-from fakedetect import atomic, demo, layouts, stage
+from fakedetect import atomic, stage
+from fakedetect.data import demo, layouts, manifests
 from fakedetect.artifacts import INGEST_METRICS, INGEST_REPORT, MANIFEST
-from fakedetect.images import Limits
+from fakedetect.data.images import Limits
 from fakedetect.params import load_params
 
 SHOWN_FOLDERS = 20  # folders not read that the log names one by one; the report lists all
@@ -40,16 +41,16 @@ def main() -> None:
         sources, key = p.datasets, "ingest.datasets"
     found = layouts.scan(sources, key)
     log_folders(found)
-    candidates = layouts.sample_test_sets(found.candidates, p.max_per_class, p.seed)
+    candidates = manifests.sample_test_sets(found.candidates, p.max_per_class, p.seed)
     limits = Limits(max_pixels=p.max_pixels, max_bytes=int(p.max_file_mb * 2**20),
                     min_side=p.min_side, keep_only_rgb=p.keep_only_rgb)
     start = time.perf_counter()
-    manifest = layouts.build_manifest(candidates, limits, n_workers)
+    manifest = manifests.build_manifest(candidates, limits, n_workers)
     seconds = time.perf_counter() - start
     atomic.write_csv(MANIFEST, manifest)
-    report = {"source": source, **layouts.summarize(manifest, found)}
+    report = {"source": source, **manifests.summarize(manifest, found)}
     atomic.write_json(INGEST_REPORT, report)
-    atomic.write_json(INGEST_METRICS, {"source": source, **layouts.headline(report)})
+    atomic.write_json(INGEST_METRICS, {"source": source, **manifests.headline(report)})
     files, rows = report["files"], report["rows"]
     log.info("%d files read (%d ok, %d skipped) in %.1f s: %.0f files/s with %d workers", files["read"], files["ok"],
              files["skipped"], seconds, files["read"] / max(seconds, 1e-9), n_workers)

@@ -9,7 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fakedetect import atomic, features, linear_head, metrics, plots, stage
+from fakedetect import atomic, stage
+from fakedetect.detectors import scoring
+from fakedetect.features import feature_files
+from fakedetect.detectors import linear_head
+from fakedetect.evaluation import metrics, plots
 from fakedetect.artifacts import ACCURACY_CHART, FEATURES, LINEAR_CURVES, LINEAR_METRICS, LINEAR_REPORT, NN_REPORT
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
@@ -19,15 +23,14 @@ log = logging.getLogger("linear_eval")
 
 def main() -> None:
     p = load_params().linear
-    matrix, rows = features.load_features(FEATURES)
+    matrix, rows = feature_files.load_features(FEATURES)
     if not (rows.split == "test").any():
         raise UserError(f"{FEATURES}: no test rows to evaluate")
     scored = np.flatnonzero(rows.split.isin(metrics.SCORED_SPLITS))
 
     head = linear_head.load(p, matrix.shape[1])
-    probabilities = head.predict(matrix[scored])
-    report = metrics.report(rows.iloc[scored], probabilities, (probabilities > 0.5).astype(np.int64),
-                            head.published_as)
+    probabilities, decisions = scoring.head(head.predict, head.name).score(matrix[scored])
+    report = metrics.report(rows.iloc[scored], probabilities, decisions, head.published_as)
     report["head"] = p.external_head or p.head
     atomic.write_json(LINEAR_REPORT, report)
     atomic.write_json(LINEAR_METRICS, metrics.headline(report))

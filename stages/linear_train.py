@@ -8,18 +8,20 @@ import logging
 
 import numpy as np
 
-from fakedetect import classifiers, features, stage
+from fakedetect import stage
+from fakedetect.detectors import keras_heads
+from fakedetect.features import feature_files
 from fakedetect.artifacts import FEATURES, LINEAR_MODEL, LINEAR_TRAINING_LOG
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
-from fakedetect.training_log import TrainingLog
+from fakedetect.runtime.training_log import TrainingLog
 
 log = logging.getLogger("linear_train")
 
 
 def main() -> None:
     p = load_params().linear
-    matrix, rows = features.load_features(FEATURES)
+    matrix, rows = feature_files.load_features(FEATURES)
     labels, split = rows.label.to_numpy(), rows.split.to_numpy()
     train, val = split == "train", split == "val"
     if not ((labels[train] == 0).any() and (labels[train] == 1).any()):
@@ -28,9 +30,9 @@ def main() -> None:
         log.warning("no validation split: %s logs training figures only%s", LINEAR_TRAINING_LOG,
                     "; the linear probe's schedule watches the training accuracy" if p.head == "linear_probe" else "")
     training_log = TrainingLog(LINEAR_TRAINING_LOG)
-    model, history = classifiers.train(matrix[train], labels[train], matrix[val], labels[val], p,
+    model, history = keras_heads.train(matrix[train], labels[train], matrix[val], labels[val], p,
                                        (training_log.keras_callback(),))
-    classifiers.save(model, LINEAR_MODEL)
+    keras_heads.save(model, LINEAR_MODEL)
     split_name, column = ("eval", "val_") if val.any() else ("train", "")
     best = int(history[f"{column}accuracy"].idxmax())
     training_log.close({"epochs": len(history), "best/step": best,

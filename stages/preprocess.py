@@ -3,7 +3,9 @@ manifest data/preprocessed.csv; plots/preprocess.png shows a few images before a
 import logging
 import time
 
-from fakedetect import atomic, augment, images, layouts, plots, stage
+from fakedetect import atomic, stage
+from fakedetect.data import images, manifests, preprocess
+from fakedetect.evaluation import plots
 from fakedetect.artifacts import MANIFEST, PREPROCESSED, PREPROCESSED_MANIFEST, PREPROCESS_PLOT
 from fakedetect.params import load_params
 
@@ -23,10 +25,10 @@ def _examples(rows, per_split: int = 3):
 
 def main() -> None:
     p = load_params().preprocess
-    manifest = layouts.read_manifest(MANIFEST)
+    manifest = manifests.read_manifest(MANIFEST)
     n_workers = stage.worker_count(p.workers)
     start = time.perf_counter()
-    rows = augment.preprocess(manifest, p, PREPROCESSED, n_workers)
+    rows = preprocess.preprocess(manifest, p, PREPROCESSED, n_workers)
     seconds = time.perf_counter() - start
     atomic.write_csv(PREPROCESSED_MANIFEST, rows)
     plots.before_after(_examples(rows), PREPROCESS_PLOT,

@@ -8,16 +8,18 @@ import logging
 import time
 from pathlib import Path
 
-from fakedetect import cpu_numerics  # noqa: F401  first: pins the CPU instruction sets before numpy and torch load
+from fakedetect.runtime import cpu_numerics  # noqa: F401  first: pins the CPU instruction sets before numpy and torch load
 
 import torch
 
-from fakedetect import atomic, layouts, metrics, plots, stage
+from fakedetect import atomic, stage
+from fakedetect.data import manifests
+from fakedetect.evaluation import metrics, plots
 from fakedetect.attribution import hierarchy, network
 from fakedetect.artifacts import (ATTRIBUTION_METRICS, ATTRIBUTION_MODELS, ATTRIBUTION_PICTURE, ATTRIBUTION_PLOTS,
                                   ATTRIBUTION_REPORT, ATTRIBUTION_TRAINING_LOG, PREPROCESSED_MANIFEST)
 from fakedetect.params import load_params
-from fakedetect.training_log import TrainingLog
+from fakedetect.runtime.training_log import TrainingLog
 
 log = logging.getLogger("resnet_attribution")
 
@@ -31,7 +33,7 @@ def figures(row: dict) -> dict:
 def main() -> None:
     p = load_params().attribution
     trunk = network.load_trunk_weights(p.arch, p.weights)  # before any work: fails fast offline
-    rows = layouts.read_manifest(PREPROCESSED_MANIFEST)
+    rows = manifests.read_manifest(PREPROCESSED_MANIFEST)
     start = time.perf_counter()
     training_log = TrainingLog(ATTRIBUTION_TRAINING_LOG)
     result = hierarchy.run(rows, p, trunk,

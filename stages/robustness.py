@@ -8,10 +8,14 @@ keeps it, so adding a grid point encodes only that point's images.
 """
 import logging
 
-from fakedetect import atomic, engines, features, layouts, plots, robustness, stage
+from fakedetect import atomic, stage
+from fakedetect.detectors import scoring
+from fakedetect.features import engines, feature_files
+from fakedetect.data import manifests
+from fakedetect.evaluation import plots, robustness
 from fakedetect.artifacts import (FEATURES, MANIFEST, ROBUSTNESS_CURVES, ROBUSTNESS_METRICS, ROBUSTNESS_PICTURE,
                                   ROBUSTNESS_REPORT)
-from fakedetect.featurestore import FeatureStore, store_root
+from fakedetect.features.feature_store import FeatureStore, store_root
 from fakedetect.params import load_params
 
 log = logging.getLogger("robustness")
@@ -26,8 +30,8 @@ def _write_curves(tables: dict[str, dict]) -> None:
 def main() -> None:
     params = load_params()
     p = params.robustness
-    matrix, rows = features.load_features(FEATURES)
-    chosen = robustness.choose(rows, layouts.read_manifest(MANIFEST), p)  # before any work: checks test_sets
+    matrix, rows = feature_files.load_features(FEATURES)
+    chosen = robustness.choose(rows, manifests.read_manifest(MANIFEST), p)  # before any work: checks test_sets
     engine = engines.create(params.extract)
     try:
         store = FeatureStore(store_root(params.extract.store), engine.identity)
@@ -39,10 +43,10 @@ def main() -> None:
         log.warning("%d test images skipped (see %s): %s", len(perturbed.skipped), ROBUSTNESS_REPORT,
                     ", ".join(sorted({s["reason"] for s in perturbed.skipped})))
 
-    from fakedetect import linear_head  # Keras, if the head is Keras: after torch's loaders are done
+    from fakedetect.detectors import linear_head  # Keras, if the head is Keras: after torch's loaders are done
 
     head = linear_head.load(params.linear, matrix.shape[1])
-    scorers = [robustness.nearest_neighbour(matrix, rows, params.nn), robustness.linear(head.predict, head.name)]
+    scorers = [scoring.nearest_neighbour(matrix, rows, params.nn, FEATURES), scoring.head(head.predict, head.name)]
     methods = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
     report = robustness.report(methods, rows, chosen, perturbed, p.perturbations)
     atomic.write_json(ROBUSTNESS_REPORT, report)

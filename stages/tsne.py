@@ -2,8 +2,10 @@
 and plots/tsne.csv (the 2-D coordinates of a seeded, class-balanced sample)."""
 import logging
 
-from fakedetect import cpu_numerics  # noqa: F401  first: pins the CPU instruction sets before numpy and torch load
-from fakedetect import atomic, features, plots, stage, tsne
+from fakedetect.runtime import cpu_numerics  # noqa: F401  first: pins the CPU instruction sets before numpy and torch load
+from fakedetect import atomic, stage
+from fakedetect.features import feature_files
+from fakedetect.evaluation import plots, tsne
 from fakedetect.artifacts import FEATURES, TSNE_COORDS, TSNE_PLOT
 from fakedetect.params import load_params
 
@@ -13,7 +15,7 @@ log = logging.getLogger("tsne")
 def main() -> None:
     params = load_params()
     p = params.tsne
-    matrix, rows = features.load_features(FEATURES)
+    matrix, rows = feature_files.load_features(FEATURES)
     # an image in several test sets' shared real pool is one point
     keep = rows.split.isin(p.splits) & ~(rows.image_sha256.ne("") & rows.image_sha256.duplicated())
     rows, matrix = rows[keep].reset_index(drop=True), matrix[keep.to_numpy()]

@@ -12,7 +12,7 @@ SHARED_FIXTURES = Path(os.environ.get("FAKEDETECT_FIXTURES", PROJECT.parent / "s
 def feature_store_in_tmp(tmp_path_factory) -> Path:
     """Every stage a test runs (and every process it starts) keeps features in a store under the
     test's temporary folder, never in the user's cache folder."""
-    from fakedetect.featurestore import STORE_ENV
+    from fakedetect.features.feature_store import STORE_ENV
 
     store = tmp_path_factory.mktemp("feature_store")
     previous = os.environ.get(STORE_ENV)

@@ -14,8 +14,9 @@ import torch
 import yaml
 from PIL import Image
 
-from fakedetect import layouts, plots, vocabulary
-from fakedetect.attribution import data, network, reports, training
+from fakedetect.data import manifests, vocabulary
+from fakedetect.evaluation import plots
+from fakedetect.attribution import cache, data, network, reports, training
 from fakedetect.attribution.levels import LEVELS
 from fakedetect.params import AttributionParams
 from fakedetect.stage import UserError
@@ -93,7 +94,7 @@ def _run_stage(root: Path, attribution: dict, **env) -> subprocess.CompletedProc
 
 def _rows(root: Path) -> pd.DataFrame:
     """The tiny manifest with absolute image paths, for use from this process."""
-    rows = layouts.read_manifest(root / "data/preprocessed.csv")
+    rows = manifests.read_manifest(root / "data/preprocessed.csv")
     return rows.assign(image=[str(root / image) for image in rows.image])
 
 
@@ -119,13 +120,13 @@ def test_level2_training_batches_hold_only_fakes(tiny, monkeypatch):
     rows = _rows(tiny)
     p = tiny_params(max_epochs=1)
     level = data.prepare(rows, p)["level2"]
-    bank = training.ImageBank(list(rows.image))
+    bank = cache.ImageBank(list(rows.image))
     fake = torch.tensor([bool(label) for label in rows.set_index("image").loc[bank.paths, "label"]])
     seen = []
-    crops = training.Inputs.crops
-    monkeypatch.setattr(training.Inputs, "crops", lambda self, idx, *a: seen.append(idx) or crops(self, idx, *a))
+    crops = cache.Inputs.crops
+    monkeypatch.setattr(cache.Inputs, "crops", lambda self, idx, *a: seen.append(idx) or crops(self, idx, *a))
     model, frozen = training.new_model(p, 2, None)
-    training.train_level(model, level, training.make_inputs(model, bank, p, {}), p, frozen)
+    training.train_level(model, level, cache.make_inputs(model, bank, p, {}), p, frozen)
     assert seen and fake[torch.cat(seen)].all()
 
 
@@ -154,10 +155,10 @@ def test_frozen_stages_stay_bit_identical(tiny, reuse):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1"], reuse_frozen=reuse, crop_size=None, max_epochs=2)
     level = data.prepare(rows, p)["level1"]
-    bank = training.ImageBank(list(rows.image))
+    bank = cache.ImageBank(list(rows.image))
     model, frozen = training.new_model(p, 2, None)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    training.train_level(model, level, training.make_inputs(model, bank, p, {}), p, frozen)
+    training.train_level(model, level, cache.make_inputs(model, bank, p, {}), p, frozen)
     after = model.state_dict()
     frozen_keys = [k for k in before if k.split(".")[0] in ("conv1", "bn1", "layer1")]
     assert frozen_keys and all(torch.equal(before[k], after[k]) for k in frozen_keys)  # BN statistics too
@@ -168,9 +169,9 @@ def test_frozen_stages_stay_bit_identical(tiny, reuse):
 def test_precise_batchnorm_recomputes_the_trainable_statistics_on_whole_images(tiny):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1"])
-    bank = training.ImageBank(list(rows.image))
+    bank = cache.ImageBank(list(rows.image))
     model, frozen = training.new_model(p, 2, None)
-    inputs = training.make_inputs(model, bank, p, {})
+    inputs = cache.make_inputs(model, bank, p, {})
     idx = torch.arange(len(bank.paths))
     for m in model.modules():  # statistics that have nothing to do with the images
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -204,11 +205,11 @@ def test_precise_batchnorm_recomputes_the_trainable_statistics_on_whole_images(t
 def test_cached_trunk_predicts_as_the_whole_network(tiny):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1", "layer2"])
-    bank = training.ImageBank(list(rows.image))
+    bank = cache.ImageBank(list(rows.image))
     model, _ = training.new_model(p, 2, None)
     idx = torch.arange(len(bank.paths))
-    cached = training.predict(model, training.make_inputs(model, bank, p, {}), idx, 16)
-    whole = training.predict(model, training.Inputs(bank), idx, 16)
+    cached = training.predict(model, cache.make_inputs(model, bank, p, {}), idx, 16)
+    whole = training.predict(model, cache.Inputs(bank), idx, 16)
     torch.testing.assert_close(cached, whole, rtol=0.02, atol=0.02)  # the cache keeps float16 activations
 
 
@@ -372,18 +373,18 @@ def test_training_data_lives_in_scratch_files_and_test_images_stream(tiny, tmp_p
     monkeypatch.chdir(tmp_path)
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1"])
-    bank = training.ImageBank(list(rows.image))
+    bank = cache.ImageBank(list(rows.image))
     model, _ = training.new_model(p, 2, None)
-    inputs = training.make_inputs(model, bank, p, {})
+    inputs = cache.make_inputs(model, bank, p, {})
     for records in (bank.pixels, inputs.activations):
-        assert isinstance(records, training.RecordFile)  # not tensors held in memory
+        assert isinstance(records, cache.RecordFile)  # not tensors held in memory
         assert records.file.seek(0, 2) == records.record_bytes * len(bank.paths)
     assert inputs.activations.dtype == np.float16 and bank.pixels.dtype == np.uint8
     assert inputs.activations.record_bytes == 64 * (SIZE // 4) ** 2 * 2  # resnet18 layer1: 64 x H/4 x W/4, 2 bytes
-    assert list((tmp_path / training.SCRATCH).iterdir()) == []  # unlinked: nothing left behind
+    assert list((tmp_path / cache.SCRATCH).iterdir()) == []  # unlinked: nothing left behind
     idx = torch.arange(len(bank.paths))
     streamed = training.predict_images(model, bank.paths, bank.shape, 5)
-    torch.testing.assert_close(streamed, training.predict(model, training.Inputs(bank), idx, 16))
+    torch.testing.assert_close(streamed, training.predict(model, cache.Inputs(bank), idx, 16))
 
 
 def test_disabled_level3_still_draws_its_declared_plot(tiny, tmp_path):

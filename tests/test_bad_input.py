@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakedetect import images, layouts
-from fakedetect.images import BadImage, Limits
+from fakedetect.data import images, manifests
+from fakedetect.data.images import BadImage, Limits
 from helpers import run_stage, write_image
 
 ROOT_CAN_READ_ANYTHING = os.geteuid() == 0
@@ -87,7 +87,7 @@ def test_bad_input_corpus_through_ingest_and_preprocess(tmp_path):
                          "datasets": [{"layout": "generic", "root": "corpus"}]}}
     result = run_stage("ingest", tmp_path, params)
     assert result.returncode == 0, result.stderr
-    manifest = layouts.read_manifest(tmp_path / "data/manifest.csv")
+    manifest = manifests.read_manifest(tmp_path / "data/manifest.csv")
     got = {r.path.rsplit("/", 1)[-1]: (r.status, r.reason, r.mode) for r in manifest.itertuples()}
     assert got == expected
     rotated = manifest[manifest.path.str.endswith("rotated.jpg")].iloc[0]
@@ -101,7 +101,7 @@ def test_bad_input_corpus_through_ingest_and_preprocess(tmp_path):
 
     result = run_stage("preprocess", tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = layouts.read_manifest(tmp_path / "data/preprocessed.csv")
+    rows = manifests.read_manifest(tmp_path / "data/preprocessed.csv")
     assert set(rows.status) == {"ok"} and len(rows) == sum(s == "ok" for s, _, _ in expected.values())
     for row in rows.itertuples():
         out = np.asarray(Image.open(tmp_path / row.image))

@@ -5,7 +5,9 @@ import io
 import pytest
 import torch
 
-from fakedetect import backbones, checkpoints, univfd_head
+from fakedetect.features import backbones
+from fakedetect.runtime import checkpoints
+from fakedetect.detectors import univfd_head
 from fakedetect.attribution import network
 from fakedetect.params import ExtractParams
 from fakedetect.stage import UserError

@@ -8,7 +8,9 @@ import pytest
 import torch
 import yaml
 
-from fakedetect import features, metrics, univfd_head
+from fakedetect.features import feature_files
+from fakedetect.evaluation import metrics
+from fakedetect.detectors import univfd_head
 from fakedetect.params import LinearParams
 from fakedetect.stage import UserError
 from helpers import PROJECT, run_stage
@@ -17,12 +19,12 @@ DIM = 24
 
 
 @pytest.fixture
-def classifiers():
+def keras_heads():
     """The Keras module, imported when a test runs rather than at collection: other test modules
     import torchvision at collection, and TensorFlow loaded before torchvision segfaults (README "Environment facts worth knowing")."""
-    from fakedetect import classifiers
+    from fakedetect.detectors import keras_heads
 
-    return classifiers
+    return keras_heads
 
 
 def demo_like_features(folder, seed=0):
@@ -47,7 +49,7 @@ def demo_like_features(folder, seed=0):
     add("test", "real_blur", 0, 12, 0.0)
     frame = pd.DataFrame(rows)
     frame.insert(0, "id", np.arange(len(frame)))
-    features.save_features(folder, np.concatenate(parts).astype(np.float32), frame)
+    feature_files.save_features(folder, np.concatenate(parts).astype(np.float32), frame)
 
 
 def params(**linear):
@@ -71,7 +73,7 @@ def two_runs(tmp_path_factory):
 
 
 def test_two_runs_give_byte_identical_metrics_and_model(two_runs):
-    """The model too: Keras stamps the time of saving into it, which `classifiers.save` fixes
+    """The model too: Keras stamps the time of saving into it, which `keras_heads.save` fixes
     (the two runs are seconds apart)."""
     first, second = two_runs
     for name in ("metrics/nn_eval.json", "metrics/linear_eval.json", "reports/nn_eval.json", "reports/linear_eval.json",
@@ -81,7 +83,7 @@ def test_two_runs_give_byte_identical_metrics_and_model(two_runs):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
 
 
-def test_stage_outputs(two_runs, classifiers):
+def test_stage_outputs(two_runs, keras_heads):
     folder = two_runs[0]
     for name in ("nn_eval.json", "linear_eval.json"):
         report = json.loads((folder / "reports" / name).read_text())
@@ -113,7 +115,7 @@ def test_stage_outputs(two_runs, classifiers):
     assert sorted(str(f.relative_to(log)) for f in log.rglob("*") if f.is_file()) == [
         "metrics.json", *(f"plots/metrics/{name}" for name in sorted(curves))]
     assert (folder / "plots/accuracy_vs_published.png").read_bytes().startswith(b"\x89PNG")
-    assert classifiers.load(folder / "models/linear.keras").name == "fcnn"
+    assert keras_heads.load(folder / "models/linear.keras").name == "fcnn"
 
 
 def test_epochs_override_and_external_head_through_the_stages(two_runs, tmp_path):
@@ -125,7 +127,7 @@ def test_epochs_override_and_external_head_through_the_stages(two_runs, tmp_path
     assert json.loads((folder / "dvclive/linear_train/metrics.json").read_text())["epochs"] == 3
     assert len(pd.read_csv(folder / "dvclive/linear_train/plots/metrics/train/loss.tsv", sep="\t")) == 3
 
-    matrix, rows = features.load_features(folder / "data/features")
+    matrix, rows = feature_files.load_features(folder / "data/features")
     rng = np.random.default_rng(5)
     head = {"weight": torch.tensor(rng.standard_normal((1, DIM)) * 0.1, dtype=torch.float32),
             "bias": torch.tensor([0.3])}
@@ -163,20 +165,20 @@ def test_external_head_refuses_pickled_objects_and_other_layouts(tmp_path):
             univfd_head.load(tmp_path / name, DIM)
 
 
-def test_heads_have_the_published_architectures(classifiers):
+def test_heads_have_the_published_architectures(keras_heads):
     p = LinearParams()
-    fcnn = classifiers.build("fcnn", 768, p.fcnn)
+    fcnn = keras_heads.build("fcnn", 768, p.fcnn)
     assert [(layer.units, layer.activation.__name__) for layer in fcnn.layers[1:]] == [(768, "relu"), (1, "sigmoid")]
-    assert isinstance(fcnn.optimizer, classifiers.keras.optimizers.Adam) and fcnn.count_params() == 768 * 768 + 768 + 769
-    probe = classifiers.build("linear_probe", 768, p.linear_probe)
-    assert probe.count_params() == 769 and isinstance(probe.optimizer, classifiers.keras.optimizers.AdamW)
+    assert isinstance(fcnn.optimizer, keras_heads.keras.optimizers.Adam) and fcnn.count_params() == 768 * 768 + 768 + 769
+    probe = keras_heads.build("linear_probe", 768, p.linear_probe)
+    assert probe.count_params() == 769 and isinstance(probe.optimizer, keras_heads.keras.optimizers.AdamW)
     assert float(probe.optimizer.learning_rate) == pytest.approx(1e-4)
     assert (p.fcnn.epochs, p.fcnn.batch_size, p.linear_probe.batch_size) == (7, 30, 256)
 
 
-def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best_weights(classifiers):
-    model = classifiers.build("linear_probe", 4, LinearParams().linear_probe)
-    schedule = classifiers.UnivfdSchedule("val_accuracy", patience=2, min_delta=0.001, min_lr=1e-6)
+def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best_weights(keras_heads):
+    model = keras_heads.build("linear_probe", 4, LinearParams().linear_probe)
+    schedule = keras_heads.UnivfdSchedule("val_accuracy", patience=2, min_delta=0.001, min_lr=1e-6)
     schedule.set_model(model)
     schedule.on_train_begin()
     events = []
@@ -193,17 +195,17 @@ def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best
     assert float(model.layers[-1].bias[0]) == 4.0
 
 
-def test_training_is_deterministic_and_learns(tmp_path, classifiers):
+def test_training_is_deterministic_and_learns(tmp_path, keras_heads):
     demo_like_features(tmp_path)
-    matrix, rows = features.load_features(tmp_path)
+    matrix, rows = feature_files.load_features(tmp_path)
     train, val = (rows.split == "train").to_numpy(), (rows.split == "val").to_numpy()
     labels = rows.label.to_numpy()
     p = LinearParams(head="linear_probe", linear_probe={"learning_rate": 0.01, "patience": 3, "epochs": 30})
-    runs = [classifiers.train(matrix[train], labels[train], matrix[val], labels[val], p) for _ in range(2)]
+    runs = [keras_heads.train(matrix[train], labels[train], matrix[val], labels[val], p) for _ in range(2)]
     (model, history), (again, history_again) = runs
     pd.testing.assert_frame_equal(history, history_again)
-    np.testing.assert_array_equal(classifiers.predict(model, matrix), classifiers.predict(again, matrix))
+    np.testing.assert_array_equal(keras_heads.predict(model, matrix), keras_heads.predict(again, matrix))
     assert history.val_accuracy.max() > 0.8
-    classifiers.save(model, tmp_path / "head.keras")
-    np.testing.assert_array_equal(classifiers.predict(classifiers.load(tmp_path / "head.keras"), matrix),
-                                  classifiers.predict(model, matrix))
+    keras_heads.save(model, tmp_path / "head.keras")
+    np.testing.assert_array_equal(keras_heads.predict(keras_heads.load(tmp_path / "head.keras"), matrix),
+                                  keras_heads.predict(model, matrix))

@@ -14,7 +14,7 @@ SWITCHES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "OPENBLAS_C
 def test_the_cap_reaches_torch_and_keeps_what_the_environment_sets():
     """Imported before torch, the module sets every switch that the environment does not set;
     one that it sets (here torch's own kernels at their baseline) is kept, and torch obeys it."""
-    script = ("from fakedetect import cpu_numerics; import os, torch; "
+    script = ("from fakedetect.runtime import cpu_numerics; import os, torch; "
               "print(cpu_numerics.has_avx2(), *(os.environ.get(k) for k in cpu_numerics.AVX2_LEVEL), "
               "torch.backends.cpu.get_cpu_capability(), sep='\\n')")
     env = {k: v for k, v in stage_env().items() if k not in SWITCHES} | {"ATEN_CPU_CAPABILITY": "default"}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakedetect import demo, layouts
+from fakedetect.data import demo, manifests
 from fakedetect.params import DemoParams
 from helpers import run_stage, small_demo_params
 
@@ -22,7 +22,7 @@ def manifest(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo")
     result = run_stage("ingest", folder, small_demo_params())
     assert result.returncode == 0, result.stderr
-    return folder, layouts.read_manifest(folder / "data/manifest.csv")
+    return folder, manifests.read_manifest(folder / "data/manifest.csv")
 
 
 def test_demo_sets_layout_and_shared_format(manifest):

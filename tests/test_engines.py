@@ -16,8 +16,8 @@ import psutil
 import pytest
 import ray
 
-from fakedetect import backbones, engines, extract
-from fakedetect.featurestore import FeatureStore
+from fakedetect.features import backbones, engines, extract
+from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import ExtractParams, load_params
 from helpers import PROJECT, assert_stopped, run_stage, stage_env
 from test_extract import project, write_images

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fakedetect import featurestore
-from fakedetect.featurestore import FeatureStore
+from fakedetect.features import feature_store
+from fakedetect.features.feature_store import FeatureStore
 from helpers import DVC, GIT_IDENTITY, PROJECT
 
 README_COMMANDS = re.search(r"## Comparing detectors\n.*?```bash\n(.*?)```", (PROJECT / "README.md").read_text(),
@@ -61,10 +61,10 @@ def experiments(project, env) -> dict[str, dict]:
 def test_four_experiments_encode_each_image_once(queued_grid):
     project, store, env = queued_grid
     images = set(pd.read_csv(project / "data/preprocessed.csv").query("status == 'ok'").image_sha256)
-    (entry,) = featurestore.entries(store)  # one backbone: the batch size is not part of its identity
+    (entry,) = feature_store.entries(store)  # one backbone: the batch size is not part of its identity
     folder = store / entry.model_id
     reader = FeatureStore(store, entry.identity)
-    keys = [key.decode() for shard in sorted(folder.glob(featurestore.SHARDS)) for key in reader._read_shard(shard)[0]]
+    keys = [key.decode() for shard in sorted(folder.glob(feature_store.SHARDS)) for key in reader._read_shard(shard)[0]]
     # Every shard verifies, and across the four experiments (two at a time, at different batch
     # sizes, so two encodings of one image would sit in different shards) each image was encoded
     # once; so was each of the robustness stage's perturbed images, stored under its own keys.

@@ -16,8 +16,9 @@ from PIL import Image
 from skimage import data as skdata
 from torchvision import transforms
 
-from fakedetect import augment, backbones, extract, features, images
-from fakedetect.featurestore import FeatureStore
+from fakedetect.data import images, preprocess
+from fakedetect.features import backbones, extract, feature_files
+from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import ExtractParams
 from helpers import PROJECT, run_stage, stage_env
 
@@ -34,7 +35,7 @@ def write_images(folder: Path, n: int, seed: int, start: int = 0) -> pd.DataFram
     for i in range(start, start + n):
         low = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
         rgb = np.asarray(Image.fromarray(low).resize((224, 224), Image.BICUBIC))
-        data = augment.png_encode(rgb)
+        data = preprocess.png_encode(rgb)
         path = folder / f"{i:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -173,7 +174,7 @@ def test_killed_stage_resumes_without_recomputing(tmp_path):
             recomputed |= set(z["keys"].astype(str))
     assert recomputed == set(rows.image_sha256) - finished
 
-    resumed, resumed_rows = features.load_features(root / "data" / "features")
+    resumed, resumed_rows = feature_files.load_features(root / "data" / "features")
     assert list(resumed_rows.id) == list(rows.id)
     backbone = backbones.create(ExtractParams(**params))
     uninterrupted, _ = extract.extract(rows, backbone, FeatureStore(tmp_path / "other", backbone.identity), batch, 0)

@@ -3,8 +3,8 @@ corrupt or half-written shards are never trusted. Encoder calls are counted."""
 import pandas as pd
 import numpy as np
 
-from fakedetect import backbones, extract
-from fakedetect.featurestore import FeatureStore
+from fakedetect.features import backbones, extract
+from fakedetect.features.feature_store import FeatureStore
 from test_extract import counting, demo_params, write_images
 
 

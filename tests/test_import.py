@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from fakedetect import features
+from fakedetect.features import feature_files, imports
 from fakedetect.params import ExtractParams, ImportSource
 from fakedetect.stage import UserError
 from helpers import run_stage, stage_env
@@ -39,7 +39,7 @@ def test_notebook_fixture_imports_and_flows_through_tsne(tmp_path, shared_fixtur
     for stage in ("extract_clip", "tsne"):
         result = run_stage(stage, tmp_path, timeout=120, env=stage_env(HF_HUB_OFFLINE="1"))
         assert result.returncode == 0, result.stderr
-    matrix, rows = features.load_features(tmp_path / "data" / "features")
+    matrix, rows = feature_files.load_features(tmp_path / "data" / "features")
     assert matrix.shape == (6000, 768) and matrix.dtype == np.float32
     train = rows[rows.split == "train"]
     assert len(train) == 2000 and list(train.label.value_counts().sort_index()) == [1000, 1000]
@@ -68,7 +68,7 @@ def test_npy_and_npz_with_row_ranges(tmp_path):
     sources = [ImportSource(file=str(tmp_path / "a.npy"), rows=(2, 5), split="val", label=0),
                ImportSource(file=str(tmp_path / "b.npz"), key="train", split="train", label=1, generator="stylegan"),
                ImportSource(file=str(tmp_path / "a.npy"), rows=(9, 10), split="test", test_set="x", label=1)]
-    matrix, rows = features.import_features(sources, "extract.imports")
+    matrix, rows = imports.import_features(sources, "extract.imports")
     assert matrix.dtype == np.float32
     np.testing.assert_array_equal(matrix, np.concatenate([a[2:5], a[:6], a[9:]]).astype(np.float32))
     assert list(rows.id) == list(range(10))
@@ -81,14 +81,14 @@ def test_pickled_npy_is_refused(tmp_path):
     path = tmp_path / "evil.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(UserError, match=r"extract\.imports\.0\.file: .* cannot be read safely"):
-        features.import_features([ImportSource(file=str(path), split="train", label=0)], "extract.imports")
+        imports.import_features([ImportSource(file=str(path), split="train", label=0)], "extract.imports")
 
 
 def test_pickled_pt_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save(object(), path)  # an arbitrary pickled object, not a tensor
     with pytest.raises(UserError, match=r"extract\.imports\.0\.file: .* cannot be read safely"):
-        features.import_features([ImportSource(file=str(path), split="train", label=0)], "extract.imports")
+        imports.import_features([ImportSource(file=str(path), split="train", label=0)], "extract.imports")
 
 
 @pytest.mark.parametrize("second, match", [
@@ -108,7 +108,7 @@ def test_inconsistent_imports_name_the_key(tmp_path, second, match):
     sources = [ImportSource(file=str(tmp_path / "a.npy"), split="train", label=0),
                ImportSource(**second | {"file": str(tmp_path / second["file"])}, split="train", label=1)]
     with pytest.raises(UserError, match=match):
-        features.import_features(sources, "extract.imports")
+        imports.import_features(sources, "extract.imports")
 
 
 def test_import_params_are_validated():

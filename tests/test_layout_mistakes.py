@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from fakedetect import layouts, vocabulary
+from fakedetect.data import layouts, vocabulary
 from fakedetect.params import DatasetSource as Source
 from fakedetect.stage import UserError
 from helpers import assert_stopped, run_stage, write_image

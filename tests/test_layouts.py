@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from fakedetect import layouts
-from fakedetect.images import Limits
+from fakedetect.data import layouts, manifests
+from fakedetect.data.images import Limits
 from fakedetect.params import DatasetSource
 from fakedetect.stage import UserError
 from helpers import assert_stopped, run_stage, write_image
@@ -12,8 +12,8 @@ from helpers import assert_stopped, run_stage, write_image
 
 def rows_of(sources, max_per_class=None, seed=0):
     found = layouts.scan(sources)
-    candidates = layouts.sample_test_sets(found.candidates, max_per_class, seed)
-    manifest = layouts.build_manifest(candidates, Limits(), workers=1)
+    candidates = manifests.sample_test_sets(found.candidates, max_per_class, seed)
+    manifest = manifests.build_manifest(candidates, Limits(), workers=1)
     return [(r.split, r.test_set, r.label, r.generator, r.family, r.category, r.path.rsplit("/", 1)[-1])
             for r in manifest.itertuples()], manifest
 
@@ -142,8 +142,8 @@ def test_ingest_stage_writes_manifest_and_counts(tmp_path):
                          "datasets": [{"layout": "cnndetection_test", "root": "in/test"}]}}
     result = run_stage("ingest", tmp_path, params)
     assert result.returncode == 0, result.stderr
-    manifest = layouts.read_manifest(tmp_path / "data/manifest.csv")
-    assert list(manifest.columns) == layouts.COLUMNS
+    manifest = manifests.read_manifest(tmp_path / "data/manifest.csv")
+    assert list(manifest.columns) == manifests.COLUMNS
     assert list(manifest.path) == ["in/test/gaugan/0_real/a.png", "in/test/gaugan/1_fake/b.png"]
     report = json.loads((tmp_path / "reports/ingest.json").read_text())
     assert report["sets"] == {"test/gaugan": {"real": 1, "fake": 1}}

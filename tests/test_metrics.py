@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, average_precision_score, recall_score, roc_auc_score
 
-from fakedetect import metrics, published
+from fakedetect.detectors import thresholds
+from fakedetect.evaluation import metrics, published
 from fakedetect.stage import UserError
 
 # A hand-made test set: 5 real, 7 fake, scores with a tie across classes and errors on both sides.
@@ -37,7 +38,7 @@ def test_every_metric_matches_scikit_learn():
 def test_oracle_threshold_separates_a_separable_case():
     labels = np.array([0, 0, 0, 1, 1, 1])
     scores = np.array([0.05, 0.2, 0.31, 0.6, 0.61, 0.9])
-    threshold, accuracy = metrics.best_threshold(labels, scores)
+    threshold, accuracy = thresholds.best_threshold(labels, scores)
     assert accuracy == 1.0
     assert threshold == pytest.approx((0.31 + 0.6) / 2)
     assert metrics.set_metrics(labels, scores, scores > 0.95)["acc_oracle"] == 100.0
@@ -48,15 +49,15 @@ def test_best_threshold_is_the_best_cut_and_reproduces_its_accuracy(seed):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, 60)
     scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # rounded: many ties
-    threshold, accuracy = metrics.best_threshold(labels, scores)
+    threshold, accuracy = thresholds.best_threshold(labels, scores)
     assert accuracy == pytest.approx(brute_force_best_accuracy(labels, scores))
     assert accuracy_score(labels, scores > threshold) == pytest.approx(accuracy)
 
 
 def test_extreme_cuts_all_fake_and_all_real():
-    threshold, accuracy = metrics.best_threshold(np.array([1, 1, 0]), np.array([0.1, 0.2, 0.3]))
+    threshold, accuracy = thresholds.best_threshold(np.array([1, 1, 0]), np.array([0.1, 0.2, 0.3]))
     assert accuracy == pytest.approx(2 / 3) and threshold < 0.1  # everything called fake
-    threshold, accuracy = metrics.best_threshold(np.array([0, 0, 1]), np.array([0.5, 0.6, 0.4]))
+    threshold, accuracy = thresholds.best_threshold(np.array([0, 0, 1]), np.array([0.5, 0.6, 0.4]))
     assert accuracy == pytest.approx(2 / 3) and threshold >= 0.6  # everything called real
 
 
@@ -126,8 +127,8 @@ def direct_tpr_at_fpr(real_scores, fake_scores, fpr):
 
 def test_tpr_at_fpr_on_a_hand_made_case():
     val_reals = np.arange(100) / 100  # 0.00 .. 0.99: one real above 0.98, five above 0.94
-    assert metrics.threshold_at_fpr(val_reals, 0.01) == 0.98
-    assert metrics.threshold_at_fpr(val_reals, 0.05) == 0.94
+    assert thresholds.threshold_at_fpr(val_reals, 0.01) == 0.98
+    assert thresholds.threshold_at_fpr(val_reals, 0.05) == 0.94
     fakes = np.array([0.995, 0.97, 0.95, 0.94, 0.5])  # 0.94 is not above 0.94
     test_reals = np.array([0.1, 0.99, 0.2])
     rows = pd.DataFrame({"split": ["val"] * 100 + ["test"] * 8 + ["test"] * 2,
@@ -144,7 +145,7 @@ def test_tpr_at_fpr_on_a_hand_made_case():
     rng = np.random.default_rng(0)
     for n in (7, 50, 333):
         reals, fake = rng.normal(size=n), rng.normal(1, size=40)
-        t = metrics.threshold_at_fpr(reals, 0.05)
+        t = thresholds.threshold_at_fpr(reals, 0.05)
         assert 100 * np.mean(fake > t) == pytest.approx(direct_tpr_at_fpr(reals, fake, 0.05))
 
 

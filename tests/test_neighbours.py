@@ -4,7 +4,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from fakedetect import neighbours
+from fakedetect.detectors import neighbours
 
 
 def random_case(seed=0, bank_size=300, queries=70, dim=16):

@@ -25,7 +25,7 @@ from dvc_render.base import Renderer
 from dvc_render.html import PAGE_HTML
 from matplotlib.colors import to_hex
 
-from fakedetect.plots import CLASS_COLOURS, save_curves
+from fakedetect.evaluation.plots import CLASS_COLOURS, save_curves
 from helpers import PROJECT, write_image
 
 DVC = [sys.executable, "-m", "dvc"]

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from fakedetect import augment, features, images, layouts  # torchvision before TensorFlow
+from fakedetect.data import images, manifests, preprocess  # torchvision before TensorFlow
+from fakedetect.features import feature_files  # torchvision before TensorFlow
 from fakedetect.attribution import network
 from fakedetect.artifacts import LINEAR_MODEL, LINEAR_REPORT
 from fakedetect.cli import COLUMNS
@@ -29,15 +30,15 @@ def predict(project, *args, prefix: str | None = None, env: dict | None = None):
 @pytest.fixture(scope="module")
 def pipeline_scores(trained_project):
     """The pipeline's own P(fake) for every feature row: its trained head on its features."""
-    from fakedetect import classifiers
+    from fakedetect.detectors import keras_heads
 
-    matrix, rows = features.load_features(trained_project / "data/features")
-    rows["p_fake"] = classifiers.predict(classifiers.load(trained_project / "models/linear.keras"), matrix)
+    matrix, rows = feature_files.load_features(trained_project / "data/features")
+    rows["p_fake"] = keras_heads.predict(keras_heads.load(trained_project / "models/linear.keras"), matrix)
     return rows
 
 
 def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_scores):
-    rows = layouts.read_manifest(trained_project / "data/preprocessed.csv").merge(
+    rows = manifests.read_manifest(trained_project / "data/preprocessed.csv").merge(
         pipeline_scores[["id", "p_fake"]], on="id")
     test = rows[rows.split == "test"].groupby("test_set").head(2)  # raw test files: centre crop + backbone
     train = rows[rows.split == "train"].head(4)  # training images as the pipeline saw them: preprocessed
@@ -57,7 +58,7 @@ def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_sco
 def test_families_match_the_saved_level2_network_across_batches(trained_project):
     """The family, found in a second thread batch after batch by a BatchNorm-folded network,
     is what the level-2 network the stage saved says."""
-    rows = layouts.read_manifest(trained_project / "data/preprocessed.csv")
+    rows = manifests.read_manifest(trained_project / "data/preprocessed.csv")
     fakes = rows[(rows.split == "test") & (rows.label == 1)].groupby("test_set").head(4)
     result = predict(trained_project, "--json", "--batch-size", "3", *fakes.path)
     assert result.returncode == 0, result.stderr
@@ -67,7 +68,7 @@ def test_families_match_the_saved_level2_network_across_batches(trained_project)
     saved = network.build_resnet(card["arch"], card["levels"]["level2"]["outputs"])
     saved.load_state_dict(torch.load(models / "level2.pt", weights_only=True))
     judged = [g for g in got if g["fake"]]
-    pixels = torch.stack([torch.from_numpy(augment.center_crop(images.load(str(trained_project / g["path"])).rgb, 224))
+    pixels = torch.stack([torch.from_numpy(preprocess.center_crop(images.load(str(trained_project / g["path"])).rgb, 224))
                           for g in judged]).permute(0, 3, 1, 2)
     expected = network.class_probabilities(saved.eval(), pixels)
     assert judged and all(g["family"] is None for g in got if not g["fake"])

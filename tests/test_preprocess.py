@@ -8,7 +8,7 @@ import pytest
 import torchvision.transforms as T
 from PIL import Image
 
-from fakedetect import augment, images, layouts
+from fakedetect.data import images, manifests, preprocess
 from fakedetect.params import PreprocessParams
 from helpers import run_stage, small_demo_params, write_image
 
@@ -48,22 +48,22 @@ def test_two_runs_are_byte_identical(demo_run):
 
 
 def test_blur_hits_exactly_the_seeded_half(demo_run):
-    rows = layouts.read_manifest(demo_run[0] / "data/preprocessed.csv")
+    rows = manifests.read_manifest(demo_run[0] / "data/preprocessed.csv")
     train = rows[rows.split == "train"]
     blurred = train.augmentation.str.contains("blur")
-    chosen = augment.blurred_half(train.sha256, seed=0, fraction=0.5)
+    chosen = preprocess.blurred_half(train.sha256, seed=0, fraction=0.5)
     assert list(blurred) == [sha in chosen for sha in train.sha256]
     assert blurred.sum() == len(train) // 2
-    assert augment.blurred_half(train.sha256, seed=1, fraction=0.5) != chosen
+    assert preprocess.blurred_half(train.sha256, seed=1, fraction=0.5) != chosen
     assert not rows[rows.split != "train"].augmentation.str.contains("blur").any()
 
 
 def test_outputs_are_the_protocol_pixels(demo_run):
     folder = demo_run[0]
-    rows = layouts.read_manifest(folder / "data/preprocessed.csv")
+    rows = manifests.read_manifest(folder / "data/preprocessed.csv")
     for row in rows[rows.split == "train"].head(6).itertuples():
         source = images.load(str(folder / row.path)).rgb
-        jpeg = augment.jpeg_encode(cv2.resize(source, (224, 224), interpolation=cv2.INTER_LINEAR), 80)
+        jpeg = preprocess.jpeg_encode(cv2.resize(source, (224, 224), interpolation=cv2.INTER_LINEAR), 80)
         stored = (folder / row.image).read_bytes()
         if row.image.endswith(".jpg"):
             assert stored == jpeg
@@ -78,15 +78,15 @@ def test_outputs_are_the_protocol_pixels(demo_run):
 def test_center_crop_equals_torchvision(size):
     rgb = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     expected = np.asarray(T.CenterCrop(224)(Image.fromarray(rgb)))
-    np.testing.assert_array_equal(augment.center_crop(rgb, 224), expected)
+    np.testing.assert_array_equal(preprocess.center_crop(rgb, 224), expected)
 
 
 def test_blur_jpeg_protocol_is_seeded_and_follows_its_ranges():
     params = PreprocessParams(train_protocol="blur_jpeg")
     rgb = np.random.default_rng(1).integers(0, 256, (256, 320, 3), dtype=np.uint8)
     shas = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(300)]
-    outputs = [augment.blur_jpeg(rgb, params, sha) for sha in shas]
-    assert outputs[0] == augment.blur_jpeg(rgb, params, shas[0])
+    outputs = [preprocess.blur_jpeg(rgb, params, sha) for sha in shas]
+    assert outputs[0] == preprocess.blur_jpeg(rgb, params, shas[0])
     steps = [aug for _, _, aug in outputs]
     blurred = [s for s in steps if "blur" in s]
     jpegs = [s for s in steps if "jpeg_" in s]
@@ -104,7 +104,7 @@ def test_test_images_are_not_resized_or_recompressed(tmp_path):
     params = small_demo_params(datasets=[{"layout": "generic", "root": "in/set"}]) | {"images": ["datasets"]}
     assert run_stage("ingest", tmp_path, params).returncode == 0
     assert run_stage("preprocess", tmp_path).returncode == 0
-    row = layouts.read_manifest(tmp_path / "data/preprocessed.csv").iloc[0]
+    row = manifests.read_manifest(tmp_path / "data/preprocessed.csv").iloc[0]
     source = images.load(str(tmp_path / row.path)).rgb
     assert row.image.endswith(".png")
     np.testing.assert_array_equal(images.load(str(tmp_path / row.image)).rgb, source[38:262, 88:312])
@@ -120,6 +120,6 @@ def test_real_world_images_go_through(tmp_path, shared_fixtures):
     assert run_stage("ingest", tmp_path, params).returncode == 0
     result = run_stage("preprocess", tmp_path)
     assert result.returncode == 0, result.stderr
-    rows = layouts.read_manifest(tmp_path / "data/preprocessed.csv")
+    rows = manifests.read_manifest(tmp_path / "data/preprocessed.csv")
     assert len(rows) == 100 and set(rows.status) == {"ok"}
     assert (rows.label == 1).sum() == 50 and rows.width.max() >= 4000

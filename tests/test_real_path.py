@@ -14,7 +14,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from fakedetect import layouts, metrics, published
+from fakedetect.data import manifests
+from fakedetect.evaluation import metrics, published
 from fakedetect.profiles import apply_profile
 from helpers import PROJECT, assert_stopped, run_stage, stage_env
 
@@ -102,7 +103,7 @@ def read(project, name):
 
 def test_ingest_finds_every_test_set_with_its_family(real_path):
     project, logs = real_path
-    manifest = layouts.read_manifest(project / "data/manifest.csv")
+    manifest = manifests.read_manifest(project / "data/manifest.csv")
     assert set(manifest.status) == {"ok"}
     test = manifest[manifest.split == "test"]
     assert set(test.test_set) == set(TEST_SETS)
@@ -122,7 +123,7 @@ def test_ingest_finds_every_test_set_with_its_family(real_path):
 
 def test_test_images_of_every_size_become_224_px_crops(real_path):
     project, _ = real_path
-    rows = layouts.read_manifest(project / "data/preprocessed.csv")
+    rows = manifests.read_manifest(project / "data/preprocessed.csv")
     small = rows[(rows.width < 224) | (rows.height < 224)]
     assert len(small) == 3 * 2  # two small LAION reals, in three sets
     for row in rows[rows.split == "test"].drop_duplicates("sha256").itertuples():

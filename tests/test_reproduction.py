@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fakedetect import metrics, neighbours, published
+from fakedetect.evaluation import metrics, published
+from fakedetect.detectors import neighbours
 from fakedetect.params import LinearParams
 
 FAKES_FIRST = np.repeat([1, 0], 500)
@@ -43,16 +44,16 @@ def test_one_nearest_neighbour_gives_the_published_75_3(seed_features):
 
 
 def test_fcnn_gives_the_published_accuracies_within_2_5_points(seed_features):
-    from fakedetect import classifiers  # not at collection: TensorFlow before torchvision segfaults (README "Environment facts worth knowing")
+    from fakedetect.detectors import keras_heads  # not at collection: TensorFlow before torchvision segfaults (README "Environment facts worth knowing")
 
     bank, bank_labels, tests = seed_features
     accuracies = {name: [] for name in ("notebook_cyclegan", "notebook_dalle", "notebook_glide_100_dm")}
     for seed in range(3):
-        model, _ = classifiers.train(bank, bank_labels, np.empty((0, 768), np.float32), np.empty(0, int),
+        model, _ = keras_heads.train(bank, bank_labels, np.empty((0, 768), np.float32), np.empty(0, int),
                                      LinearParams(seed=seed))
         for name, values in accuracies.items():
             features, labels = tests[name]
-            values.append(100 * ((classifiers.predict(model, features) > 0.5) == labels).mean())
+            values.append(100 * ((keras_heads.predict(model, features) > 0.5) == labels).mean())
     for name, values in accuracies.items():
         theirs, _ = published.detection("notebook_fcnn", name)
         print(f"{name}: seeds {[round(float(v), 1) for v in values]}, mean {np.mean(values):.2f}, published {theirs}")

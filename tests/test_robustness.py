@@ -12,8 +12,10 @@ from scipy.ndimage import gaussian_filter
 from skimage import data as skdata
 from torchvision import transforms
 
-from fakedetect import backbones, engines, features, images, metrics, perturb, robustness
-from fakedetect.featurestore import FeatureStore
+from fakedetect.features import backbones, engines, feature_files
+from fakedetect.data import images
+from fakedetect.evaluation import metrics, perturbations, robustness
+from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import ExtractParams, ParamsError, Perturbation, load_params
 from helpers import assert_stopped, run_stage, small_demo_params
 
@@ -60,19 +62,19 @@ def test_perturbed_pixels_equal_the_univfd_reference_bit_for_bit(tmp_path):
         pixels, reason, _ = engines.read(item, 224, images.Limits())
         expected = reference(item.path, **item.perturbation.model_dump())
         assert reason == "" and pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
-        np.testing.assert_array_equal(pixels, expected, err_msg=f"{item.path} {perturb.name(item.perturbation)}")
-    assert len({perturb.key(item.sha256, item.perturbation) for item in items}) == len(items)  # one key per pair
+        np.testing.assert_array_equal(pixels, expected, err_msg=f"{item.path} {perturbations.name(item.perturbation)}")
+    assert len({perturbations.key(item.sha256, item.perturbation) for item in items}) == len(items)  # one key per pair
 
 
 def test_grid_point_names_and_fixed_order():
-    assert [perturb.name(p) for p in GRID] == ["jpeg50", "blur2", "resize0_5", "blur2+jpeg50",
+    assert [perturbations.name(p) for p in GRID] == ["jpeg50", "blur2", "resize0_5", "blur2+jpeg50",
                                                "blur1_5+resize0_7+jpeg30", "resize1_3"]
-    assert perturb.name(None) == "clean"
+    assert perturbations.name(None) == "clean"
     rgb = skdata.astronaut()[:240, :240]
     # The order is fixed whatever the order of the keys: blur before JPEG.
-    both = perturb.apply(rgb, Perturbation.model_validate({"jpeg": 50, "blur": 2}))
-    np.testing.assert_array_equal(both, perturb.apply(perturb.apply(rgb, Perturbation(blur=2)), Perturbation(jpeg=50)))
-    assert not np.array_equal(both, perturb.apply(perturb.apply(rgb, Perturbation(jpeg=50)), Perturbation(blur=2)))
+    both = perturbations.apply(rgb, Perturbation.model_validate({"jpeg": 50, "blur": 2}))
+    np.testing.assert_array_equal(both, perturbations.apply(perturbations.apply(rgb, Perturbation(blur=2)), Perturbation(jpeg=50)))
+    assert not np.array_equal(both, perturbations.apply(perturbations.apply(rgb, Perturbation(jpeg=50)), Perturbation(blur=2)))
 
 
 def counting(backbone) -> list[int]:
@@ -168,7 +170,7 @@ def test_the_stage_stops_before_any_work(tmp_path, robustness_params, key, expec
     rows = pd.DataFrame({"id": [0, 1, 2], "split": ["train", "test", "test"], "test_set": ["", "a", "a"],
                          "label": [0, 0, 1], "generator": "g", "family": "gan", "category": "c", "image": "x",
                          "image_sha256": "0"})
-    features.save_features(tmp_path / "data" / "features", np.zeros((3, 4), np.float32), rows)
+    feature_files.save_features(tmp_path / "data" / "features", np.zeros((3, 4), np.float32), rows)
     rows.assign(path="missing.png", sha256="0").to_csv(tmp_path / "data" / "manifest.csv", index=False)
     params = small_demo_params()
     params["robustness"].update(robustness_params)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fakedetect import backbones, extract, featurestore
-from fakedetect.featurestore import STORE_ENV, FeatureStore, store_root, user_cache_dir
+from fakedetect.features import backbones, extract, feature_store
+from fakedetect.features.feature_store import STORE_ENV, FeatureStore, store_root, user_cache_dir
 from helpers import PROJECT
 from test_extract import demo_params, write_images
 
@@ -19,8 +19,8 @@ WORKER = """
 import json, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd
-from fakedetect import backbones, extract
-from fakedetect.featurestore import FeatureStore
+from fakedetect.features import backbones, extract
+from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import ExtractParams
 
 rows_csv, stores, out, me, other, rounds = sys.argv[1:]
@@ -86,7 +86,7 @@ def test_concurrent_extract_processes_share_a_store_safely(tmp_path):
             np.testing.assert_array_equal(np.load(out / f"{me}.{r}.npy"), single[me])
         (folder,) = (tmp_path / "stores" / str(r)).iterdir()
         store = FeatureStore(folder.parent, backbone.identity)
-        shards = sorted(folder.glob(featurestore.SHARDS))
+        shards = sorted(folder.glob(feature_store.SHARDS))
         keys = [key for shard in shards for key in store._read_shard(shard)[0]]  # None if it did not verify
         assert len(keys) == len(set(keys)) == 18
         assert [f.name for f in folder.iterdir() if f.name.startswith(".") and f.name != ".lock"] == []
@@ -134,7 +134,7 @@ def test_store_command_lists_and_removes_a_backbone(tmp_path):
     assert lines[0] == f"feature store: {root}" and lines[1].split() == ["id", "model", "weights", "variant", "images",
                                                                           "size"]
     by_id = {line.split()[0]: line for line in lines[2:4]}
-    entries = {e.model_id: e for e in featurestore.entries(root)}
+    entries = {e.model_id: e for e in feature_store.entries(root)}
     assert set(by_id) == set(entries) and lines[4].startswith("2 backbone(s)")
     for model_id, entry in entries.items():
         assert "efficientnet_lite0" in by_id[model_id] and "sha256" in by_id[model_id]
@@ -144,7 +144,7 @@ def test_store_command_lists_and_removes_a_backbone(tmp_path):
 
     removed = fakedetect("store", "--remove", small.model_id, "--store", str(root), cwd=tmp_path)
     assert removed.returncode == 0 and f"removed {small.model_id}" in removed.stdout
-    assert [e.images for e in featurestore.entries(root)] == [5]
+    assert [e.images for e in feature_store.entries(root)] == [5]
     unknown = fakedetect("store", "--remove", "0123", "--store", str(root), cwd=tmp_path)
     assert unknown.returncode == 2 and "holds no backbone '0123'" in unknown.stderr and "Traceback" not in unknown.stderr
 

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from fakedetect.tensorflow_logs import shown
+from fakedetect.runtime.tensorflow_logs import shown
 from helpers import PROJECT
 
 START_UP = (
@@ -29,7 +29,7 @@ def filtered_block(level: str | None) -> str:
     """The stderr of a process that writes the start-up log and an error record to file descriptor 2
     (as TensorFlow's C++ code does) and a line through sys.stderr inside the block, with
     TF_CPP_MIN_LOG_LEVEL set to `level` (None: unset)."""
-    code = ("import os, sys\nfrom fakedetect import tensorflow_logs\n"
+    code = ("import os, sys\nfrom fakedetect.runtime import tensorflow_logs\n"
             "print('before', file=sys.stderr)\n"
             "with tensorflow_logs.filtered():\n"
             f"    os.write(2, {(START_UP + ERROR).encode()!r})\n"

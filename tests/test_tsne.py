@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fakedetect import features, tsne
+from fakedetect.features import feature_files
+from fakedetect.evaluation import tsne
 from helpers import run_stage, stage_env
 
 
@@ -45,7 +46,7 @@ def test_tsne_stage_writes_plot_and_coordinates(tmp_path):
     rows.loc[:49, "image_sha256"] = "f" * 64  # 50 rows of one image shared by several test sets: one point
     rows.insert(0, "id", range(len(rows)))
     matrix = (rng.normal(size=(len(rows), 16)) + 3 * rows.label.to_numpy()[:, None]).astype(np.float32)
-    features.save_features(tmp_path / "data" / "features", matrix, rows)
+    feature_files.save_features(tmp_path / "data" / "features", matrix, rows)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"tsne": {"max_points": 120, "perplexity": 15, "seed": 1}}))
     outputs = []
     for _ in range(2):

@@ -10,14 +10,14 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from fakedetect import published
+from fakedetect.evaluation import published
 from fakedetect.attribution.card import LevelCard, ModelCard
 from fakedetect.attribution.data import hierarchy_rows, prepare
 from fakedetect.attribution.levels import HIERARCHY_LEVELS, LEVELS, hierarchy_decision
 from fakedetect.attribution.network import predicted_class
 from fakedetect.attribution.reports import confusion_rows, disabled_confusion, multiclass_report
-from fakedetect.attribution.training import (ImageBank, RecordFile, make_inputs, new_model, predict, predict_images,
-                                             train_level)
+from fakedetect.attribution.cache import ImageBank, RecordFile, make_inputs
+from fakedetect.attribution.training import new_model, predict, predict_images, train_level
 from fakedetect.params import AttributionParams
 
 log = logging.getLogger("attribution")

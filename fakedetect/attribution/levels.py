@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fakedetect import published
+from fakedetect.evaluation import published
 from fakedetect.attribution.network import predicted_class
 from fakedetect.attribution.reports import detection_report, multiclass_report
-from fakedetect.metrics import calibrate, set_metrics
+from fakedetect.evaluation.metrics import set_metrics
+from fakedetect.detectors.thresholds import calibrate
 from fakedetect.params import LevelParams
 
 HIERARCHY_LEVELS = ("level1", "level2")  # the hierarchy: level 1, then level 2 for what level 1 calls fake

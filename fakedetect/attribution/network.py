@@ -16,8 +16,8 @@ import torchvision
 from torch import nn
 from torch.fx.experimental.optimization import fuse
 
-from fakedetect import checkpoints
-from fakedetect.downloads import why_no_download
+from fakedetect.runtime import checkpoints
+from fakedetect.runtime.downloads import why_no_download
 from fakedetect.params import RESNET_STAGES
 from fakedetect.stage import UserError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fakedetect.metrics import set_metrics
+from fakedetect.evaluation.metrics import set_metrics
 
 
 def _acc(truth: np.ndarray, pred: np.ndarray) -> float | None:

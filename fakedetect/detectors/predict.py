@@ -21,10 +21,11 @@ import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from fakedetect import engines
+from fakedetect.detectors import scoring
+from fakedetect.features import engines
 from fakedetect.attribution import card, network
 from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT, NN_REPORT
-from fakedetect.images import Limits
+from fakedetect.data.images import Limits
 from fakedetect.params import ExtractParams, Params
 from fakedetect.stage import UserError
 
@@ -126,26 +127,26 @@ class Detector:
 
     def _linear_scorer(self):
         """P(fake) from the head linear_eval scored with (the trained Keras head, or the external UnivFD head)."""
-        from fakedetect import linear_head  # Keras: only after torch and torchvision are loaded
+        from fakedetect.detectors import linear_head  # Keras: only after torch and torchvision are loaded
 
         trained = LINEAR_MODEL if self.params.linear.external_head else self._artifact(LINEAR_MODEL)
         head = linear_head.load(self.params.linear, self.dim, trained)
-        return lambda x: (head.predict(x), None)
+        scorer = scoring.head(head.predict, head.name)
+        return lambda x: (scorer.score(x)[0], None)
 
     def _nn_scorer(self):
-        """The k nearest training features: P(fake) is their vote (0 or 1); the ranking score
-        (nearest fake minus nearest real similarity) is what the calibrated threshold applies to."""
-        from fakedetect import features, neighbours
+        """The k nearest training features (nn_eval's scorer, with the run's nn params): P(fake) is their
+        vote (0 or 1); the ranking score (nearest fake minus nearest real similarity) is what the
+        calibrated threshold applies to."""
+        from fakedetect.features import feature_files
 
-        matrix, rows = features.load_features(self._artifact(FEATURES))
-        bank = np.flatnonzero(rows.split.to_numpy() == "train")
-        labels = rows.label.to_numpy()[bank]
+        matrix, rows = feature_files.load_features(self._artifact(FEATURES))
         self._check_dimension(matrix.shape[1], FEATURES)
-        k = self.params.nn.k
+        scorer = scoring.nearest_neighbour(matrix, rows, self.params.nn, FEATURES)
 
         def score(x):
-            found = neighbours.search(x, matrix, labels, k, self.params.nn.chunk_size, bank_rows=bank)
-            return found.predict(k).astype(np.float64), found.score
+            ranking, vote = scorer.score(x)
+            return vote.astype(np.float64), ranking
 
         return score
 
@@ -180,10 +181,11 @@ class Detector:
         those judged fake."""
         p_fake, ranking = self._score(features)
         decided = p_fake if ranking is None else ranking
+        at_0_5 = scoring.decide(p_fake)
         for j, result in enumerate(batch):
             result.status = "ok"
             result.p_fake = round(float(p_fake[j]), 6)
-            result.fake_at_0_5 = bool(p_fake[j] > 0.5)
+            result.fake_at_0_5 = bool(at_0_5[j])
             result.threshold = self.threshold
             result.fake = bool(decided[j] > self.threshold) if self.threshold is not None else result.fake_at_0_5
             if ranking is not None:

@@ -21,8 +21,9 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
-from fakedetect import atomic, images
-from fakedetect.images import BadImage
+from fakedetect import atomic
+from fakedetect.data import images
+from fakedetect.data.images import BadImage
 from fakedetect.params import PreprocessParams
 
 

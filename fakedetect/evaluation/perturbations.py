@@ -28,7 +28,7 @@ import scipy
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from fakedetect import augment
+from fakedetect.data import preprocess
 from fakedetect.params import Perturbation
 
 PROTOCOL = {"order": "blur, resize, jpeg", "pillow": PIL.__version__, "scipy": scipy.__version__}
@@ -56,7 +56,7 @@ def apply(rgb: np.ndarray, perturbation: Perturbation) -> np.ndarray:
         size = (max(1, round(w * perturbation.resize)), max(1, round(h * perturbation.resize)))
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
     if perturbation.jpeg is not None:
-        rgb = augment.jpeg_decode(augment.jpeg_encode(rgb, perturbation.jpeg, method="pil"))
+        rgb = preprocess.jpeg_decode(preprocess.jpeg_encode(rgb, perturbation.jpeg, method="pil"))
     return rgb
 
 

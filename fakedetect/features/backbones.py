@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fakedetect import augment, checkpoints, downloads
+from fakedetect.data import preprocess
+from fakedetect.runtime import checkpoints, downloads
 from fakedetect.params import DEMO_LAYERS, ExtractParams
 from fakedetect.stage import UserError
 
@@ -58,7 +59,7 @@ class Transform:
     def batch(self, rgbs) -> torch.Tensor:
         """Images (H x W x 3 uint8 each) -> N x 3 x crop x crop float32; the same operations per
         element whatever N, so a batch equals its images transformed one at a time."""
-        pixels = torch.from_numpy(np.stack([augment.center_crop(rgb, self.crop) for rgb in rgbs]))  # a new array
+        pixels = torch.from_numpy(np.stack([preprocess.center_crop(rgb, self.crop) for rgb in rgbs]))  # a new array
         x = pixels.permute(0, 3, 1, 2).float().div(255)
         mean = torch.as_tensor(self.mean, dtype=torch.float32)[:, None, None]
         std = torch.as_tensor(self.std, dtype=torch.float32)[:, None, None]

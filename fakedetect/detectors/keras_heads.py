@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fakedetect import atomic, tensorflow_logs
+from fakedetect import atomic
+from fakedetect.runtime import tensorflow_logs
 from fakedetect.params import FcnnRecipe, LinearParams, LinearProbeRecipe
 
 with tensorflow_logs.filtered():  # TensorFlow's start-up log off stderr

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from fakedetect import checkpoints
+from fakedetect.runtime import checkpoints
 from fakedetect.stage import UserError
 
 FORMAT = "a UnivFD-format head: {'weight': [1, D], 'bias': [1]} saved with torch.save"

@@ -1,18 +1,7 @@
-"""Engines that turn a list of image files into features: the one place where extract_clip and
-`fakedetect predict` encode images (`extract.engine`).
-
-- `local`: this process encodes while loader processes read, verify and centre-crop the next
-  batches (decoding hidden behind the model).
-- `ray`: a Ray Data pipeline on a Ray instance started on this machine's cores or on a running
-  cluster (`extract.ray`): read, verify and centre-crop in Ray tasks; encode in a pool of actors
-  that each build the backbone once (on their own GPU where they have one); feature batches
-  stream back to the caller.
-
-Both engines cut the list into the same batches and run the same operations on them (uint8
-centre crop, then the backbone's transform and encoder on the whole batch), so on one kind of
-device they give bit-identical features. The caller writes what comes back (the feature store,
-the predictions), so resuming and incremental runs do not depend on the engine: Ray restarts a
-lost actor and retries its batch; a killed caller loses only the batches in flight.
+"""The Ray engine (`extract.engine: ray`): a Ray Data pipeline on a Ray instance started on this
+machine's cores or on a running cluster (`extract.ray`). Reader tasks read, verify and centre-crop;
+a pool of actors, each holding the backbone once (on its own GPU where it has one), encodes; feature
+batches stream back to the caller, which writes them (fakedetect.features.engines says why).
 """
 from __future__ import annotations
 
@@ -24,113 +13,20 @@ import math
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import fakedetect
-from fakedetect import augment, backbones, images, perturb
-from fakedetect.backbones import Backbone
-from fakedetect.downloads import answers
-from fakedetect.images import BadImage, Limits
+from fakedetect.data.images import Limits
+from fakedetect.features import backbones
+from fakedetect.features.engines import Encoded, Item, LocalEngine, batches_of, encode_pixels, read
 from fakedetect.params import ExtractParams, Perturbation, RayParams
+from fakedetect.runtime.downloads import answers
 from fakedetect.stage import UserError
 
 CONNECT_TIMEOUT_S = 5.0  # a TCP connection to the cluster's address
 JOIN_TIMEOUT_S = 15.0  # Ray joining it, once the address answers
-log = logging.getLogger("engines")
-
-
-@dataclass(frozen=True)
-class Item:
-    """An image file to encode and, where known, the SHA-256 its content must have."""
-
-    path: str
-    sha256: str | None = None
-    perturbation: Perturbation | None = None  # applied to the decoded image before the crop (robustness)
-
-
-@dataclass
-class Encoded:
-    """One batch's results: positions refer to the list of items given to `encode`."""
-
-    positions: list[int]  # images encoded, in batch order
-    features: np.ndarray  # float32, one row per position
-    pixels: np.ndarray | None  # their uint8 centre crops (N x crop x crop x 3), when asked for
-    problems: list[tuple[int, str, str]]  # (position, reason, message) of images that cannot be used
-
-
-def read(item: Item, crop: int, limits: Limits) -> tuple[np.ndarray | None, str, str]:
-    """(the centre crop as uint8, '', '') or (None, reason, message): decode, verify, perturb, crop."""
-    try:
-        decoded = images.load(item.path, limits)
-    except BadImage as exc:
-        return None, exc.reason, f"{item.path}: {exc}"
-    if item.sha256 is not None and decoded.sha256 != item.sha256:
-        return None, "changed_since_ingest", f"{item.path}: its content no longer matches image_sha256 in the manifest"
-    rgb = decoded.rgb if item.perturbation is None else perturb.apply(decoded.rgb, item.perturbation)
-    return np.require(augment.center_crop(rgb, crop), requirements="W"), "", ""  # torch wants writable
-
-
-def encode_pixels(backbone: Backbone, pixels: np.ndarray) -> np.ndarray:
-    """Features of a batch of uint8 centre crops: the same call on every engine."""
-    return backbone.encode(backbone.transform.batch(pixels))
-
-
-def _batches(n: int, batch_size: int) -> list[range]:
-    return [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-
-
-# --------------------------------------------------------------------------- local
-
-
-class _Files(torch.utils.data.Dataset):
-    """position -> (position, uint8 crop or None, reason, message), in loader processes."""
-
-    def __init__(self, items: list[Item], crop: int, limits: Limits):
-        self.items, self.crop, self.limits = items, crop, limits
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        pixels, reason, message = read(self.items[i], self.crop, self.limits)
-        return i, None if pixels is None else torch.from_numpy(pixels), reason, message
-
-
-def _collate(rows):
-    good = [(i, pixels) for i, pixels, _, _ in rows if pixels is not None]
-    batch = torch.stack([pixels for _, pixels in good]).numpy() if good else None
-    return [i for i, _ in good], batch, [(i, reason, message) for i, pixels, reason, message in rows if pixels is None]
-
-
-class LocalEngine:
-    """This process encodes; `loader_workers` processes decode the next batches meanwhile."""
-
-    def __init__(self, backbone: Backbone):
-        self.backbone = backbone
-        self.identity = backbone.identity
-        self.crop = backbone.transform.crop
-        self.device = str(backbone.device)
-
-    def dimension(self) -> int:
-        return encode_pixels(self.backbone, np.zeros((1, self.crop, self.crop, 3), np.uint8)).shape[1]
-
-    def encode(self, items: list[Item], crop: int, batch_size: int, loader_workers: int,
-               limits: Limits = Limits(), keep_pixels: bool = False) -> Iterator[Encoded]:
-        loader = torch.utils.data.DataLoader(_Files(items, crop, limits), batch_size=batch_size,
-                                             num_workers=loader_workers, collate_fn=_collate)
-        for positions, pixels, problems in loader:
-            features = (encode_pixels(self.backbone, pixels) if pixels is not None
-                        else np.zeros((0, 0), np.float32))
-            yield Encoded(positions, features, pixels if keep_pixels else None, problems)
-
-    def close(self) -> None:
-        pass
-
-
-# ----------------------------------------------------------------------------- ray
 
 
 def connect(p: RayParams) -> bool:
@@ -260,7 +156,7 @@ class RayEngine:
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # not its INFO line at the end of each run
         context.enable_progress_bars = False  # the caller's own progress bar counts images
         context.print_on_execution_start = False
-        batches = _batches(len(items), batch_size)
+        batches = batches_of(len(items), batch_size)
         rows = [{"batch": b, "paths": [items[i].path for i in positions],
                  "sha256": [items[i].sha256 or "" for i in positions],
                  "perturbations": [items[i].perturbation.model_dump_json() if items[i].perturbation else ""
@@ -268,7 +164,7 @@ class RayEngine:
         p = self.params.ray
         dataset = (ray.data.from_items(rows, override_num_blocks=len(rows))
                    .map(_read_batch, fn_kwargs={"crop": crop, "limits": limits})
-                   .map_batches(_Encoder, fn_constructor_args=(self.params, self.identity, keep_pixels),
+                   .mapbatches_of(_Encoder, fn_constructor_args=(self.params, self.identity, keep_pixels),
                                 batch_size=1, compute=ray.data.ActorPoolStrategy(size=p.actors),
                                 num_cpus=p.cpus_per_actor, num_gpus=p.gpus_per_actor))
         # Ray Data's defaults do the fault handling: a dead actor is restarted and its batch retried
@@ -289,11 +185,3 @@ class RayEngine:
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
         self._owns_ray = False
-
-
-Engine = LocalEngine | RayEngine
-
-
-def create(p: ExtractParams) -> Engine:
-    """The engine `extract.engine` names; close() it when done (it shuts down a Ray it started)."""
-    return RayEngine(p) if p.engine == "ray" else LocalEngine(backbones.create(p))

@@ -1,10 +1,4 @@
-"""Feature matrices on disk: `features.npy` (float32, N x D) row-aligned with `rows.csv`.
-
-`rows.csv` holds, for each row, the manifest columns the classifiers need (id, split,
-test_set, label, generator, family, ...). Extracted and imported features share this
-format, so every downstream stage treats them alike. `import_features` reads precomputed
-features (the notebook project's `.pt` tensors, `.npy`, `.npz`) with the labels params give them.
-"""
+"""Imported feature files (extract.imports, the stage import_features): rows of tensors or arrays that another project computed, labelled by params, written as the pipeline's own features."""
 from __future__ import annotations
 
 import os
@@ -13,38 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fakedetect import atomic, layouts, vocabulary
+from fakedetect.data import vocabulary
 from fakedetect.stage import UserError
 
-MATRIX = "features.npy"
-ROWS = "rows.csv"
-
-
-def save_features(folder: str | os.PathLike, matrix: np.ndarray, rows: pd.DataFrame) -> None:
-    """Write the matrix and its rows atomically; they must have the same number of rows."""
-    if matrix.ndim != 2 or len(matrix) != len(rows):
-        raise ValueError(f"features {matrix.shape} do not match {len(rows)} rows")
-    folder = Path(folder)
-    with atomic.atomic_path(folder / MATRIX) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(matrix, dtype=np.float32), allow_pickle=False)
-    atomic.write_csv(folder / ROWS, rows.reset_index(drop=True))
-
-
-def load_features(folder: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
-    """Read a feature folder (never unpickling); check that matrix and rows agree."""
-    folder = Path(folder)
-    try:
-        matrix = np.load(folder / MATRIX, allow_pickle=False)
-        rows = layouts.read_manifest(folder / ROWS)
-    except FileNotFoundError as exc:
-        raise UserError(f"{exc.filename} is missing: run the extract_clip stage (dvc repro) or dvc pull") from None
-    if matrix.dtype != np.float32 or matrix.ndim != 2 or len(matrix) != len(rows):
-        raise UserError(f"{folder}: features {matrix.dtype} {matrix.shape} do not match {len(rows)} rows")
-    return matrix, rows
-
-
-# ------------------------------------------------------------------ imported features
 
 IMPORT_SUFFIXES = (".pt", ".npy", ".npz")
 

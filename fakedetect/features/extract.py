@@ -1,7 +1,7 @@
 """Feature extraction: one feature row per usable manifest row, each image encoded at most once
 per backbone (the feature store remembers it across runs).
 
-An engine (fakedetect.engines: this machine, or a Ray cluster) reads, verifies and encodes the
+An engine (fakedetect.features.engines: this machine, or a Ray cluster) reads, verifies and encodes the
 images the store lacks; every finished batch goes to the store at once, here in this process,
 so a killed run loses at most the batches in flight, whatever the engine.
 """
@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from fakedetect.backbones import Backbone
-from fakedetect.engines import Engine, Item, LocalEngine
-from fakedetect.featurestore import FeatureStore
+from fakedetect.features.backbones import Backbone
+from fakedetect.features.engines import Engine, Item, LocalEngine
+from fakedetect.features.feature_store import FeatureStore
 from fakedetect.stage import UserError
 
 log = logging.getLogger("extract")

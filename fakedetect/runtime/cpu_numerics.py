@@ -51,7 +51,7 @@ def pin_instruction_sets() -> dict[str, str]:
         return {}
     loaded = sorted({"numpy", "torch"} & set(sys.modules))
     if loaded:
-        warnings.warn(f"fakedetect.cpu_numerics imported after {loaded}: their instruction sets may not be pinned",
+        warnings.warn(f"fakedetect.runtime.cpu_numerics imported after {loaded}: their instruction sets may not be pinned",
                       stacklevel=2)
     for name, value in AVX2_LEVEL.items():
         os.environ.setdefault(name, value)

@@ -1,5 +1,5 @@
 """Robustness: every classifier the run trained, scored on test sets perturbed by JPEG, blur and
-resizing (fakedetect.perturb), beside its clean score, with the same images at every grid point.
+resizing (fakedetect.evaluation.perturbations), beside its clean score, with the same images at every grid point.
 
 The clean point is the run's own features (data/features), so with every test image it equals
 nn_eval's and linear_eval's numbers. Thresholds never see a perturbed image: the calibrated
@@ -11,19 +11,20 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from fakedetect import extract, metrics, neighbours, perturb
-from fakedetect.backbones import Backbone
-from fakedetect.engines import Engine, Item
-from fakedetect.featurestore import FeatureStore
-from fakedetect.params import NnParams, Perturbation, RobustnessParams
+from fakedetect.features import extract
+from fakedetect.evaluation import metrics, perturbations
+from fakedetect.features.backbones import Backbone
+from fakedetect.features.engines import Engine, Item
+from fakedetect.features.feature_store import FeatureStore
+from fakedetect.detectors.scoring import Scorer
+from fakedetect.params import Perturbation, RobustnessParams
 from fakedetect.stage import UserError
 
-CLEAN = perturb.name(None)
+CLEAN = perturbations.name(None)
 # The curves of the plots: the grid points that change only this, by the value of it.
 CURVES = {"jpeg": ("jpeg_quality", lambda p: p.jpeg, True), "blur": ("blur_sigma", lambda p: p.blur, False)}
 log = logging.getLogger("robustness")
@@ -66,10 +67,10 @@ def perturbed_features(chosen: pd.DataFrame, grid: list[Perturbation], encoder: 
     """Features of every chosen image under every grid point. Each distinct (image, perturbation)
     is encoded at most once per backbone: the feature store keeps it across runs. The engine
     decodes and perturbs in its loaders, as extract_clip's images are decoded."""
-    keys = {perturb.name(point): [perturb.key(sha, point) for sha in chosen.sha256] for point in grid}
+    keys = {perturbations.name(point): [perturbations.key(sha, point) for sha in chosen.sha256] for point in grid}
     items = {}
     for point in grid:
-        for item_key, path, sha in zip(keys[perturb.name(point)], chosen.path, chosen.sha256):
+        for item_key, path, sha in zip(keys[perturbations.name(point)], chosen.path, chosen.sha256):
             items.setdefault(item_key, Item(path, sha, point))
     log.info("%d images x %d perturbations: %d distinct", chosen.sha256.nunique(), len(grid), len(items))
     encoded = extract.encode_missing(items, encoder, store, batch_size, loader_workers, desc="robustness")
@@ -79,37 +80,6 @@ def perturbed_features(chosen: pd.DataFrame, grid: list[Perturbation], encoder: 
                 for name, point_keys in keys.items()} if kept.any() else {}
     skipped = [{"path": path, "reason": reason} for path, reason in sorted(bad_sources.values())]
     return Perturbed(features, kept, skipped, encoded.computed)
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """One classifier: features -> (ranking score, its own decision 0/1)."""
-
-    key: str  # the method's key in metrics/robustness.json
-    name: str  # what it is, for people
-    score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
-
-
-def nearest_neighbour(matrix: np.ndarray, rows: pd.DataFrame, p: NnParams) -> Scorer:
-    """nn_eval's classifier: the k nearest of the clean training bank, scored as nn_eval scores."""
-    bank = np.flatnonzero(rows.split.to_numpy() == "train")
-    labels = rows.label.to_numpy()[bank]
-
-    def score(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        found = neighbours.search(queries, matrix, labels, p.k, p.chunk_size, bank_rows=bank, backend=p.backend)
-        return found.score, found.predict(p.k)
-
-    return Scorer("nn", f"{p.k}-NN", score)
-
-
-def linear(predict: Callable[[np.ndarray], np.ndarray], name: str) -> Scorer:
-    """linear_eval's classifier: the head's probability, its decision at 0.5."""
-
-    def score(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probabilities = predict(queries)
-        return probabilities, (probabilities > 0.5).astype(np.int64)
-
-    return Scorer("linear", name, score)
 
 
 def evaluate(scorer: Scorer, matrix: np.ndarray, rows: pd.DataFrame, chosen: pd.DataFrame,
@@ -160,7 +130,7 @@ def report(methods: dict, rows: pd.DataFrame, chosen: pd.DataFrame, perturbed: P
         "protocol": ("each perturbation applied to the original test image (decoded as ingest decodes it), real and "
                      "fake alike, in the order blur, resize (Pillow bicubic, antialiased), JPEG (Pillow); then the "
                      "test protocol (centre crop, the backbone's transform)"),
-        "grid": {perturb.name(point): point.model_dump(exclude_none=True) for point in grid},
+        "grid": {perturbations.name(point): point.model_dump(exclude_none=True) for point in grid},
         "images": sample_counts(rows, chosen, perturbed),
         "skipped": {"by_reason": dict(sorted(Counter(s["reason"] for s in perturbed.skipped).items())),
                     "files": perturbed.skipped},
@@ -185,7 +155,7 @@ def curves(method: dict, grid: list[Perturbation]) -> dict[str, pd.DataFrame]:
         lines = []
         points = [("clean", None)] + [(f"{value(point):g}", point) for point in alone]
         for label, point in points:
-            result = method["perturbations"][perturb.name(point)]
+            result = method["perturbations"][perturbations.name(point)]
             for test_set, numbers in [*result["test_sets"].items(), ("mean", result["mean"])]:
                 lines.append({column: label, "test_set": test_set, "acc": numbers["acc"], "ap": numbers["ap"]})
         tables[curve] = pd.DataFrame(lines, columns=[column, "test_set", "acc", "ap"])

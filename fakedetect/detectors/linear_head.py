@@ -31,14 +31,14 @@ def load(p: LinearParams, dim: int, model_path: str | Path = LINEAR_MODEL) -> He
     """The head the params choose (the trained one read from `model_path`), for features of `dim`
     columns; a UserError when it does not fit them."""
     if p.external_head:
-        from fakedetect import univfd_head
+        from fakedetect.detectors import univfd_head
 
         weight, bias = univfd_head.load(p.external_head, dim)
         return Head(lambda x: univfd_head.predict(weight, bias, x), "univfd_linear_probe", "external UnivFD head")
-    from fakedetect import classifiers
+    from fakedetect.detectors import keras_heads
 
-    model = classifiers.load(model_path)
+    model = keras_heads.load(model_path)
     if model.input_shape[-1] != dim:
         raise UserError(f"{model_path} expects {model.input_shape[-1]} features but the backbone's have {dim}: "
                         "the head was trained on another backbone's features; run linear_train again (dvc repro)")
-    return Head(lambda x: classifiers.predict(model, x), PUBLISHED_AS[p.head], p.head)
+    return Head(lambda x: keras_heads.predict(model, x), PUBLISHED_AS[p.head], p.head)

@@ -16,7 +16,7 @@ AUTOREGRESSIVE_GENERATORS = frozenset({"dalle"})  # UnivFD's DALL-E set, made by
 DIFFUSION_PREFIXES = ("ldm_", "glide_")  # UnivFD's ldm_200, glide_100_27, ...
 OTHER_GENERATORS = frozenset({"crn", "imle", "seeingdark", "sitd", "san", "deepfake", "whichfaceisreal"})
 
-# The offline demo's simulated generators (fakedetect.demo makes them), each with the family whose
+# The offline demo's simulated generators (fakedetect.data.demo makes them), each with the family whose
 # artifact it imitates, and its real-only control sets.
 DEMO_GENERATOR_FAMILY = {"upsample_nearest": "gan", "transposed_conv": "gan", "noise_denoise": "diffusion"}
 DEMO_GENERATORS = tuple(DEMO_GENERATOR_FAMILY)

@@ -1,0 +1,1 @@
+"""Data: image decoding, dataset layouts, the manifest, the demo set, preprocessing."""

@@ -1,0 +1,111 @@
+"""The manifest that ingest writes and four stages read: UnivFD's test-set sampling, one row per file and test set (read once: hash, decode, size, or the reason it was skipped), the counts ingest reports."""
+from __future__ import annotations
+
+import os
+import random
+from concurrent.futures import ProcessPoolExecutor
+
+import pandas as pd
+from tqdm import tqdm
+
+from fakedetect.data import images
+from fakedetect.data.images import BadImage, Limits
+from fakedetect.data.layouts import SPLIT_ORDER, Candidate, Scan, display_path
+
+
+COLUMNS = ["id", "path", "sha256", "split", "test_set", "label", "generator", "family",
+           "category", "width", "height", "mode", "status", "reason"]
+
+
+def sample_test_sets(candidates: list[Candidate], max_per_class: int | None, seed: int) -> list[Candidate]:
+    """UnivFD's sampling: per test set, shuffle with the seed and keep at most max_per_class
+    real and fake files. Train and val are kept whole."""
+    if max_per_class is None:
+        return list(candidates)
+    kept = [c for c in candidates if c.split != "test"]
+    by_set: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        if c.split == "test":
+            by_set.setdefault(c.test_set, []).append(c)
+    for name in sorted(by_set):
+        rng = random.Random(seed)
+        for label in (0, 1):
+            files = sorted((c for c in by_set[name] if c.label == label), key=lambda c: c.path)
+            rng.shuffle(files)
+            kept.extend(files[:max_per_class])
+    return kept
+
+
+def sort_key(row: dict) -> tuple:
+    return (SPLIT_ORDER[row["split"]], row["test_set"], row["label"], row["category"], row["path"])
+
+
+def _inspect(path: str, limits: Limits) -> tuple:
+    try:
+        decoded = images.load(path, limits)
+    except BadImage as exc:
+        return "", 0, 0, "", "skipped", exc.reason
+    height, width = decoded.rgb.shape[:2]
+    return decoded.sha256, width, height, decoded.mode, "ok", ""
+
+
+def build_manifest(candidates: list[Candidate], limits: Limits, workers: int) -> pd.DataFrame:
+    """Read every candidate once (in parallel): hash, decode, and record size or skip reason."""
+    paths = sorted({c.path for c in candidates})
+    with ProcessPoolExecutor(workers) as pool:
+        results = dict(zip(paths, tqdm(pool.map(_inspect, paths, [limits] * len(paths), chunksize=16),
+                                       total=len(paths), desc="ingest", unit="file", mininterval=2)))
+    rows = []
+    for c in candidates:
+        sha256, width, height, mode, status, reason = results[c.path]
+        rows.append(dict(path=display_path(c.path), sha256=sha256, split=c.split, test_set=c.test_set,
+                         label=c.label, generator=c.generator, family=c.family, category=c.category,
+                         width=width, height=height, mode=mode, status=status, reason=reason))
+    rows.sort(key=sort_key)
+    frame = pd.DataFrame(rows, columns=COLUMNS[1:])
+    frame.insert(0, "id", range(len(frame)))
+    return frame
+
+
+def summarize(manifest: pd.DataFrame, scan_result: Scan) -> dict:
+    """Everything ingest counted, for reports/ingest.json. Files and rows are counted apart: a real
+    photograph shared by several test sets (UnivFD's real pools) is one file but one row per set."""
+    ok = manifest[manifest.status == "ok"]
+    skipped = manifest[manifest.status == "skipped"]
+    files = manifest.drop_duplicates("path")
+    sets = {}
+    for (split, test_set), group in ok.groupby(["split", "test_set"], sort=True):
+        name = f"{split}/{test_set}" if test_set else split
+        sets[name] = {"real": int((group.label == 0).sum()), "fake": int((group.label == 1).sum())}
+    files_ok, files_skipped = files[files.status == "ok"], files[files.status == "skipped"]
+    return {
+        "files": {"read": len(files), "ok": len(files_ok), "skipped": len(files_skipped)},
+        "rows": {"total": len(manifest), "ok": len(ok), "skipped": len(skipped)},
+        "sets": sets,
+        "skipped_files_by_reason": {k: int(v) for k, v in sorted(files_skipped.reason.value_counts().items())},
+        "converted_to_rgb_from": {k: int(v) for k, v in sorted(files_ok[files_ok["mode"] != "RGB"]["mode"].value_counts().items())},
+        "ignored_non_image_files": scan_result.ignored_files,
+        "empty_folders": sorted(display_path(p) for p in scan_result.empty_folders),
+        "image_folders": {
+            "read": sorted(display_path(p) for p in scan_result.used_folders),
+            "left_out_by_params": dict(sorted(scan_result.unselected_folders.items())),
+            "ignored": dict(sorted(scan_result.ignored_folders.items())),
+        },
+    }
+
+
+def headline(report: dict) -> dict:
+    """The figures of metrics/ingest.json (what `dvc metrics show` prints): files and rows, the number
+    of test sets, and how many image folders were not read; the rest stays in the report."""
+    return {"files": report["files"], "rows": report["rows"],
+            "test_sets": sum(name.startswith("test/") for name in report["sets"]),
+            "ignored_image_folders": len(report["image_folders"]["ignored"])}
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a manifest CSV with its column types (empty strings stay empty strings)."""
+    frame = pd.read_csv(path, keep_default_na=False, dtype=str)
+    for column in ("id", "label", "width", "height"):
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column]).astype("int64")
+    return frame

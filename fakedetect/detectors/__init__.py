@@ -1,0 +1,1 @@
+"""Detectors: the classifiers and heads on features, their thresholds, the one scoring path."""

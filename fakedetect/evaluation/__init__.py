@@ -1,0 +1,1 @@
+"""Evaluation: metrics, perturbations, robustness, t-SNE, plots, published numbers."""

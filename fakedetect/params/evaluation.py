@@ -1,0 +1,57 @@
+"""Params of the evaluation stages: tsne and robustness."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from fakedetect.data import vocabulary
+from fakedetect.params.base import PositiveInt, Section
+from fakedetect.params.data import SPLITS
+
+
+class TsneParams(Section):
+    max_points: Annotated[int, Field(ge=10)] = 2000
+    perplexity: Annotated[float, Field(gt=0)] = 30.0
+    seed: int = 0
+    splits: list[Literal[SPLITS]] = ["train", "test"]
+
+
+class Perturbation(Section):
+    """One grid point: the keys it names are applied to the original test image in a fixed order,
+    blur, then resize, then JPEG (UnivFD blurs before it compresses); a key it omits is not applied."""
+
+    blur: Annotated[float, Field(ge=0.0)] | None = Field(
+        None, description="Gaussian sigma, per channel on the uint8 array (scipy.ndimage.gaussian_filter)")
+    resize: Annotated[float, Field(gt=0.0, le=8.0)] | None = Field(
+        None, description="scale factor (Pillow's bicubic, antialiased)")
+    jpeg: Annotated[int, Field(ge=1, le=100)] | None = Field(None, description="PIL JPEG quality, encoded in memory")
+
+    @model_validator(mode="after")
+    def _names_one(self):
+        if self.blur is None and self.resize is None and self.jpeg is None:
+            raise ValueError("a perturbation names at least one of blur, resize, jpeg")
+        return self
+
+
+class RobustnessParams(Section):
+    """Test sets perturbed as UnivFD's validate.py does, scored by every classifier the run trained."""
+
+    test_sets: list[str] | None = Field(list(vocabulary.DEMO_GENERATORS), description="test sets to perturb; null = all")
+    max_per_class: PositiveInt | None = Field(
+        50, description="at most this many real and fake images per test set (a seeded sample, the same at "
+        "every grid point); null = all")
+    seed: int = 0
+    perturbations: Annotated[list[Perturbation], Field(min_length=1)] = (
+        [Perturbation(jpeg=q) for q in (90, 70, 50, 30)] + [Perturbation(blur=s) for s in (1.0, 2.0, 3.0, 4.0)]
+        + [Perturbation(resize=0.5), Perturbation(blur=2.0, jpeg=50)])
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        seen = set()
+        for i, perturbation in enumerate(self.perturbations):
+            key = (perturbation.blur, perturbation.resize, perturbation.jpeg)
+            if key in seen:
+                raise ValueError(f"perturbations.{i} repeats an earlier grid point")
+            seen.add(key)
+        return self

@@ -1,0 +1,1 @@
+"""What a run depends on beyond params: weights files, downloads, CPU numerics, logs."""
