@@ -37,7 +37,7 @@ SPLITS = ("train", "val", "test")
 
 
 class DatasetSource(Section):
-    """One dataset root and how to read it (README "Real data")."""
+    """One dataset root and how to read it (docs/real_data.md "Real data")."""
 
     layout: Literal[LAYOUTS]
     root: str
@@ -87,7 +87,7 @@ class IngestParams(Section):
 
 
 class NotebookProtocol(Section):
-    """The notebook project's training preprocessing (README "preprocess")."""
+    """The notebook project's training preprocessing (docs/pipeline.md "preprocess")."""
 
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
     blur_kernel: Annotated[int, Field(ge=1)] = 5
@@ -160,7 +160,7 @@ class ImportSource(Section):
 
 
 class RayParams(Section):
-    """Where the ray engine runs and how many encoders it starts (README "Running on a cluster")."""
+    """Where the ray engine runs and how many encoders it starts (docs/cluster.md "Running on a cluster")."""
 
     address: str | None = Field(
         None, pattern=r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$",

@@ -41,7 +41,7 @@ from fakedetect.stage import UserError
 log = logging.getLogger("attribution")
 
 SCRATCH = ".cache/attribution"  # a run's record files: unlinked at creation, so gone when it ends
-CACHE_DTYPE = np.float16  # frozen-trunk activations: half the bytes of float32 (README "resnet_attribution")
+CACHE_DTYPE = np.float16  # frozen-trunk activations: half the bytes of float32 (docs/attribution.md "resnet_attribution")
 
 
 class RecordFile:
