@@ -2,7 +2,7 @@
 workspace (the former default `.cache/features`, relative to the workspace, which every queued or
 `--temp` experiment, running in its own temporary copy, starts empty).
 
-The grid is README "Comparing detectors": linear.head in {fcnn, linear_probe} x extract.batch_size
+The grid is docs/experiments.md "Comparing detectors": linear.head in {fcnn, linear_probe} x extract.batch_size
 in {16, 32}; every point re-runs `extract_clip` (the heads do not change what it does). Like
 `dvc exp run --run-all -j 2`, four workspaces (copies of params.yaml and the preprocessed manifest,
 the images linked) run the stage two at a time, on N_IMAGES demo images with the demo backbone.

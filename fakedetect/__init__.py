@@ -1,11 +1,11 @@
 """fakedetect: the library behind the stages of the fake-image detection pipeline.
 
-One module per concern; README "Development" lists them.
+One module per concern; docs/architecture.md "The module map" lists them.
 """
 import sys
 
-# Importing triton (pulled in by torchvision and open_clip) after TensorFlow segfaults (README
-# "Environment facts worth knowing"). triton only compiles GPU kernels, which this package never
+# Importing triton (pulled in by torchvision and open_clip) after TensorFlow segfaults
+# (docs/architecture.md "Environment facts worth knowing"). triton only compiles GPU kernels, which this package never
 # asks for: when TensorFlow is already loaded, keep triton out so that torchvision and open_clip still import.
 if "tensorflow" in sys.modules and "triton" not in sys.modules:
     sys.modules["triton"] = None

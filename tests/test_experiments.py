@@ -1,4 +1,4 @@
-"""README "Comparing detectors", command by command, on a small trained demo: four queued
+"""docs/experiments.md "Comparing detectors", command by command, on a small trained demo: four queued
 experiments run by two parallel workers share one feature store (each image encoded once across
 all four, no corrupt shard), `dvc exp show` lists them with their params, metrics and DVCLive
 columns, `dvc plots diff` draws their curves, and `dvc exp apply` promotes the best."""
@@ -15,7 +15,7 @@ from fakedetect.features import feature_store
 from fakedetect.features.feature_store import FeatureStore
 from helpers import DVC, GIT_IDENTITY, PROJECT
 
-README_COMMANDS = re.search(r"## Comparing detectors\n.*?```bash\n(.*?)```", (PROJECT / "README.md").read_text(),
+README_COMMANDS = re.search(r"# Comparing detectors\n.*?```bash\n(.*?)```", (PROJECT / "docs/experiments.md").read_text(),
                             re.DOTALL).group(1)
 COMMANDS = [line.split("  #")[0].strip() for line in README_COMMANDS.splitlines() if line.strip()]
 
@@ -29,7 +29,7 @@ def shell(command: str, cwd, env) -> str:
 @pytest.fixture(scope="module")
 def queued_grid(trained_project, tmp_path_factory):
     """A copy of the trained demo whose linear probe trains at most 10 epochs (committed), an empty
-    feature store, and the README's first two commands run in it."""
+    feature store, and the page's first two commands run in it."""
     import os
 
     project = tmp_path_factory.mktemp("experiments") / "project"

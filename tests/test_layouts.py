@@ -1,4 +1,4 @@
-"""Every dataset layout of README "Real data" -> exact manifest rows (labels from folders, never file names)."""
+"""Every dataset layout of docs/real_data.md "Real data" -> exact manifest rows (labels from folders, never file names)."""
 import json
 
 import pytest

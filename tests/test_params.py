@@ -79,11 +79,3 @@ def test_the_schema_defaults_are_what_params_yaml_sets():
     left_out = sorted(_keys(defaults) - _keys(shipped))
     assert all(key.endswith(".generators") for key in left_out), left_out
 
-
-def test_readme_sections_that_params_and_code_point_at_exist():
-    """Comments say `README "Section"`: each such section is a heading of the README."""
-    headings = {line.lstrip("#").strip() for line in (PROJECT / "README.md").read_text().splitlines()
-                if line.startswith("#")}
-    files = [PROJECT / "params.yaml", *(PROJECT / "profiles").glob("*.yaml"), *(PROJECT / "fakedetect").glob("*.py")]
-    cited = {(path.name, name) for path in files for name in re.findall(r'README "([^"]+)"', path.read_text())}
-    assert cited and {(file, name) for file, name in cited if name not in headings} == set()

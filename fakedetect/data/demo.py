@@ -2,7 +2,7 @@
 by simulated generator artifacts, written in the same folder layouts as the real benchmark.
 
 Real patches are random crops at several scales of the packages' photographs, only ever
-down-scaled (up-scaled crops look fake to a detector; README "The offline demo set"). Every fake is made from a
+down-scaled (up-scaled crops look fake to a detector; docs/demo_set.md "The offline demo set"). Every fake is made from a
 real patch of the same size and saved in the same format, so size, format and compression
 history tell nothing. Train, val and test draw from disjoint source photos. Each family adds
 a content-dependent artifact whose strength is `ingest.demo.artifact_strength`:
@@ -48,7 +48,7 @@ MARKER = ".fakedetect-demo"
 # test never share a photo; the stereo pair motorcycle_left/right is used once only. The test
 # split gets 9: only there do all three families exist, so attribution's level 2 and 3 train,
 # validate and test on test photographs split by photo (with 6, level 2 learnt from 3 and
-# stayed near chance: README "resnet_attribution").
+# stayed near chance: docs/attribution.md "resnet_attribution").
 PHOTOS = {
     "astronaut": ("skimage", "astronaut.png", "train"),
     "coffee": ("skimage", "coffee.png", "train"),

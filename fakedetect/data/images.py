@@ -1,6 +1,6 @@
 """Safe image decoding: every failure becomes a named reason, every image becomes RGB uint8.
 
-Bad input is never fatal and never silent (README "ingest"): the ingest stage records the
+Bad input is never fatal and never silent (docs/pipeline.md "ingest"): the ingest stage records the
 reason of each skipped file in the manifest. Decompression bombs are refused before
 their pixels are decoded, and Pillow's own pixel limit stays on.
 """

@@ -1,4 +1,4 @@
-"""Preprocessing protocols (README "preprocess"): what each image looks like when the detector sees it.
+"""Preprocessing protocols (docs/pipeline.md "preprocess"): what each image looks like when the detector sees it.
 
 Training images follow the notebook protocol (resize, JPEG q80, 5x5 blur on a seeded half)
 or CNNDetection's Blur+JPEG(p); validation and test images follow UnivFD's (centre crop,

@@ -1,7 +1,7 @@
 """Keras heads on frozen features: the notebook's FCNN and UnivFD's linear probe.
 
 The only module that imports Keras (TensorFlow). A process that imports it must not
-import torchvision or open_clip afterwards (README "Environment facts worth knowing"), so stage scripts that use it
+import torchvision or open_clip afterwards (docs/architecture.md "Environment facts worth knowing"), so stage scripts that use it
 stay on the Keras side. Training is seeded and runs TensorFlow's deterministic ops:
 two runs on the same machine give the same model and the same scores.
 """

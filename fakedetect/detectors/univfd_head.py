@@ -3,7 +3,7 @@
 UnivFD releases its trained probe in this format (`pretrained_weights/fc_weights.pth`);
 scoring our features with it compares our feature extraction with theirs on the same
 head. The file is read with `weights_only=True` (never unpickling code); scoring is numpy.
-Torch-side module: a process that imports it must not import Keras first (README "Environment facts worth knowing").
+Torch-side module: a process that imports it must not import Keras first (docs/architecture.md "Environment facts worth knowing").
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """t-SNE maps of the features: a seeded, class-balanced sample embedded in 2-D with openTSNE
-(faster than scikit-learn; README "tsne")."""
+(faster than scikit-learn; docs/pipeline.md "tsne")."""
 from __future__ import annotations
 
 import numpy as np

@@ -13,7 +13,7 @@ Two kinds of encoder:
   (TF-ported weights, so the mean/std (0.5, 0.5, 0.5) it was trained with, not CLIP's). Its
   features are the spatially averaged outputs of the blocks named in `extract.layers`
   (early blocks keep the pixel-level traces generators leave; the final, semantic features
-  do not: README "extract_clip").
+  do not: docs/pipeline.md "extract_clip").
 
 Weights that cannot be had fail at once, naming the params key and the alternatives: without
 network open_clip's own download retries take ~46 s.
@@ -106,7 +106,7 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_device(p: ExtractParams) -> tuple[torch.device, torch.dtype]:
     """The device and dtype the params ask for, or a UserError naming the key. Reduced precision
-    changes the features (bfloat16: about 1% relative error, README "extract_clip"), so it is never
+    changes the features (bfloat16: about 1% relative error, docs/pipeline.md "extract_clip"), so it is never
     chosen for the user; float32 is UnivFD's."""
     if p.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -18,7 +18,7 @@ def read_matrix(path: str, key: str | None, where: str) -> np.ndarray:
     """An N x D float matrix from a .pt tensor, .npy or .npz file, never unpickling.
 
     torch is imported here only: Keras stages import this module, and importing TensorFlow
-    before torch segfaults (README "Environment facts worth knowing")."""
+    before torch segfaults (docs/architecture.md "Environment facts worth knowing")."""
     suffix = Path(path).suffix.lower()
     if suffix not in IMPORT_SUFFIXES:
         raise UserError(f"{where}.file: {path} is not one of {', '.join(IMPORT_SUFFIXES)}")

@@ -8,7 +8,7 @@ into other weights or other coordinates. Importing this module caps every one of
 AVX2 level (x86-64-v3, which both have) through the library's own switch. The libraries read
 their switch once, when they load or first compute, so the import must come before numpy and
 torch are loaded. A switch already set in the environment is kept: that is how another level
-is forced to measure what the cap is worth (README "Determinism across machines"), or how a
+is forced to measure what the cap is worth (docs/determinism.md "Determinism across machines"), or how a
 user trades identical numbers for the speed of wider instructions.
 
 Thread counts are the other source: torch sums gradients over its threads, so the training
