@@ -68,7 +68,7 @@ def _whole_number(minimum: int):
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from fakedetect.detectors.predict import Detector  # torch and torchvision load before Keras (README "Environment facts worth knowing")
+    from fakedetect.detectors.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
     from fakedetect.stage import UserError
 
     try:

@@ -21,7 +21,7 @@ DIM = 24
 @pytest.fixture
 def keras_heads():
     """The Keras module, imported when a test runs rather than at collection: other test modules
-    import torchvision at collection, and TensorFlow loaded before torchvision segfaults (README "Environment facts worth knowing")."""
+    import torchvision at collection, and TensorFlow loaded before torchvision segfaults (docs/architecture.md "Environment facts worth knowing")."""
     from fakedetect.detectors import keras_heads
 
     return keras_heads

@@ -44,7 +44,7 @@ def test_one_nearest_neighbour_gives_the_published_75_3(seed_features):
 
 
 def test_fcnn_gives_the_published_accuracies_within_2_5_points(seed_features):
-    from fakedetect.detectors import keras_heads  # not at collection: TensorFlow before torchvision segfaults (README "Environment facts worth knowing")
+    from fakedetect.detectors import keras_heads  # not at collection: TensorFlow before torchvision segfaults (docs/architecture.md "Environment facts worth knowing")
 
     bank, bank_labels, tests = seed_features
     accuracies = {name: [] for name in ("notebook_cyclegan", "notebook_dalle", "notebook_glide_100_dm")}

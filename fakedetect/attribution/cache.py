@@ -23,7 +23,7 @@ log = logging.getLogger("attribution")
 SCRATCH = ".cache/attribution"  # a run's record files: unlinked at creation, so gone when it ends
 
 
-CACHE_DTYPE = np.float16  # frozen-trunk activations: half the bytes of float32 (README "resnet_attribution")
+CACHE_DTYPE = np.float16  # frozen-trunk activations: half the bytes of float32 (docs/attribution.md "resnet_attribution")
 
 
 class RecordFile:

@@ -14,7 +14,7 @@ SPLITS = ("train", "val", "test")
 
 
 class DatasetSource(Section):
-    """One dataset root and how to read it (README "Real data")."""
+    """One dataset root and how to read it (docs/real_data.md "Real data")."""
 
     layout: Literal[LAYOUTS]
     root: str
@@ -62,7 +62,7 @@ class IngestParams(Section):
 
 
 class NotebookProtocol(Section):
-    """The notebook project's training preprocessing (README "preprocess")."""
+    """The notebook project's training preprocessing (docs/pipeline.md "preprocess")."""
 
     jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 80
     blur_kernel: Annotated[int, Field(ge=1)] = 5

@@ -38,7 +38,7 @@ class ImportSource(Section):
 
 
 class RayParams(Section):
-    """Where the ray engine runs and how many encoders it starts (README "Running on a cluster")."""
+    """Where the ray engine runs and how many encoders it starts (docs/cluster.md "Running on a cluster")."""
 
     address: str | None = Field(
         None, pattern=r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$",
