@@ -1,4 +1,4 @@
-"""Stage extract_clip: data/preprocessed.csv -> data/features/ (feature_files.npy row-aligned with
+"""Stage extract_clip: data/preprocessed.csv -> data/features/ (features.npy row-aligned with
 rows.csv) and metrics/extract.json.
 
 Features come from the backbone in params, each image computed once per backbone (the
