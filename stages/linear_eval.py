@@ -5,6 +5,8 @@ plots/accuracy_vs_published.png (this method and nn_eval beside the published nu
 """
 import json
 import logging
+
+from fakedetect.runtime import cpu_numerics  # noqa: F401  first: pins TensorFlow's kernels and instruction sets before numpy and TensorFlow load
 from pathlib import Path
 
 import numpy as np

@@ -157,6 +157,7 @@ def test_unreachable_address_fails_fast_naming_the_key(tmp_path, address):
     ({"gpus_per_actor": -1}, "extract.ray.gpus_per_actor"),
     ({"adress": "auto"}, "extract.ray.adress: unknown key"),
 ])
+@pytest.mark.fast
 def test_bad_ray_params_name_the_key(tmp_path, ray_params, key):
     (tmp_path / "params.yaml").write_text(json.dumps({"extract": {"engine": "ray", "ray": ray_params}}))
     with pytest.raises(Exception, match=key.replace(".", r"\.")):

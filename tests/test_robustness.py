@@ -17,7 +17,7 @@ from fakedetect.data import images
 from fakedetect.evaluation import metrics, perturbations, robustness
 from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import ExtractParams, ParamsError, Perturbation, load_params
-from helpers import assert_stopped, run_stage, small_demo_params
+from helpers import SMALL_ROBUSTNESS_GRID, assert_stopped, run_stage, small_demo_params
 
 GRID = [Perturbation(jpeg=50), Perturbation(blur=2), Perturbation(resize=0.5), Perturbation(blur=2, jpeg=50),
         Perturbation(jpeg=30, resize=0.7, blur=1.5), Perturbation(resize=1.3)]
@@ -55,6 +55,7 @@ def source_images(folder) -> list:
     return [folder / name for name in made]
 
 
+@pytest.mark.fast
 def test_perturbed_pixels_equal_the_univfd_reference_bit_for_bit(tmp_path):
     paths = source_images(tmp_path)
     items = [engines.Item(str(path), images.load(str(path)).sha256, point) for path in paths for point in GRID]
@@ -66,6 +67,7 @@ def test_perturbed_pixels_equal_the_univfd_reference_bit_for_bit(tmp_path):
     assert len({perturbations.key(item.sha256, item.perturbation) for item in items}) == len(items)  # one key per pair
 
 
+@pytest.mark.fast
 def test_grid_point_names_and_fixed_order():
     assert [perturbations.name(p) for p in GRID] == ["jpeg50", "blur2", "resize0_5", "blur2+jpeg50",
                                                "blur1_5+resize0_7+jpeg30", "resize1_3"]
@@ -84,6 +86,7 @@ def counting(backbone) -> list[int]:
     return calls
 
 
+@pytest.mark.fast
 def test_each_image_and_perturbation_is_encoded_once(tmp_path):
     paths = source_images(tmp_path / "img")
     (tmp_path / "img" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -134,12 +137,12 @@ def test_clean_point_equals_nn_eval_and_linear_eval(trained_project):
             assert {k: row[k] for k in metrics.METRICS} == {k: theirs["test_sets"][name][k] for k in metrics.METRICS}
             assert theirs["test_sets"][name]["tpr_at_fpr5"] is not None
         assert theirs["test_sets"]["real_blur"]["tpr_at_fpr1"] is None  # a real-only control
-        assert len(ours["perturbations"]) == 11
+        assert len(ours["perturbations"]) == 1 + len(SMALL_ROBUSTNESS_GRID)  # clean, then the grid
         for point in ours["perturbations"].values():
             assert {name: (r["n_real"], r["n_fake"]) for name, r in point["test_sets"].items()} == \
                    {name: (r["n_real"], r["n_fake"]) for name, r in clean.items()}
     jpeg = pd.read_csv(trained_project / "plots/robustness/nn_jpeg.csv", dtype={"jpeg_quality": str})
-    assert jpeg.jpeg_quality.unique().tolist() == ["clean", "90", "70", "50", "30"]
+    assert jpeg.jpeg_quality.unique().tolist() == ["clean", "90", "50"]
     assert set(jpeg.test_set) == {"upsample_nearest", "transposed_conv", "noise_denoise", "mean"}
     assert (trained_project / "plots/robustness.png").stat().st_size > 10_000
 
@@ -153,6 +156,7 @@ def test_clean_point_equals_nn_eval_and_linear_eval(trained_project):
     ({"perturbations": [{}]}, "robustness.perturbations.0", "at least one of blur, resize, jpeg"),
     ({"perturbations": [{"jpeg": 50}, {"jpeg": 50}]}, "robustness", "perturbations.1 repeats"),
 ])
+@pytest.mark.fast
 def test_bad_grid_names_its_key(tmp_path, robustness_params, key, expected):
     params = small_demo_params()
     params["robustness"].update(robustness_params)
