@@ -38,7 +38,7 @@ def trained_project(tmp_path_factory) -> Path:
     (`small_demo_params` in tests/helpers.py: few images, two attribution epochs, a three-point
     robustness grid), committed as a user would: built once per session and shared by every test
     file that needs trained models (predict, remote, experiments, robustness, plots, profiles,
-    engines). A test that changes it works on a copy."""
+    engines)."""
     from helpers import DVC, copy_project, run
 
     project = copy_project(tmp_path_factory.mktemp("trained"))
