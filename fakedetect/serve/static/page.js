@@ -63,7 +63,7 @@ function renderImage(image) {
 function addRow(image) {
   rows.push(image);
   document.getElementById("batch").hidden = false;
-  document.getElementById("count").textContent = `(${rows.length} images)`;
+  document.getElementById("count").textContent = `(${rows.length} image${rows.length === 1 ? "" : "s"})`;
   const note = image.status === "ok" ? "" : image.message;
   document.querySelector("#table tbody").append(el("tr", {}, el("td", {}, image.path), el("td", {}, pct(image.p_fake)),
     el("td", {}, image.status === "ok" ? verdict(image.fake) : "unreadable"), el("td", {}, image.family || "-"),
