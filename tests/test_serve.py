@@ -131,3 +131,19 @@ def test_a_workspace_without_a_trained_run_names_the_stage_to_run(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fakedetect", "serve", "--project", str(tmp_path), "--port", "1"],
                             env=serve_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "dvc repro extract_clip" in result.stderr
+
+
+@pytest.mark.fast
+def test_decisions_apply_each_operating_point_to_the_detector_score(tmp_path):
+    from fakedetect.detectors.predict import Prediction
+    from fakedetect.serve import verdicts
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "nn_eval.json").write_text(json.dumps(
+        {"calibrated_threshold": 0.01, "operating_thresholds": {"tpr_at_fpr1": 0.05, "tpr_at_fpr5": None}}))
+    points = verdicts.operating_points(tmp_path, "nn")
+    assert [p["label"] for p in points] == ["at the calibrated threshold", "at the 1% false-alarm point"]
+    scored = Prediction(path="a.png", status="ok", p_fake=1.0, fake=True, threshold=0.01, extra={"nn_score": 0.02})
+    entry = verdicts.detector_entry("nn", "1-NN", scored, points)
+    assert entry["score"] == 0.02 and [d["fake"] for d in entry["decisions"]] == [True, False]
+    assert verdicts.detector_entry("nn", "1-NN", Prediction(path="b", status="unreadable"), points)["decisions"] == []

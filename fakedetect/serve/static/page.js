@@ -121,9 +121,14 @@ const drop = document.getElementById("drop");
 drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); scoreAll([...e.dataTransfer.files]); });
-for (const id of ["pick-files", "pick-folder"]) {
-  document.getElementById(id).addEventListener("change", (e) => { scoreAll([...e.target.files]); e.target.value = ""; });
-}
+// As `fakedetect predict` does for folders: a folder's image files only (named files are all sent).
+const IMAGE = /\.(png|jpe?g|bmp|webp)$/i;
+document.getElementById("pick-files").addEventListener("change", (e) => { scoreAll([...e.target.files]); e.target.value = ""; });
+document.getElementById("pick-folder").addEventListener("change", (e) => {
+  scoreAll([...e.target.files].filter((f) => IMAGE.test(f.name)).sort((a, b) =>
+    a.webkitRelativePath < b.webkitRelativePath ? -1 : 1));
+  e.target.value = "";
+});
 document.getElementById("download-csv").addEventListener("click", () => download("fakedetect.csv", "text/csv", toCsv()));
 document.getElementById("download-json").addEventListener("click", () => download("fakedetect.json", "application/json",
   JSON.stringify(rows.map(({ heatmap, ...rest }) => rest), null, 1)));
