@@ -114,6 +114,7 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     """A local page and API over the workspace's trained run (docs/serve.md "Starting it")."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in a server's log, one per request
     from fakedetect.serve.service import Service  # torch and torchvision load before Keras
     from fakedetect.stage import UserError
 
