@@ -1,4 +1,4 @@
-"""Command line: `fakedetect predict IMAGES...`, `fakedetect profile NAME` and `fakedetect store` (also `python -m fakedetect`).
+"""Command line: `fakedetect predict IMAGES...`, `fakedetect serve`, `fakedetect profile NAME` and `fakedetect store` (also `python -m fakedetect`).
 
 predict's exit status: 0 when every input was scored, 1 when some could not be read (they are
 listed with their reason; the others are still scored), 2 for usage errors and for a missing
@@ -112,6 +112,42 @@ def predict_command(args: argparse.Namespace) -> int:
     return 1 if unreadable else 0
 
 
+def serve_command(args: argparse.Namespace) -> int:
+    """A local page and API over the workspace's trained run (docs/serve.md "Starting it")."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in a server's log, one per request
+    from fakedetect.serve.service import Service  # torch and torchvision load before Keras
+    from fakedetect.stage import UserError
+
+    try:
+        service = Service(args.project, k=args.neighbours)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn
+
+        from fakedetect.serve.app import create_app
+
+        cap_mb = service.primary.params.ingest.max_file_mb if args.max_upload_mb is None else args.max_upload_mb
+        app = create_app(service, int(cap_mb * 2**20))
+        print(f"fakedetect serve: http://{args.host}:{args.port}/ (the run in {args.project}; Ctrl-C stops)",
+              file=sys.stderr, flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    finally:
+        service.close()
+    return 0
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def profile_command(args: argparse.Namespace) -> int:
     from fakedetect.params import ParamsError
     from fakedetect.profiles import apply_profile
@@ -207,6 +243,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="with --engine ray: auto or ray://host:port of a running cluster "
                                      "(default: the run's extract.ray.address; none = a Ray instance on this machine)")
     p.set_defaults(format="table", run=predict_command)
+    sv = commands.add_parser("serve", help="a local web page (and HTTP API) that scores dropped images and shows why")
+    sv.add_argument("--project", default=".", help="the project folder holding the trained run (default: here)")
+    sv.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=_whole_number(1), default=8000, help="the port (default: 8000)")
+    sv.add_argument("--max-upload-mb", type=_positive_number,
+                    help="refuse larger files with 413 (default: the run's ingest.max_file_mb)")
+    sv.add_argument("--neighbours", type=_whole_number(1), default=5, help="nearest training images shown (default: 5)")
+    sv.set_defaults(run=serve_command)
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")
     prof.set_defaults(run=profile_command)

@@ -45,8 +45,8 @@ def imported_distributions(*folders: str) -> dict[str, set[str]]:
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     modules.add(node.module.split(".")[0])
             for module in modules - OWN - set(sys.stdlib_module_names):
-                if path.parent.name == "tests" and (PROJECT / "tests" / f"{module}.py").exists():
-                    continue  # a test module importing another test module
+                if folder in ("tests", "bench") and (PROJECT / "tests" / f"{module}.py").exists():
+                    continue  # a test module (or a benchmark) importing a test helper
                 assert module in owners, f"{path.relative_to(PROJECT)} imports {module}, which no installed distribution provides"
                 for dist in owners[module]:
                     found.setdefault(dist.lower().replace("_", "-"), set()).add(folder)
