@@ -4,8 +4,8 @@ ranking score, carries its thresholds, and saves and loads itself (docs/detector
 
 A kind is a class with `fit(train, y_train, val, y_val)`, `predict(inputs) -> (P(fake), ranking
 score)`, `state()` (numpy arrays, saved to arrays.npz) and `restore(arrays, folder)`; KINDS maps
-each kind's name to its module and class, imported when used (torch and Keras load only for the
-kinds that need them; torch must be imported before Keras in a process). Each kind's params are
+each kind's name to its module and class, imported when used (Keras loads only for the kinds that
+need it; torch must be imported before Keras in a process). Each kind's params are
 validated by fakedetect.params.detectors.DETECTOR_PARAMS.
 
 Saved detectors hold json and npz files read without unpickling (`allow_pickle=False`), and Keras
@@ -13,7 +13,6 @@ heads in `.keras` files loaded with safe_mode.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -57,8 +56,11 @@ class Inputs:
 
 
 def kind_class(kind: str):
+    """The class of a kind (its module imported now: blocks imports torch)."""
+    from fakedetect.detectors import basic, blocks, noise_sensitivity  # named here so dvc.yaml's deps list them
+
     module, name = KINDS[kind]
-    return getattr(importlib.import_module(f"fakedetect.detectors.{module}"), name)
+    return getattr({"basic": basic, "blocks": blocks, "noise_sensitivity": noise_sensitivity}[module], name)
 
 
 def view(matrix: np.ndarray, layers: list[tuple[str, int]], features: str, where: str) -> tuple[np.ndarray, list]:

@@ -109,6 +109,11 @@ DETECTOR_PARAMS = {"knn": KnnDetectorParams, "fcnn": FcnnDetectorParams, "linear
 FEATURE_VIEWS = "all | layer:<name> | layers"
 
 
+def _below(key: str, message: str) -> PydanticCustomError:
+    """An error about a key below the one being validated (params/__init__ names it in full)."""
+    return PydanticCustomError("nested_key", "{message}", {"key": key, "message": message})
+
+
 class DetectorSpec(Section):
     """One configured detector: its kind, the features it reads, the kind's params."""
 
@@ -119,19 +124,17 @@ class DetectorSpec(Section):
     @model_validator(mode="after")
     def _check(self):
         if self.kind not in DETECTOR_PARAMS:
-            raise PydanticCustomError("nested_key", "unknown kind {got!r}; kinds: {kinds}",
-                                      {"key": "kind", "got": self.kind, "kinds": ", ".join(DETECTOR_PARAMS)})
+            raise _below("kind", f"unknown kind {self.kind!r}; kinds: {', '.join(DETECTOR_PARAMS)}")
         if not (self.features in ("all", "layers") or
                 (self.features.startswith("layer:") and len(self.features) > len("layer:"))):
-            raise PydanticCustomError("nested_key", "{got!r} is not one of {views}",
-                                      {"key": "features", "got": self.features, "views": FEATURE_VIEWS})
+            raise _below("features", f"{self.features!r} is not one of {FEATURE_VIEWS}")
         try:
             DETECTOR_PARAMS[self.kind].model_validate(self.params)
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(["params", *map(str, error["loc"])])
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            raise PydanticCustomError("nested_key", "{message}", {"key": where, "message": message}) from None
+            raise _below(where, message) from None
         return self
 
     @property
