@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import average_precision_score
 
 from fakedetect import atomic
 from fakedetect.detectors.thresholds import calibrate, operating_thresholds
@@ -102,6 +103,7 @@ class FittedDetector:
     spec: DetectorSpec
     model: object  # an instance of its kind's class
     thresholds: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)  # its AP (%) on the validation split: predict's default choice
 
     def score(self, inputs: Inputs) -> Scored:
         p_fake, ranking = self.model.predict(inputs)
@@ -112,6 +114,9 @@ class FittedDetector:
         cut and the 1% and 5% false-positive-rate points on the validation reals."""
         ranking = self.score(val).ranking if len(y_val) else np.empty(0)
         calibrated, how = calibrate(y_val, ranking)
+        y_val = np.asarray(y_val)
+        both = bool((y_val == 0).any() and (y_val == 1).any())
+        self.validation = {"ap": round(100 * float(average_precision_score(y_val, ranking)), 4) if both else None}
         self.thresholds = {"p_fake": 0.5, "calibrated": calibrated, "calibration": how,
                            **operating_thresholds(ranking[np.asarray(y_val) == 0])}
 
@@ -128,7 +133,8 @@ class FittedDetector:
             with open(tmp, "wb") as f:
                 np.savez(f, **self.model.state())
         atomic.write_json(folder / DETAILS, {"name": self.name, "kind": self.spec.kind, "features": self.spec.features,
-                                             "params": self.spec.params, "thresholds": self.thresholds})
+                                             "params": self.spec.params, "thresholds": self.thresholds,
+                                             "validation": self.validation})
 
 
 def build(name: str, spec: DetectorSpec):
@@ -157,4 +163,10 @@ def load(folder: str | os.PathLike) -> FittedDetector:
     spec = DetectorSpec(kind=details["kind"], features=details["features"], params=details["params"])
     model = build(details["name"], spec)
     model.restore(arrays, folder)
-    return FittedDetector(details["name"], spec, model, details["thresholds"])
+    return FittedDetector(details["name"], spec, model, details["thresholds"], details.get("validation", {}))
+
+
+def saved(folder: str | os.PathLike) -> dict[str, dict]:
+    """The detectors saved under `folder` (the compare stage's models/detectors): name -> detector.json."""
+    found = sorted(Path(folder).glob(f"*/{DETAILS}"))
+    return {path.parent.name: json.loads(path.read_text()) for path in found}
