@@ -121,8 +121,11 @@ def test_clean_point_equals_nn_eval_and_linear_eval(trained_project):
     are nn_eval's and linear_eval's; the perturbed points hold the same sets and counts."""
     report = json.loads((trained_project / "reports/robustness.json").read_text())
     headline = json.loads((trained_project / "metrics/robustness.json").read_text())  # what dvc metrics show prints
-    assert headline["nn"]["jpeg50"]["mean"] == {k: report["methods"]["nn"]["perturbations"]["jpeg50"]["mean"][k]
-                                                for k in metrics.HEADLINE}
+    points = report["methods"]["nn"]["perturbations"]
+    assert headline["nn"]["clean"] == {k: points["clean"]["mean"][k] for k in metrics.HEADLINE}
+    worst = headline["nn"]["worst"]
+    assert worst["acc"] == min(p["mean"]["acc"] for name, p in points.items() if name != "clean")
+    assert worst == {"point": worst["point"], **{k: points[worst["point"]]["mean"][k] for k in metrics.HEADLINE}}
     for method, evaluated in (("nn", "nn_eval"), ("linear", "linear_eval")):
         ours = report["methods"][method]
         theirs = json.loads((trained_project / f"reports/{evaluated}.json").read_text())

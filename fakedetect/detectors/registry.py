@@ -166,6 +166,32 @@ def load(folder: str | os.PathLike) -> FittedDetector:
     return FittedDetector(details["name"], spec, model, details["thresholds"], details.get("validation", {}))
 
 
+def scorers(folder: str | os.PathLike, layers: list[tuple[str, int]]) -> tuple[dict, dict[str, str]]:
+    """The saved detectors as scoring.Scorer (features -> ranking score, decision at P(fake) > 0.5), torch
+    kinds first; and those left out, with why (a noise-sensitivity detector needs noisy views)."""
+    from fakedetect.detectors.scoring import Scorer
+
+    details = saved(folder)
+    found, left_out = {}, {}
+    for name in sorted(details, key=lambda n: RUN_ORDER.index(details[n]["kind"])):
+        detector = load(Path(folder) / name)
+        members = ({m: load(Path(folder) / m) for m in detector.spec.settings.members}
+                   if detector.spec.kind == "fusion" else {})
+        if any(d.noise_sigma is not None for d in [detector, *members.values()]):
+            left_out[name] = "it needs noisy views of each image, which are not computed here"
+            continue
+
+        def score(x, detector=detector, members=members):
+            def inputs(found, scores=None):
+                return Inputs(*view(x, layers, found.spec.features, f"detectors.{found.name}"), {}, scores or {})
+
+            result = detector.score(inputs(detector, {m: d.score(inputs(d)).ranking for m, d in members.items()}))
+            return result.ranking, result.decision
+
+        found[name] = Scorer(name, f"{name} ({detector.spec.kind})", score)
+    return found, left_out
+
+
 def saved(folder: str | os.PathLike) -> dict[str, dict]:
     """The detectors saved under `folder` (the compare stage's models/detectors): name -> detector.json."""
     found = sorted(Path(folder).glob(f"*/{DETAILS}"))
