@@ -13,7 +13,7 @@ from pathlib import Path
 from fakedetect import atomic, stage
 from fakedetect.features import engines, feature_files, noisy_views  # torch before any Keras head
 from fakedetect.features.feature_store import FeatureStore, store_root
-from fakedetect.evaluation import compare
+from fakedetect.evaluation import compare, metrics
 from fakedetect.artifacts import COMPARE_METRICS, COMPARE_PLOTS, COMPARE_REPORT, DETECTOR_MODELS, FEATURES
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
@@ -63,7 +63,7 @@ def main() -> None:
         detector.save(Path(DETECTOR_MODELS) / name)
     atomic.write_json(COMPARE_REPORT, {"detectors": outcome.reports, "skipped": outcome.skipped,
                                        "layers": [list(layer) for layer in layers],
-                                       "ece_bins": compare.metrics.ECE_BINS})
+                                       "ece_bins": metrics.ECE_BINS})
     atomic.write_json(COMPARE_METRICS, compare.headline(outcome))
     sets, bars = compare.tables(outcome)
     atomic.write_csv(f"{COMPARE_PLOTS}/sets.csv", sets)
