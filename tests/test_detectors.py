@@ -297,3 +297,44 @@ def test_the_comparison_charts_render_offline(tmp_path):
                          set(declared))
     assert shown.errors == ""
     assert shown.rendered == set(declared) and all(shown.marks[plot] >= 1 for plot in declared)
+
+
+@pytest.mark.fast
+def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
+    """What robustness and predict read: the saved detectors as scoring.Scorer, a fusion with its members;
+    a noise-sensitivity detector left out with the reason; `fakedetect detectors` lists kinds and detectors."""
+    x, y, noisy = synthetic(160, 0)
+    xv, yv, noisyv = synthetic(60, 1)
+    models = tmp_path / "models" / "detectors"
+    specs = {"knn": DetectorSpec(kind="knn"), "block_b": DetectorSpec(kind="knn", features="layer:b"),
+             "noise": DetectorSpec(kind="noise_sensitivity")}
+    def viewed(features, spec, noisy_view=None):  # what compare.run gives each detector
+        part, layers = registry.view(features, LAYERS, spec.features, "test")
+        return inputs(part, None if noisy_view is None else registry.view(noisy_view, LAYERS, spec.features, "")[0],
+                      layers=layers)
+
+    fitted = {name: registry.fit(name, spec, viewed(x, spec, noisy), y, viewed(xv, spec, noisyv), yv)
+              for name, spec in specs.items()}
+    members = {m: fitted[m].score(viewed(xv, specs[m])).ranking for m in ("knn", "block_b")}
+    fitted["fusion"] = registry.fit("fusion", DetectorSpec(kind="fusion", params={"members": ["knn", "block_b"]}),
+                                    inputs(x), y, inputs(xv, members=members), yv)
+    for name, detector in fitted.items():
+        detector.save(models / name)
+    scorers, left_out = registry.scorers(models, LAYERS)
+    assert set(scorers) == {"knn", "block_b", "fusion"} and set(left_out) == {"noise"}
+    ranking, decision = scorers["fusion"].score(xv)
+    np.testing.assert_allclose(ranking, fitted["fusion"].score(inputs(xv, members=members)).ranking)
+    np.testing.assert_array_equal(scorers["block_b"].score(xv)[0], fitted["block_b"].score(inputs(xv[:, 8:])).ranking)
+    assert registry.saved(models)["knn"]["validation"]["ap"] is not None
+
+    from fakedetect import cli
+
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["detectors"] = {"knn": {"kind": "knn", "features": "all", "params": {"k": 1}},
+                           "later": {"kind": "blocks", "features": "layers", "params": {}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert cli.main(["detectors", "--project", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "blocks: projection: 128" in shown and "fusion: members: required" in shown
+    assert "knn: kind knn, features all" in shown and "fitted, validation AP" in shown
+    assert "later: kind blocks" in shown and "not fitted" in shown
