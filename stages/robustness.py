@@ -1,7 +1,8 @@
 """Stage robustness: the test images perturbed by JPEG, blur and resizing (params `robustness`),
 encoded by the run's backbone and scored by its 1-NN, its linear head and every detector the compare
-stage saved (models/detectors/) -> metrics/robustness.json (per method: clean, mean over the grid, worst point), reports/robustness.json (every figure),
-curves under plots/robustness/ and plots/robustness.png.
+stage saved (models/detectors/) -> metrics/robustness.json (per method: clean, mean over the grid,
+worst point), reports/robustness.json (every figure), the 1-NN's and the head's curves under
+plots/robustness/ and plots/robustness.png.
 
 Each (image, perturbation) is encoded once per backbone: the feature store (`extract.store`)
 keeps it, so adding a grid point encodes only that point's images.

@@ -19,7 +19,7 @@ class TsneParams(Section):
 
 class Perturbation(Section):
     """One grid point: the keys it names are applied to the original test image in a fixed order,
-    blur, then resize, then JPEG (UnivFD blurs before it compresses); a key it omits is not applied."""
+    blur, then resize, then JPEG (UnivFD blurs before it compresses), then noise; a key it omits is not applied."""
 
     blur: Annotated[float, Field(ge=0.0)] | None = Field(
         None, description="Gaussian sigma, per channel on the uint8 array (scipy.ndimage.gaussian_filter)")
