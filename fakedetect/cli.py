@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from fakedetect.data.images import IMAGE_EXTENSIONS
 
@@ -80,7 +81,8 @@ def predict_command(args: argparse.Namespace) -> int:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
     try:
-        detector = Detector(args.project, args.classifier, args.family, args.engine, args.address)
+        detector = Detector(args.project, args.classifier, args.family, args.engine, args.address, args.detector,
+                            args.all)
         try:
             start = time.perf_counter()
             extract = detector.params.extract
@@ -146,6 +148,31 @@ def _positive_number(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
     return value
+
+
+def detectors_command(args: argparse.Namespace) -> int:
+    """The kinds, each with its params and their defaults, then the configured detectors and their state."""
+    from fakedetect.params import DETECTOR_PARAMS, ParamsError, load_params
+
+    print("kinds (params: default):")
+    for kind, schema in DETECTOR_PARAMS.items():
+        fields = ", ".join(f"{name}: {'required' if f.is_required() else f.default}"
+                           for name, f in schema.model_fields.items())
+        print(f"  {kind}: {fields or '-'}")
+    try:
+        configured = load_params(Path(args.project) / "params.yaml").detectors
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from fakedetect.artifacts import DETECTOR_MODELS
+
+    print("configured (params.yaml detectors):")
+    for name, spec in configured.items():
+        details = Path(args.project) / DETECTOR_MODELS / name / "detector.json"
+        fitted = (f"fitted, validation AP {json.loads(details.read_text()).get('validation', {}).get('ap')}%"
+                  if details.is_file() else "not fitted: dvc repro compare")
+        print(f"  {name}: kind {spec.kind}, features {spec.features}, params {spec.params or '{}'} ({fitted})")
+    return 0
 
 
 def profile_command(args: argparse.Namespace) -> int:
@@ -229,6 +256,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="append", default=[], metavar="FILE", help="a file listing image paths, one per line")
     p.add_argument("--classifier", choices=["linear", "nn"], default="linear",
                    help="linear: the trained head (default) | nn: nearest neighbour in the training features")
+    p.add_argument("--detector", metavar="NAME", help="score with this detector of the compare stage "
+                   "(models/detectors/NAME; `fakedetect detectors` lists them), or 'best': the one with the best "
+                   "validation AP; replaces --classifier")
+    p.add_argument("--all", action="store_true", help="add every compared detector's P(fake) (p_fake_NAME) to each row")
     p.add_argument("--no-family", dest="family", action="store_false",
                    help="P(fake) only, without the GAN/diffusion family: faster, and needs no resnet_attribution run")
     out = p.add_mutually_exclusive_group()
@@ -251,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
                     help="refuse larger files with 413 (default: the run's ingest.max_file_mb)")
     sv.add_argument("--neighbours", type=_whole_number(1), default=5, help="nearest training images shown (default: 5)")
     sv.set_defaults(run=serve_command)
+    det = commands.add_parser("detectors", help="list the detector kinds (with their params) and the configured detectors")
+    det.add_argument("--project", default=".", help="the project whose params.yaml configures them (default: here)")
+    det.set_defaults(run=detectors_command)
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")
     prof.set_defaults(run=profile_command)

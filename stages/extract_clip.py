@@ -20,6 +20,7 @@ log = logging.getLogger("extract_clip")
 def main() -> None:
     p = load_params().extract
     summary = {"source": p.source, "model": p.model, "pretrained": p.pretrained}
+    layers = None  # imported features: one slice, named by load_layers' fallback
     if p.source == "import":
         name, entries = p.imported
         matrix, rows = imports.import_features(entries, f"extract.imports.{name}")
@@ -32,6 +33,7 @@ def main() -> None:
         try:
             store = FeatureStore(store_root(p.store), engine.identity)
             matrix, run = extract.extract(rows, engine, store, p.batch_size, p.loader_workers)
+            layers = engine.layers
         finally:
             engine.close()
         summary |= {"identity": engine.identity, "store_id": store.model_id, "images": run.images}
@@ -40,6 +42,8 @@ def main() -> None:
                  run.reused, store.folder, run.seconds, engine.device,
                  f"{run.computed / run.seconds:.1f}" if run.computed else "-")
     feature_files.save_features(FEATURES, matrix, rows)
+    if layers:
+        feature_files.save_layers(FEATURES, layers)
     summary |= {"rows": len(rows), "dimension": int(matrix.shape[1])}
     atomic.write_json(EXTRACT_METRICS, summary)
     log.info("%d rows x %d features -> %s", len(rows), matrix.shape[1], FEATURES)

@@ -173,7 +173,7 @@ def test_headline_keeps_the_papers_figures_per_set_and_mean():
     operating = {"tpr_at_fpr1": None, "tpr_at_fpr5": None}  # _rows has no validation reals
     assert metrics.headline(report) == {"progan": {"acc": 75.0, "ap": 100.0, **operating},
                                         "real_blur": {"acc": 50.0, "ap": None, **operating},
-                                        "mean": {"acc": 75.0, "ap": 100.0, **operating}}
+                                        "mean": {"acc": 75.0, "ap": 100.0, **operating, "worst_acc": 75.0}}
     report["test_sets"]["mean"] = report["test_sets"].pop("progan")
     with pytest.raises(UserError, match="a test set is named 'mean'"):
         metrics.headline(report)

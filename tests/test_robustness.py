@@ -61,7 +61,7 @@ def test_perturbed_pixels_equal_the_univfd_reference_bit_for_bit(tmp_path):
     items = [engines.Item(str(path), images.load(str(path)).sha256, point) for path in paths for point in GRID]
     for item in items:  # what the engines' loaders hand the encoder's transform
         pixels, reason, _ = engines.read(item, 224, images.Limits())
-        expected = reference(item.path, **item.perturbation.model_dump())
+        expected = reference(item.path, **item.perturbation.model_dump(exclude_none=True))
         assert reason == "" and pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
         np.testing.assert_array_equal(pixels, expected, err_msg=f"{item.path} {perturbations.name(item.perturbation)}")
     assert len({perturbations.key(item.sha256, item.perturbation) for item in items}) == len(items)  # one key per pair
@@ -124,8 +124,11 @@ def test_clean_point_equals_nn_eval_and_linear_eval(trained_project):
     are nn_eval's and linear_eval's; the perturbed points hold the same sets and counts."""
     report = json.loads((trained_project / "reports/robustness.json").read_text())
     headline = json.loads((trained_project / "metrics/robustness.json").read_text())  # what dvc metrics show prints
-    assert headline["nn"]["jpeg50"]["mean"] == {k: report["methods"]["nn"]["perturbations"]["jpeg50"]["mean"][k]
-                                                for k in metrics.HEADLINE}
+    points = report["methods"]["nn"]["perturbations"]
+    assert headline["nn"]["clean"] == {k: points["clean"]["mean"][k] for k in metrics.HEADLINE}
+    worst = headline["nn"]["worst"]
+    assert worst["acc"] == min(p["mean"]["acc"] for name, p in points.items() if name != "clean")
+    assert worst == {"point": worst["point"], **{k: points[worst["point"]]["mean"][k] for k in metrics.HEADLINE}}
     for method, evaluated in (("nn", "nn_eval"), ("linear", "linear_eval")):
         ours = report["methods"][method]
         theirs = json.loads((trained_project / f"reports/{evaluated}.json").read_text())

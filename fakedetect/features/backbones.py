@@ -25,7 +25,7 @@ import importlib.util
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,9 @@ class Backbone:
     identity: dict  # everything that determines the features; the feature store's key
     device: torch.device
     dtype: torch.dtype
+    # The name and width of each slice of the output row, in order (the per-block features of
+    # docs/detectors.md "Feature views"); a backbone with one output: [("final", D)].
+    layers: list[tuple[str, int]] = field(default_factory=list)
 
     def encode(self, batch: torch.Tensor) -> np.ndarray:
         """Features of a batch of transformed images, float32 on the CPU."""
@@ -138,6 +141,9 @@ class PooledBlocks(torch.nn.Module):
         self.stem = torch.nn.Sequential(net.conv_stem, net.bn1)
         self.blocks = net.blocks[: depth + 1]
         self.head = torch.nn.Sequential(net.conv_head, net.bn2) if "head" in layers else None
+        # Each pooled block's width: the channels of its last normalisation (the block's output).
+        self.widths = [(name, _out_channels(net.blocks[DEMO_LAYERS.index(name)] if name != "head" else net.bn2))
+                       for name in layers]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x.contiguous(memory_format=torch.channels_last))
@@ -149,6 +155,10 @@ class PooledBlocks(torch.nn.Module):
         if self.head is not None:
             pooled.append(self.head(x).mean((2, 3)))
         return torch.cat(pooled, 1)
+
+
+def _out_channels(module: torch.nn.Module) -> int:
+    return [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)][-1].num_features
 
 
 def _packaged_efficientnet_weights() -> Path:
@@ -298,4 +308,11 @@ def create(p: ExtractParams) -> Backbone:
     identity |= {"transform": transform.describe(), "precision": p.precision}
     encoder = encoder.eval().to(device, dtype)
     log.info("backbone %s on %s (%s)", json.dumps(identity, sort_keys=True), device, p.precision)
-    return Backbone(encoder, transform, identity, device, dtype)
+    return Backbone(encoder, transform, identity, device, dtype, layers(encoder))
+
+
+def layers(encoder: torch.nn.Module) -> list[tuple[str, int]]:
+    """The (name, width) of each slice of an encoder's output row."""
+    if isinstance(encoder, PooledBlocks):
+        return list(encoder.widths)
+    return [("final", int(encoder.clip.visual.output_dim))]

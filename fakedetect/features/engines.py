@@ -59,7 +59,8 @@ def read(item: Item, crop: int, limits: Limits) -> tuple[np.ndarray | None, str,
         return None, exc.reason, f"{item.path}: {exc}"
     if item.sha256 is not None and decoded.sha256 != item.sha256:
         return None, "changed_since_ingest", f"{item.path}: its content no longer matches image_sha256 in the manifest"
-    rgb = decoded.rgb if item.perturbation is None else perturbations.apply(decoded.rgb, item.perturbation)
+    rgb = (decoded.rgb if item.perturbation is None
+           else perturbations.apply(decoded.rgb, item.perturbation, decoded.sha256))
     return np.require(preprocess.center_crop(rgb, crop), requirements="W"), "", ""  # torch wants writable
 
 
@@ -103,6 +104,7 @@ class LocalEngine:
         self.identity = backbone.identity
         self.crop = backbone.transform.crop
         self.device = str(backbone.device)
+        self.layers = list(backbone.layers)  # (name, width) of each slice of the output row
 
     def dimension(self) -> int:
         return encode_pixels(self.backbone, np.zeros((1, self.crop, self.crop, 3), np.uint8)).shape[1]

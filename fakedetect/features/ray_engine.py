@@ -85,10 +85,11 @@ def _raising_user_errors(call):
         raise
 
 
-def _describe(params: ExtractParams) -> tuple[dict, int, int, str]:
-    """(identity, transform crop, feature dimension, device) of the backbone as an actor builds it."""
+def _describe(params: ExtractParams) -> tuple[dict, int, int, str, list[tuple[str, int]]]:
+    """(identity, transform crop, feature dimension, device, layers) of the backbone as an actor builds it."""
     backbone = backbones.create(params)
-    return backbone.identity, backbone.transform.crop, LocalEngine(backbone).dimension(), str(backbone.device)
+    return (backbone.identity, backbone.transform.crop, LocalEngine(backbone).dimension(), str(backbone.device),
+            list(backbone.layers))
 
 
 def _read_batch(row: dict, crop: int, limits: Limits) -> dict:
@@ -138,7 +139,7 @@ class RayEngine:
 
         describe = ray.remote(num_cpus=params.ray.cpus_per_actor, num_gpus=params.ray.gpus_per_actor)(_describe)
         try:
-            self.identity, self.crop, self._dimension, self.device = _raising_user_errors(
+            self.identity, self.crop, self._dimension, self.device, self.layers = _raising_user_errors(
                 lambda: ray.get(describe.remote(params)))
         except BaseException:
             self.close()
