@@ -18,7 +18,7 @@ from fakedetect.stage import UserError
 from fakedetect.params.base import Section
 from fakedetect.params.data import (BlurJpegProtocol, DatasetSource, DemoParams, IngestParams, LAYOUTS,
                                     NotebookProtocol, PreprocessParams, SPLITS)
-from fakedetect.params.features import DEMO_LAYERS, ExtractParams, ImportSource, RayParams
+from fakedetect.params.features import DEMO_LAYERS, CropPolicy, ExtractParams, ImportSource, RayParams
 from fakedetect.params.detectors import FcnnRecipe, LinearParams, LinearProbeRecipe, NnParams
 from fakedetect.params.attribution import (AttributionParams, DEMO_TEST_SETS, FAKE_FAMILIES,
                                            FamilyLevelParams, GroupSplitParams, HierarchyParams, Level3Params,
@@ -27,7 +27,7 @@ from fakedetect.params.evaluation import Perturbation, RobustnessParams, TsnePar
 
 # Every section's schema, importable from here: `from fakedetect.params import ExtractParams`.
 __all__ = [
-    "AttributionParams", "BlurJpegProtocol", "DEMO_LAYERS", "DEMO_TEST_SETS", "DatasetSource",
+    "AttributionParams", "BlurJpegProtocol", "CropPolicy", "DEMO_LAYERS", "DEMO_TEST_SETS", "DatasetSource",
     "DemoParams", "ExtractParams", "FAKE_FAMILIES", "FamilyLevelParams", "FcnnRecipe",
     "GroupSplitParams", "HierarchyParams", "ImportSource", "IngestParams", "LAYOUTS", "Level3Params",
     "LevelParams", "LinearParams", "LinearProbeRecipe", "NnParams", "NotebookProtocol", "PARAMS_FILE",
