@@ -31,7 +31,7 @@ def main() -> None:
         engine = engines.create(p)
         try:
             store = FeatureStore(store_root(p.store), engine.identity)
-            matrix, run = extract.extract(rows, engine, store, p.batch_size, p.loader_workers)
+            matrix, run = extract.extract(rows, engine, store, p.batch_size, p.loader_workers, p.test_crop)
         finally:
             engine.close()
         summary |= {"identity": engine.identity, "store_id": store.model_id, "images": run.images}

@@ -7,10 +7,11 @@ output, the raw residual stream, before `ln_post` and `proj` (width: the transfo
 is `encode_image` itself (unnormalised), so its slice equals the features of `layers: null`, and
 `ln_post` then `proj` of the last block's CLS token give it again (pool_type 'tok').
 
-The tokens are read by forward hooks on `visual.transformer.resblocks`, so the model runs its own
-forward, whatever its `batch_first`, `attn_mask` or patch dropout (an identity in eval mode, which
-the encoder is always in); the class token is at position 0 of the sequence (open_clip prepends
-it). Without `final`, the forward stops after the deepest requested block.
+The tokens are read by forward hooks on `visual.transformer.resblocks`, registered for the call
+only, so the model runs its own forward, whatever its `batch_first`, `attn_mask` or patch dropout
+(an identity in eval mode, which the encoder is always in); the class token is at position 0 of
+the sequence (open_clip prepends it), also for `pool_type: avg` towers, whose `final` averages the
+patch tokens instead. Without `final`, the forward stops after the deepest requested block.
 """
 from __future__ import annotations
 
@@ -57,15 +58,12 @@ class ClipBlocks(torch.nn.Module):
         self.blocks = [int(re.fullmatch(r"block(\d+)", name).group(1)) for name in layers if name != FINAL]
         visual = clip.visual
         self.batch_first = getattr(visual.transformer, "batch_first", True) if self.blocks else True
-        self._tokens: list[torch.Tensor] = []
-        for i in self.blocks:
-            visual.transformer.resblocks[i].register_forward_hook(self._hook(i))
 
-    def _hook(self, i: int):
+    def _hook(self, i: int, tokens: list[torch.Tensor]):
         last = not self.final and i == max(self.blocks)
 
         def keep(module, args, output):
-            self._tokens.append(output[:, 0] if self.batch_first else output[0])
+            tokens.append(output[:, 0] if self.batch_first else output[0])
             if last:
                 raise _Done
 
@@ -78,11 +76,15 @@ class ClipBlocks(torch.nn.Module):
         return out + ([int(visual.output_dim)] if self.final else [])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._tokens = []
-        try:
+        tokens: list[torch.Tensor] = []
+        resblocks = self.clip.visual.transformer.resblocks if self.blocks else []
+        hooks = [resblocks[i].register_forward_hook(self._hook(i, tokens)) for i in self.blocks]
+        try:  # the hooks live only during this call: the model stays as open_clip built it
             final = self.clip.encode_image(x)
         except _Done:
             final = None
-        parts = self._tokens + ([final] if self.final else [])
-        self._tokens = []
+        finally:
+            for hook in hooks:
+                hook.remove()
+        parts = tokens + ([final] if self.final else [])
         return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
