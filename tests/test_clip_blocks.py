@@ -63,6 +63,7 @@ def test_an_unknown_layer_names_the_key_and_the_valid_names(vit, layers):
         clip_blocks.resolve(clip, "ViT-B-32", layers)
 
 
+@pytest.mark.fast
 def test_a_cnn_tower_accepts_only_final():
     resnet = torch.nn.Module()
     resnet.visual = torch.nn.Module()  # like open_clip's ModifiedResNet: no transformer blocks

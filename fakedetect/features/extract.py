@@ -80,14 +80,20 @@ def encode_missing(items: dict[str, Item], encoder: Backbone | Engine, store: Fe
 
 
 def row_items(rows: pd.DataFrame, test_crop: CropPolicy | None = None) -> tuple[list[str], dict[str, Item]]:
-    """(each row's store key, the items by key: each (image, policy) once). Rows need `image` and
-    `image_sha256`, and `split` when `test_crop` is not the centre crop (test rows get it)."""
-    policies = ([test_crop if split == "test" else None for split in rows.split] if not crops.is_center(test_crop)
-                else [None] * len(rows))
-    keys = [crops.key(sha256, policy) for sha256, policy in zip(rows.image_sha256, policies)]
-    items = {}
-    for key, path, sha256, policy in zip(keys, rows.image, rows.image_sha256, policies):
-        items.setdefault(key, Item(path, sha256, crop=policy))
+    """(each row's store key, the items by key: each (image, policy) once). A row's image is its
+    preprocessed file (`image`, `image_sha256`), centre-cropped; under a `test_crop` other than the
+    centre crop, a test row's image is its original file instead (`path`, `sha256`: the manifest's,
+    at its native resolution, as the robustness perturbations read it), cropped by the policy."""
+    items, keys = {}, []
+    other = not crops.is_center(test_crop)
+    if other and not {"split", "path", "sha256"} <= set(rows.columns):
+        raise ValueError("rows need split, path and sha256 (the original files) for a test crop policy")
+    for i, (path, sha256) in enumerate(zip(rows.image, rows.image_sha256)):
+        policy = test_crop if other and rows.split.iat[i] == "test" else None
+        if policy is not None:
+            path, sha256 = rows.path.iat[i], rows.sha256.iat[i]
+        keys.append(crops.key(sha256, policy))
+        items.setdefault(keys[-1], Item(path, sha256, crop=policy))
     return keys, items
 
 
