@@ -63,7 +63,8 @@ def test_the_crops_of_each_policy():
     assert tiles.shape == (4, 224, 224, 3)
     np.testing.assert_array_equal(tiles[3], rgb[76:300, 263:487])
     seeded = crops.tile_positions(300, 500, 224, SEEDED, SHA)
-    assert seeded == crops.tile_positions(300, 500, 224, SEEDED, SHA) != crops.tile_positions(300, 500, 224, SEEDED, "cd" * 32)
+    assert seeded == crops.tile_positions(300, 500, 224, SEEDED, SHA)  # the same image: the same crops
+    assert seeded != crops.tile_positions(300, 500, 224, SEEDED, "cd" * 32)
     assert all(0 <= top <= 76 and 0 <= left <= 276 for top, left in seeded)
     resized = crops.crops(rgb, 224, RESIZE, SHA)
     np.testing.assert_array_equal(resized[0], np.asarray(Image.fromarray(rgb).resize((224, 224), Image.BICUBIC)))

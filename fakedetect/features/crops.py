@@ -45,7 +45,8 @@ def key(source_key: str, policy: CropPolicy | None) -> str:
     """The feature-store key of an image (its key under centre cropping) under a crop policy."""
     if is_center(policy):
         return source_key
-    return hashlib.sha256(json.dumps({"source": source_key, "crop": recipe(policy)}, sort_keys=True).encode()).hexdigest()
+    text = json.dumps({"source": source_key, "crop": recipe(policy)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def count(policy: CropPolicy | None) -> int:

@@ -8,9 +8,9 @@
 Both engines cut the list into the same batches and run the same operations on them (the uint8
 crops of each item's crop policy, fakedetect.features.crops: by default UnivFD's centre crop; then
 the backbone's transform and encoder on all the batch's crops, and the mean of each image's crops),
-so on one kind of device they give bit-identical features. The caller writes what comes back (the feature store,
-the predictions), so resuming and incremental runs do not depend on the engine: Ray restarts a
-lost actor and retries its batch; a killed caller loses only the batches in flight.
+so on one kind of device they give bit-identical features. The caller writes what comes back (the
+feature store, the predictions), so resuming and incremental runs do not depend on the engine: Ray
+restarts a lost actor and retries its batch; a killed caller loses only the batches in flight.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class Encoded:
 
     positions: list[int]  # images encoded, in batch order
     features: np.ndarray  # float32, one row per position
-    pixels: np.ndarray | None  # their first uint8 crop each (N x crop x crop x 3; the centre crop by default), when asked for
+    pixels: np.ndarray | None  # each one's first uint8 crop (N x crop x crop x 3: the centre crop by default), if asked
     problems: list[tuple[int, str, str]]  # (position, reason, message) of images that cannot be used
 
 
@@ -63,7 +63,8 @@ def read(item: Item, crop: int, limits: Limits) -> tuple[np.ndarray | None, str,
     if item.sha256 is not None and decoded.sha256 != item.sha256:
         return None, "changed_since_ingest", f"{item.path}: its content no longer matches image_sha256 in the manifest"
     rgb = decoded.rgb if item.perturbation is None else perturbations.apply(decoded.rgb, item.perturbation)
-    return np.require(crops.crops(rgb, crop, item.crop, decoded.sha256), requirements="W"), "", ""  # torch wants writable
+    pixels = crops.crops(rgb, crop, item.crop, decoded.sha256)
+    return np.require(pixels, requirements="W"), "", ""  # torch wants writable
 
 
 def encode_pixels(backbone: Backbone, pixels: np.ndarray) -> np.ndarray:
