@@ -1,5 +1,8 @@
 """extract.layers for OpenCLIP ViTs: the CLS token after chosen transformer blocks and `final`
 (encode_image), on a randomly initialised ViT-B-32 (offline)."""
+import json
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -79,3 +82,20 @@ def test_default_layers_keep_the_identity_and_the_demo_blocks():
     assert demo.identity["layers"] == ["block1", "block2", "block3"]
     assert demo.layers == [("block1", 24), ("block2", 40), ("block3", 80)]
     assert demo.encode(torch.zeros(1, 3, 224, 224)).shape == (1, 24 + 40 + 80)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("extract, message", [
+    ({"layers": ["block9"]}, "extract.layers: block9 not a block of efficientnet_lite0; valid: block0, "),
+    ({"layers": ["final"]}, "extract.layers: final not a block of efficientnet_lite0"),
+    ({"model": "ViT-B-32", "layers": ["layer3"]}, "extract.layers.0: String should match pattern"),
+    ({"model": "ViT-B-32", "layers": []}, "extract.layers must name at least one block"),
+    ({"test_crop": {"policy": "tiles", "tiles": 0}}, "extract.test_crop.tiles: Input should be greater than 0"),
+    ({"test_crop": {"policy": "crop"}}, "extract.test_crop.policy: Input should be 'center', 'tiles' or 'resize'"),
+])
+def test_bad_layers_and_crop_policies_name_the_key(tmp_path, extract, message):
+    from fakedetect.params import ParamsError, load_params
+
+    (tmp_path / "params.yaml").write_text(json.dumps({"extract": extract}))
+    with pytest.raises(ParamsError, match=re.escape(message)):
+        load_params(tmp_path / "params.yaml")
