@@ -2,7 +2,8 @@
 rows.csv) and metrics/extract.json.
 
 Features come from the backbone in params, each image computed once per backbone (the
-feature store in `extract.store` keeps them across runs), or, as the stage import_features
+feature store in `extract.store` keeps them across runs; test images cropped as `extract.test_crop`
+says), or, as the stage import_features
 (`images: []`), from the precomputed feature files of `extract.imports`."""
 import logging
 
@@ -26,13 +27,13 @@ def main() -> None:
         matrix, rows = imports.import_features(entries, f"extract.imports.{name}")
     else:
         rows = manifests.read_manifest(PREPROCESSED_MANIFEST)
-        rows = rows.loc[rows.status == "ok", ROW_COLUMNS].reset_index(drop=True)
+        rows = rows.loc[rows.status == "ok", ROW_COLUMNS + ["path", "sha256"]].reset_index(drop=True)  # + originals
         if rows.empty:
             raise stage.UserError(f"{PREPROCESSED_MANIFEST} has no usable rows: check {INGEST_METRICS}")
         engine = engines.create(p)
         try:
             store = FeatureStore(store_root(p.store), engine.identity)
-            matrix, run = extract.extract(rows, engine, store, p.batch_size, p.loader_workers)
+            matrix, run = extract.extract(rows, engine, store, p.batch_size, p.loader_workers, p.test_crop)
             layers = engine.layers
         finally:
             engine.close()
@@ -41,6 +42,7 @@ def main() -> None:
         log.info("%d images: %d computed, %d reused from %s in %.1f s on %s (%s images/s)", run.images, run.computed,
                  run.reused, store.folder, run.seconds, engine.device,
                  f"{run.computed / run.seconds:.1f}" if run.computed else "-")
+        rows = rows[ROW_COLUMNS]
     feature_files.save_features(FEATURES, matrix, rows)
     if layers:
         feature_files.save_layers(FEATURES, layers)

@@ -16,8 +16,9 @@ import psutil
 import pytest
 import ray
 
-from fakedetect.features import backbones, engines, extract
+from fakedetect.features import backbones, extract
 from fakedetect.features.feature_store import FeatureStore
+from fakedetect.features.ray_engine import RayEngine
 from fakedetect.params import ExtractParams, load_params
 from helpers import PROJECT, assert_stopped, run_stage, stage_env
 from test_extract import project, write_images
@@ -58,7 +59,7 @@ def test_ray_features_equal_local_and_resume_from_the_store(tmp_path, local_ray)
     rows = write_images(tmp_path / "img", N_IMAGES, seed=3)
     params = small_params()
     expected = local_features(rows, params, tmp_path / "local")
-    engine = engines.RayEngine(params)
+    engine = RayEngine(params)
     assert engine.identity == backbones.create(params).identity  # one store entry whatever the engine
     store = FeatureStore(tmp_path / "store", engine.identity)
     matrix, run = extract.extract(rows, engine, store, BATCH, 0)
@@ -106,7 +107,7 @@ def test_killed_encoder_actor_is_replaced_and_features_stay_identical(tmp_path, 
     rows = write_images(tmp_path / "img", N_IMAGES, seed=4)
     params = small_params(actors=2, cpus_per_actor=0.5)
     expected = local_features(rows, params, tmp_path / "local")
-    engine = engines.RayEngine(params)
+    engine = RayEngine(params)
     store = KillingStore(tmp_path / "store", engine.identity)
     matrix, run = extract.extract(rows, engine, store, BATCH, 0)
     engine.close()

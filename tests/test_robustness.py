@@ -62,8 +62,8 @@ def test_perturbed_pixels_equal_the_univfd_reference_bit_for_bit(tmp_path):
     for item in items:  # what the engines' loaders hand the encoder's transform
         pixels, reason, _ = engines.read(item, 224, images.Limits())
         expected = reference(item.path, **item.perturbation.model_dump(exclude_none=True))
-        assert reason == "" and pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8
-        np.testing.assert_array_equal(pixels, expected, err_msg=f"{item.path} {perturbations.name(item.perturbation)}")
+        assert reason == "" and pixels.shape == (1, 224, 224, 3) and pixels.dtype == np.uint8  # one centre crop
+        np.testing.assert_array_equal(pixels[0], expected, err_msg=f"{item.path} {perturbations.name(item.perturbation)}")
     assert len({perturbations.key(item.sha256, item.perturbation) for item in items}) == len(items)  # one key per pair
 
 

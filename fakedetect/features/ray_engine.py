@@ -1,5 +1,5 @@
 """The Ray engine (`extract.engine: ray`): a Ray Data pipeline on a Ray instance started on this
-machine's cores or on a running cluster (`extract.ray`). Reader tasks read, verify and centre-crop;
+machine's cores or on a running cluster (`extract.ray`). Reader tasks read, verify and crop;
 a pool of actors, each holding the backbone once (on its own GPU where it has one), encodes; feature
 batches stream back to the caller, which writes them (fakedetect.features.engines says why).
 """
@@ -20,8 +20,8 @@ import numpy as np
 import fakedetect
 from fakedetect.data.images import Limits
 from fakedetect.features import backbones
-from fakedetect.features.engines import Encoded, Item, LocalEngine, batches_of, encode_pixels, read
-from fakedetect.params import ExtractParams, Perturbation, RayParams
+from fakedetect.features.engines import Encoded, Item, LocalEngine, batches_of, encode_crops, first_crops, read
+from fakedetect.params import CropPolicy, ExtractParams, Perturbation, RayParams
 from fakedetect.runtime.downloads import answers
 from fakedetect.stage import UserError
 
@@ -93,19 +93,22 @@ def _describe(params: ExtractParams) -> tuple[dict, int, int, str, list[tuple[st
 
 
 def _read_batch(row: dict, crop: int, limits: Limits) -> dict:
-    """Ray task: one batch's files -> their uint8 crops, which of them could be read, and why not."""
+    """Ray task: one batch's files -> their uint8 crops (`counts` per image), which of them could be
+    read, and why not."""
     pixels, ok, problems = [], [], []
-    for j, (path, sha256, perturbation) in enumerate(zip(row["paths"], row["sha256"], row["perturbations"])):
+    for j, (path, sha256, perturbation, policy) in enumerate(
+            zip(row["paths"], row["sha256"], row["perturbations"], row["crops"])):
         perturbation = Perturbation.model_validate_json(perturbation) if perturbation else None
-        crop_j, reason, message = read(Item(str(path), str(sha256) or None, perturbation), crop, limits)
-        if crop_j is None:
+        policy = CropPolicy.model_validate_json(policy) if policy else None
+        crops_j, reason, message = read(Item(str(path), str(sha256) or None, perturbation, policy), crop, limits)
+        if crops_j is None:
             problems.append([j, reason, message])
         else:
             ok.append(j)
-            pixels.append(crop_j)
-    stacked = np.stack(pixels) if pixels else np.zeros((0, crop, crop, 3), np.uint8)
+            pixels.append(crops_j)
+    stacked = np.concatenate(pixels) if pixels else np.zeros((0, crop, crop, 3), np.uint8)
     return {"batch": row["batch"], "ok": np.asarray(ok, np.int64), "pixels": stacked,
-            "problems": json.dumps(problems)}
+            "counts": np.asarray([len(p) for p in pixels], np.int64), "problems": json.dumps(problems)}
 
 
 class _Encoder:
@@ -120,12 +123,12 @@ class _Encoder:
                             f"from the driver's {identity}: give every node the same weights file")
 
     def __call__(self, rows: dict) -> dict:
-        pixels = rows["pixels"][0]
-        features = (encode_pixels(self.backbone, pixels) if len(pixels)
+        pixels, counts = rows["pixels"][0], [int(n) for n in rows["counts"][0]]
+        features = (encode_crops(self.backbone, pixels, counts) if len(pixels)
                     else np.zeros((0, 0), np.float32))
         out = {"batch": rows["batch"], "ok": rows["ok"], "problems": rows["problems"], "features": [features]}
         if self.keep_pixels:
-            out["pixels"] = [pixels]
+            out["pixels"] = [first_crops(pixels, counts)]
         return out
 
 
@@ -161,11 +164,13 @@ class RayEngine:
         rows = [{"batch": b, "paths": [items[i].path for i in positions],
                  "sha256": [items[i].sha256 or "" for i in positions],
                  "perturbations": [items[i].perturbation.model_dump_json() if items[i].perturbation else ""
-                                   for i in positions]} for b, positions in enumerate(batches)]
+                                   for i in positions],
+                 "crops": [items[i].crop.model_dump_json() if items[i].crop else "" for i in positions]}
+                for b, positions in enumerate(batches)]
         p = self.params.ray
         dataset = (ray.data.from_items(rows, override_num_blocks=len(rows))
                    .map(_read_batch, fn_kwargs={"crop": crop, "limits": limits})
-                   .mapbatches_of(_Encoder, fn_constructor_args=(self.params, self.identity, keep_pixels),
+                   .map_batches(_Encoder, fn_constructor_args=(self.params, self.identity, keep_pixels),
                                 batch_size=1, compute=ray.data.ActorPoolStrategy(size=p.actors),
                                 num_cpus=p.cpus_per_actor, num_gpus=p.gpus_per_actor))
         # Ray Data's defaults do the fault handling: a dead actor is restarted and its batch retried

@@ -18,7 +18,7 @@ from fakedetect.stage import UserError
 from fakedetect.params.base import Section
 from fakedetect.params.data import (BlurJpegProtocol, DatasetSource, DemoParams, IngestParams, LAYOUTS,
                                     NotebookProtocol, PreprocessParams, SPLITS)
-from fakedetect.params.features import DEMO_LAYERS, ExtractParams, ImportSource, RayParams
+from fakedetect.params.features import DEMO_LAYERS, CropPolicy, ExtractParams, ImportSource, RayParams
 from fakedetect.params.detectors import (DEMO_DETECTORS, DETECTOR_PARAMS, DetectorSpec, FcnnRecipe, LinearParams,
                                         LinearProbeRecipe, NnParams)
 from fakedetect.params.attribution import (AttributionParams, DEMO_TEST_SETS, FAKE_FAMILIES,
@@ -28,7 +28,8 @@ from fakedetect.params.evaluation import Perturbation, RobustnessParams, TsnePar
 
 # Every section's schema, importable from here: `from fakedetect.params import ExtractParams`.
 __all__ = [
-    "AttributionParams", "BlurJpegProtocol", "DEMO_DETECTORS", "DEMO_LAYERS", "DETECTOR_PARAMS", "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource",
+    "AttributionParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS", "DEMO_LAYERS", "DETECTOR_PARAMS",
+    "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource",
     "DemoParams", "ExtractParams", "FAKE_FAMILIES", "FamilyLevelParams", "FcnnRecipe",
     "GroupSplitParams", "HierarchyParams", "ImportSource", "IngestParams", "LAYOUTS", "Level3Params",
     "LevelParams", "LinearParams", "LinearProbeRecipe", "NnParams", "NotebookProtocol", "PARAMS_FILE",
