@@ -29,8 +29,7 @@ from fakedetect.params import load_params  # noqa: E402
 def main() -> None:
     project = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
     os.chdir(project)
-    sys.path.insert(0, str(ROOT / "stages"))
-    from compare import NoisyViews  # the stage's own noisy-view source
+    from fakedetect.features.noisy_views import NoisyViews  # the stage's own noisy-view source
 
     params = load_params()
     matrix, rows = feature_files.load_features("data/features")

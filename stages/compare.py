@@ -11,38 +11,14 @@ import shutil
 from pathlib import Path
 
 from fakedetect import atomic, stage
-from fakedetect.features import engines, feature_files, noisy_views  # torch before any Keras head
-from fakedetect.features.feature_store import FeatureStore, store_root
+from fakedetect.features import feature_files  # torch before any Keras head
+from fakedetect.features.noisy_views import NoisyViews
 from fakedetect.evaluation import compare, metrics
 from fakedetect.artifacts import COMPARE_METRICS, COMPARE_PLOTS, COMPARE_REPORT, DETECTOR_MODELS, FEATURES
 from fakedetect.params import load_params
 from fakedetect.stage import UserError
 
 log = logging.getLogger("compare")
-
-
-class NoisyViews:
-    """The noisy features of some rows; the backbone is built only when a noisy view is asked for."""
-
-    def __init__(self, params, rows):
-        self.params, self.rows, self.engine, self.computed = params, rows, None, 0
-
-    def __call__(self, sigma: float, seed: int, indices):
-        rows = self.rows.iloc[indices]
-        why = noisy_views.unavailable(rows)
-        if why:
-            return why
-        if self.engine is None:
-            self.engine = engines.create(self.params.extract)
-        store = FeatureStore(store_root(self.params.extract.store), self.engine.identity)
-        found, computed = noisy_views.features(rows, sigma, seed, self.engine, store, self.params.extract.batch_size,
-                                               self.params.extract.loader_workers)
-        self.computed += computed
-        return found
-
-    def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
 
 
 def main() -> None:

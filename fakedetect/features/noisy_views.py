@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from fakedetect.evaluation import perturbations
-from fakedetect.features import extract
+from fakedetect.features import engines, extract
 from fakedetect.features.engines import Engine, Item
-from fakedetect.features.feature_store import FeatureStore
+from fakedetect.features.feature_store import FeatureStore, store_root
 from fakedetect.params import Perturbation
 
 
@@ -39,3 +39,27 @@ def features(rows: pd.DataFrame, sigma: float, seed: int, engine: Engine, store:
     if encoded.problems:
         return f"{len(encoded.problems)} images could not be read: {encoded.messages[0]}", encoded.computed
     return np.stack([encoded.features[key] for key in keys]).astype(np.float32, copy=False), encoded.computed
+
+
+class NoisyViews:
+    """The noisy features of some rows; the backbone is built only when a noisy view is asked for."""
+
+    def __init__(self, params, rows):
+        self.params, self.rows, self.engine, self.computed = params, rows, None, 0
+
+    def __call__(self, sigma: float, seed: int, indices):
+        rows = self.rows.iloc[indices]
+        why = unavailable(rows)
+        if why:
+            return why
+        if self.engine is None:
+            self.engine = engines.create(self.params.extract)
+        store = FeatureStore(store_root(self.params.extract.store), self.engine.identity)
+        found, computed = features(rows, sigma, seed, self.engine, store, self.params.extract.batch_size,
+                                               self.params.extract.loader_workers)
+        self.computed += computed
+        return found
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
