@@ -64,7 +64,7 @@ def encode_missing(items: dict[str, Item], encoder: Backbone | Engine, store: Fe
                     keys = [todo[i] for i in batch.positions]
                     if keys:
                         store.add(keys, batch.features)
-                        found.update(zip(keys, batch.features))
+                        found.update(zip(keys, store.as_stored(batch.features)))  # as a later run reads them
                     computed += len(keys)
                     progress.update(len(batch.positions) + len(batch.problems))
             seconds = time.perf_counter() - start

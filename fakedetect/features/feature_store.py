@@ -186,6 +186,10 @@ class FeatureStore:
         finally:
             lock.release()
 
+    def as_stored(self, features: np.ndarray) -> np.ndarray:
+        """Features as a load returns them once stored: rounded to the store's dtype, float32."""
+        return np.asarray(features).astype(self.dtype, copy=False).astype(np.float32, copy=False)
+
     def write(self, keys: list[str], features: np.ndarray) -> Path:
         """Write one shard atomically, without indexing it (the next sync verifies and indexes
         it): what an encoder on another machine of the cluster does."""

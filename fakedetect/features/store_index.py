@@ -135,13 +135,17 @@ class Index:
 
     def add(self, name: str, keys: np.ndarray, rows: np.ndarray) -> None:
         """Index one verified shard (its file in place); a key another shard holds keeps that shard."""
-        path = self.folder / name
-        st = path.stat()
+        self.replace(name, keys, rows, [])
+
+    def replace(self, name: str, keys: np.ndarray, rows: np.ndarray, old: list[str]) -> None:
+        """In one transaction: forget the shards `old` and index the shard `name` (compaction)."""
+        st = (self.folder / name).stat()
         checksums = shard_files.row_checksums(keys, rows)
         keys_blob = keys.tolist()  # the hex text's bytes
         with self.transaction() as db:
-            db.execute("DELETE FROM keys WHERE shard IN (SELECT id FROM shards WHERE name = ?)", (name,))
-            db.execute("DELETE FROM shards WHERE name = ?", (name,))
+            for gone in [*old, name]:
+                db.execute("DELETE FROM keys WHERE shard IN (SELECT id FROM shards WHERE name = ?)", (gone,))
+                db.execute("DELETE FROM shards WHERE name = ?", (gone,))
             shard = db.execute("INSERT INTO shards (name, size, mtime_ns, rows) VALUES (?, ?, ?, ?)",
                                (name, st.st_size, st.st_mtime_ns, len(keys))).lastrowid
             db.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)",
@@ -183,5 +187,7 @@ class Index:
             (name,))]
 
     def shard_rows(self) -> dict[str, int]:
-        """Indexed shards: name -> rows it holds."""
-        return dict(self._connect().execute("SELECT name, rows FROM shards"))
+        """Indexed shards: name -> keys the index takes from it (0 for a shard whose every key
+        another shard holds)."""
+        return dict(self._connect().execute(
+            "SELECT name, (SELECT COUNT(*) FROM keys WHERE keys.shard = shards.id) FROM shards"))
