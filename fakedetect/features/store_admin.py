@@ -37,8 +37,10 @@ def verify(store: FeatureStore) -> Checked:
     """Re-hash every shard against its name and check every indexed row's checksum; a corrupt shard
     is set aside and deleted (as a load would), a wrong index entry is rebuilt."""
     with store.computing():
-        store.sync()  # verifies and indexes shards the index did not list
-        corrupt, reindexed = [], []
+        before = shard_files.listing(store.folder)
+        store.sync()  # verifies and indexes shards the index did not list (setting corrupt ones aside)
+        corrupt = [name for name in before if not (store.folder / name).exists()]
+        reindexed = []
         for name in tqdm(sorted(shard_files.listing(store.folder)), desc="verify", unit="shard", leave=False):
             path = store.folder / name
             shard = store._read_shard(path)
