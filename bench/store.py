@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -70,6 +71,7 @@ def measure(what: str, dtype: str) -> None:
     """One measurement, in this (fresh) process."""
     store = FeatureStore(ROOT / dtype, IDENTITY, dtype)
     keys = wanted()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     if what == "rebuild":
         store.index.path.unlink()
         began = time.perf_counter()
@@ -80,7 +82,7 @@ def measure(what: str, dtype: str) -> None:
         found = store.load(keys) if what == "indexed" else full_scan(store, keys)
     seconds = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-    print(json.dumps({"seconds": seconds, "peak_mb": peak, "found": len(found)}))
+    print(json.dumps({"seconds": seconds, "peak_mb": peak, "added_mb": peak - before, "found": len(found)}))
 
 
 def run(what: str, dtype: str) -> dict:
@@ -106,11 +108,14 @@ def main() -> None:
         assert indexed["found"] == scan["found"] == WANTED
         print(f"load_indexed_{dtype}_s: {indexed['seconds']:.2f}")
         print(f"load_indexed_{dtype}_peak_rss_mb: {indexed['peak_mb']:.0f}")
+        print(f"load_indexed_{dtype}_peak_rss_added_mb: {indexed['added_mb']:.0f}")
         print(f"load_full_scan_{dtype}_s: {scan['seconds']:.2f}")
         print(f"load_full_scan_{dtype}_peak_rss_mb: {scan['peak_mb']:.0f}")
+        print(f"load_full_scan_{dtype}_peak_rss_added_mb: {scan['added_mb']:.0f}")
         print(f"full_scan_over_indexed_{dtype}_ratio: {scan['seconds'] / indexed['seconds']:.1f}")
         rebuilt = run("rebuild", dtype)
         print(f"index_rebuild_{dtype}_s: {rebuilt['seconds']:.1f}")
+        print(f"load_avg_1min: {os.getloadavg()[0]:.1f}")  # the machine is shared: how busy it was
         sys.stdout.flush()
         if "--keep" not in sys.argv:
             shutil.rmtree(ROOT / dtype)

@@ -114,18 +114,18 @@ class FeatureStore:
         """Bring the index up to date with the shards on disk (cheap when nothing changed)."""
         self.index.sync(self._indexable)
 
-    def _read_rows(self, name: str, hits: list[tuple[str, int, int]]) -> dict[str, np.ndarray] | None:
-        """The hit rows of one shard, verified row by row; None when the shard fails."""
-        path = self.folder / name
-        rows = np.fromiter((row for _, row, _ in hits), dtype=np.int64, count=len(hits))
+    def _read_rows(self, name: str, hits: tuple[list[str], np.ndarray, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The hit rows (keys, rows, checksums) of one shard, verified row by row; None when the
+        shard fails."""
+        keys, rows, checksums = hits
         try:
-            vectors = np.asarray(shard_files.features_view(path)[rows])
+            vectors = np.asarray(shard_files.features_view(self.folder / name)[rows])
         except Exception:  # unreadable, truncated, or rows beyond its end
             return None
-        keys = np.asarray([key for key, _, _ in hits], dtype=KEY_DTYPE)
-        if vectors.dtype != np.dtype(self.dtype) or shard_files.row_checksums(keys, vectors) != [c for _, _, c in hits]:
+        if vectors.dtype != np.dtype(self.dtype) or \
+                not np.array_equal(shard_files.row_checksums(np.asarray(keys, dtype=KEY_DTYPE), vectors), checksums):
             return None
-        return dict(zip((key for key, _, _ in hits), vectors.astype(np.float32)))
+        return dict(zip(keys, vectors.astype(np.float32)))
 
     def load(self, wanted: set[str]) -> dict[str, np.ndarray]:
         """Features (float32) of the wanted images that valid shards hold: only the shards that hold

@@ -50,12 +50,10 @@ def verify(store: FeatureStore) -> Checked:
                     corrupt.append(name)
                 continue
             keys, rows = shard
-            indexed = store.index.rows_of(name)
+            indexed, positions, checksums = store.index.rows_of(name)
             if indexed:
-                positions = [row for _, row, _ in indexed]
                 expected = shard_files.row_checksums(keys[positions], rows[positions])
-                if [k for k, _, _ in indexed] != keys[positions].astype(str).tolist() or \
-                        expected != [c for _, _, c in indexed]:
+                if indexed != keys[positions].astype(str).tolist() or not np.array_equal(expected, checksums):
                     store.index.add(name, keys, rows)
                     reindexed.append(name)
         images, shards = store.index.counts()
@@ -97,8 +95,7 @@ def compact(store: FeatureStore, rows_per_shard: int) -> Compacted:
         for group in tqdm(groups, desc="compact", unit="shard", leave=False):
             keys, vectors = [], []
             for name in group:
-                hits = store.index.rows_of(name)
-                rows = store._read_rows(name, hits)
+                rows = store._read_rows(name, store.index.rows_of(name))
                 if rows is None:  # corrupt: verify or the next load deals with it
                     log.warning("%s fails its checksums: left out of the compaction", store.folder / name)
                     continue

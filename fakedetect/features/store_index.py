@@ -31,7 +31,7 @@ from fakedetect.features import shard_files
 log = logging.getLogger("featurestore")
 INDEX = "index.sqlite"
 LOCK = "index.lock"
-VERSION = "1"
+VERSION = "2"  # 2: vectorised row checksums
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shards (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, size INTEGER NOT NULL,
@@ -150,7 +150,7 @@ class Index:
             shard = db.execute("INSERT INTO shards (name, size, mtime_ns, rows) VALUES (?, ?, ?, ?)",
                                (name, st.st_size, st.st_mtime_ns, len(keys))).lastrowid
             db.executemany("INSERT OR IGNORE INTO keys VALUES (?, ?, ?, ?)",
-                           zip(keys_blob, [shard] * len(keys), range(len(keys)), checksums))
+                           zip(keys_blob, [shard] * len(keys), range(len(keys)), checksums.tolist()))
             test_kill("mid-index")  # tests: a process killed inside the transaction
 
     def drop(self, names: Iterable[str]) -> None:
@@ -160,19 +160,25 @@ class Index:
                 db.execute("DELETE FROM keys WHERE shard IN (SELECT id FROM shards WHERE name = ?)", (name,))
                 db.execute("DELETE FROM shards WHERE name = ?", (name,))
 
-    def lookup(self, wanted: Iterable[str]) -> dict[str, list[tuple[str, int, int]]]:
-        """Where the wanted keys are: shard name -> [(key, row, checksum)], in row order."""
+    def lookup(self, wanted: Iterable[str]) -> dict[str, tuple[list[str], np.ndarray, np.ndarray]]:
+        """Where the wanted keys are: shard name -> (keys, rows, checksums), in row order."""
         db = self._connect()
         names = dict(db.execute("SELECT id, name FROM shards"))
         blobs = sorted(k.encode() for k in wanted)  # in key order: each query walks one stretch of the B-tree
-        found: dict[str, list[tuple[str, int, int]]] = {}
+        hits: list[tuple[bytes, int, int, int]] = []
         for start in range(0, len(blobs), LOOKUP_CHUNK):
             chunk = blobs[start:start + LOOKUP_CHUNK]
             query = f"SELECT key, shard, row, checksum FROM keys WHERE key IN ({','.join('?' * len(chunk))})"
-            for key, shard, row, checksum in db.execute(query, chunk):
-                found.setdefault(names[shard], []).append((key.decode(), row, checksum))
-        for hits in found.values():
-            hits.sort(key=lambda hit: hit[1])
+            hits.extend(db.execute(query, chunk))
+        if not hits:
+            return {}
+        keys, shards, rows, checksums = zip(*hits)
+        shards, rows, checksums = np.array(shards), np.array(rows, np.int64), np.array(checksums, np.int64)
+        order = np.lexsort((rows, shards))
+        found = {}
+        for shard in np.unique(shards):
+            at = order[shards[order] == shard]
+            found[names[int(shard)]] = ([keys[i].decode() for i in at], rows[at], checksums[at])
         return found
 
     def counts(self) -> tuple[int, int]:
@@ -181,11 +187,13 @@ class Index:
         return (db.execute("SELECT COUNT(*) FROM keys").fetchone()[0],
                 db.execute("SELECT COUNT(*) FROM shards").fetchone()[0])
 
-    def rows_of(self, name: str) -> list[tuple[str, int, int]]:
-        """The keys the index takes from one shard: [(key, row, checksum)], in row order."""
-        return [(key.decode(), row, checksum) for key, row, checksum in self._connect().execute(
+    def rows_of(self, name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The keys the index takes from one shard: (keys, rows, checksums), in row order."""
+        hits = self._connect().execute(
             "SELECT key, row, checksum FROM keys WHERE shard = (SELECT id FROM shards WHERE name = ?) ORDER BY row",
-            (name,))]
+            (name,)).fetchall()
+        return ([k.decode() for k, _, _ in hits], np.array([r for _, r, _ in hits], np.int64),
+                np.array([c for _, _, c in hits], np.int64))
 
     def shard_rows(self) -> dict[str, int]:
         """Indexed shards: name -> keys the index takes from it (0 for a shard whose every key

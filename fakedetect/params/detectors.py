@@ -15,7 +15,7 @@ class IvfParams(Section):
     nprobe: PositiveInt = Field(32, description="cells searched per query: more = higher recall, slower")
     pq_bytes: Annotated[int, Field(ge=0)] = Field(
         0, description="0 = flat codes (the rows themselves) | bytes per row of a product-quantizer code (divides the dimension)")
-    train_rows: PositiveInt = Field(100_000, description="seeded sample of the bank the cells (and PQ) are trained on")
+    train_rows: PositiveInt = Field(50_000, description="seeded sample of the bank the cells (and PQ) are trained on")
     recall_queries: PositiveInt = Field(1000, description="seeded sample of queries whose recall@1 against exact search is reported")
     seed: int = 0
 
