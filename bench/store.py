@@ -67,11 +67,23 @@ def full_scan(store: FeatureStore, keys: set[str]) -> dict[str, np.ndarray]:
     return found
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM (Linux: reset by exec, unlike ru_maxrss, which
+    a child inherits from the parent that forked it), else ru_maxrss."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
 def measure(what: str, dtype: str) -> None:
     """One measurement, in this (fresh) process."""
     store = FeatureStore(ROOT / dtype, IDENTITY, dtype)
     keys = wanted()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    before = peak_rss_mb()
     if what == "rebuild":
         store.index.path.unlink()
         began = time.perf_counter()
@@ -81,7 +93,7 @@ def measure(what: str, dtype: str) -> None:
         began = time.perf_counter()
         found = store.load(keys) if what == "indexed" else full_scan(store, keys)
     seconds = time.perf_counter() - began
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    peak = peak_rss_mb()
     print(json.dumps({"seconds": seconds, "peak_mb": peak, "added_mb": peak - before, "found": len(found)}))
 
 

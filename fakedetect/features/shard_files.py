@@ -9,6 +9,7 @@ of a few rows verifies those rows alone (docs/feature_store.md "The index").
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import zipfile
 from pathlib import Path
@@ -94,7 +95,10 @@ def features_view(path: Path) -> np.ndarray:
         offset = f.tell()
     if fortran or len(shape) != 2 or offset + int(np.prod(shape)) * dtype.itemsize > start + info.file_size:
         raise ValueError(f"{path}: unexpected features member")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    view = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    if hasattr(mmap, "MADV_RANDOM"):  # a load picks scattered rows: no read-ahead around each
+        view._mmap.madvise(mmap.MADV_RANDOM)  # noqa: SLF001 (numpy keeps the mmap it maps)
+    return view
 
 
 def write(folder: Path, model_id: str, keys: list[str], features: np.ndarray, dtype: str) -> tuple[Path, np.ndarray, np.ndarray]:

@@ -68,7 +68,6 @@ class Index:
         if self._db is None:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             try:
-                db.execute("PRAGMA mmap_size = 1073741824")  # reads through the page cache, no copies
                 db.executescript(SCHEMA)
                 version = db.execute("SELECT value FROM meta WHERE name = 'version'").fetchone()
                 if version is None:
