@@ -30,7 +30,7 @@ def main() -> None:
     bank_labels = np.repeat([0, 1], 1000)
     half = lambda x: x.astype(np.float16).astype(np.float32)  # noqa: E731  what a float16 store returns
     print(f"fixture_dtype: {bank.dtype}")
-    print(f"max_abs_rounding_error: {np.abs(half(bank) - bank).max():.2e}")  # 0 when the fixtures are float16 already
+    print(f"max_abs_rounding_error: {np.abs(half(bank) - bank).max():.2e}")  # 0: every value is a float16 value already
     test = load("test")
     nn = {}
     for dtype, f in (("float32", lambda x: x), ("float16", half)):
