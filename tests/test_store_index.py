@@ -215,3 +215,19 @@ def test_store_verify_command_reports_a_corrupt_shard(tmp_path):
     assert bad.returncode == 1 and "1 corrupt" in bad.stdout and not victim.exists()
     compacted = run("compact", "--rows-per-shard", "100")
     assert compacted.returncode == 0 and "2 -> 1 shards, 8 images" in compacted.stdout, compacted.stderr
+
+
+def test_a_float16_run_and_its_rerun_give_the_same_features(tmp_path):
+    """Freshly encoded rows are rounded as the store keeps them: a re-run from the store matches."""
+    from fakedetect.features import backbones, extract
+    from test_extract import demo_params, write_images
+
+    rows = write_images(tmp_path / "img", 6, seed=0)
+    backbone = backbones.create(demo_params())
+    first, run = extract.extract(rows, backbone, FeatureStore(tmp_path / "store", backbone.identity, "float16"), 4, 0)
+    assert run.computed == 6 and first.dtype == np.float32
+    again, run = extract.extract(rows, backbone, FeatureStore(tmp_path / "store", backbone.identity, "float16"), 4, 0)
+    assert run.reused == 6
+    np.testing.assert_array_equal(again, first)
+    full, _ = extract.extract(rows, backbone, FeatureStore(tmp_path / "store", backbone.identity), 4, 0)
+    np.testing.assert_array_equal(first, full.astype(np.float16).astype(np.float32))
