@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Stage commands call `python`: the venv's must come first on PATH.
 RUN := PATH="$(abspath $(BIN)):$$PATH" HF_HUB_OFFLINE=1 TF_CPP_MIN_LOG_LEVEL=2
 
-.PHONY: setup repro plots test bench clean-venv
+.PHONY: setup repro plots test test-fast bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ repro: setup
 plots: setup
 	$(RUN) $(BIN)/dvc plots show
 
+# Everything (what CI runs), its 15 slowest tests listed at the end.
 test: setup
-	$(RUN) $(BIN)/python -m pytest
+	$(RUN) $(BIN)/python -m pytest --durations=15
+
+# The in-process tests only (pytest's `fast` marker): no stage subprocess, no dvc run.
+test-fast: setup
+	$(RUN) $(BIN)/python -m pytest -m fast
 
 bench: setup
 	for b in bench/*.py; do $(RUN) $(BIN)/python $$b || exit 1; done

@@ -48,8 +48,8 @@ def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
     """Milliseconds per image of each network alone on one batch, the median of three: the
     backbone, which every image needs, and the family network, which each image judged fake needs."""
     backbone = detector.engine.backbone
-    pixels = torch.from_numpy(np.stack([engines.read(engines.Item(path), detector.params.preprocess.size,
-                                                     detector.limits)[0] for path in paths]))
+    pixels = torch.from_numpy(np.concatenate([engines.read(engines.Item(path), detector.params.preprocess.size,
+                                                           detector.limits)[0] for path in paths]))
     inputs = backbone.transform.batch(pixels.numpy())
 
     def per_image_ms(work) -> float:

@@ -61,7 +61,7 @@ def main() -> None:
     extract_speed = images_per_s(extract_path)
     robustness_speed = images_per_s(robustness_path)
     print(f"images: {N_IMAGES}")
-    print(f"backbone: {p.model} {p.layers}")
+    print(f"backbone: {p.model} {p.demo_layers if p.model == 'efficientnet_lite0' else p.layers}")
     print(f"batch_size: {p.batch_size}")
     print(f"loader_workers: {p.loader_workers}")
     print(f"perturbation: blur {POINT.blur} + jpeg {POINT.jpeg}")

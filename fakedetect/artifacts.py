@@ -31,3 +31,7 @@ ROBUSTNESS_METRICS = "metrics/robustness.json"
 ROBUSTNESS_REPORT = "reports/robustness.json"
 ROBUSTNESS_CURVES = "plots/robustness"  # <method>_<jpeg|blur>.csv, drawn by the top-level plots
 ROBUSTNESS_PICTURE = "plots/robustness.png"
+DETECTOR_MODELS = "models/detectors"  # compare: one folder per configured detector
+COMPARE_METRICS = "metrics/compare.json"
+COMPARE_REPORT = "reports/compare.json"
+COMPARE_PLOTS = "plots/compare"  # sets.csv (detector x test set), headline.csv (detector x figure)

@@ -1,4 +1,4 @@
-"""Command line: `fakedetect predict IMAGES...`, `fakedetect profile NAME` and `fakedetect store` (also `python -m fakedetect`).
+"""Command line: `fakedetect predict IMAGES...`, `fakedetect serve`, `fakedetect profile NAME` and `fakedetect store` (also `python -m fakedetect`).
 
 predict's exit status: 0 when every input was scored, 1 when some could not be read (they are
 listed with their reason; the others are still scored), 2 for usage errors and for a missing
@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from fakedetect.data.images import IMAGE_EXTENSIONS
 
@@ -80,7 +81,8 @@ def predict_command(args: argparse.Namespace) -> int:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
     try:
-        detector = Detector(args.project, args.classifier, args.family, args.engine, args.address)
+        detector = Detector(args.project, args.classifier, args.family, args.engine, args.address, args.detector,
+                            args.all)
         try:
             start = time.perf_counter()
             extract = detector.params.extract
@@ -110,6 +112,67 @@ def predict_command(args: argparse.Namespace) -> int:
         for r in unreadable:
             print(f"  {r['path']}: {r['reason']}", file=sys.stderr)
     return 1 if unreadable else 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """A local page and API over the workspace's trained run (docs/serve.md "Starting it")."""
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in a server's log, one per request
+    from fakedetect.serve.service import Service  # torch and torchvision load before Keras
+    from fakedetect.stage import UserError
+
+    try:
+        service = Service(args.project, k=args.neighbours)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import uvicorn
+
+        from fakedetect.serve.app import create_app
+
+        cap_mb = service.primary.params.ingest.max_file_mb if args.max_upload_mb is None else args.max_upload_mb
+        app = create_app(service, int(cap_mb * 2**20))
+        print(f"fakedetect serve: http://{args.host}:{args.port}/ (the run in {args.project}; Ctrl-C stops)",
+              file=sys.stderr, flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    finally:
+        service.close()
+    return 0
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def detectors_command(args: argparse.Namespace) -> int:
+    """The kinds, each with its params and their defaults, then the configured detectors and their state."""
+    from fakedetect.params import DETECTOR_PARAMS, ParamsError, load_params
+
+    print("kinds (params: default):")
+    for kind, schema in DETECTOR_PARAMS.items():
+        fields = ", ".join(f"{name}: {'required' if f.is_required() else f.default}"
+                           for name, f in schema.model_fields.items())
+        print(f"  {kind}: {fields or '-'}")
+    try:
+        configured = load_params(Path(args.project) / "params.yaml").detectors
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from fakedetect.artifacts import DETECTOR_MODELS
+
+    print("configured (params.yaml detectors):")
+    for name, spec in configured.items():
+        details = Path(args.project) / DETECTOR_MODELS / name / "detector.json"
+        fitted = (f"fitted, validation AP {json.loads(details.read_text()).get('validation', {}).get('ap')}%"
+                  if details.is_file() else "not fitted: dvc repro compare")
+        print(f"  {name}: kind {spec.kind}, features {spec.features}, params {spec.params or '{}'} ({fitted})")
+    return 0
 
 
 def profile_command(args: argparse.Namespace) -> int:
@@ -216,6 +279,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="append", default=[], metavar="FILE", help="a file listing image paths, one per line")
     p.add_argument("--classifier", choices=["linear", "nn"], default="linear",
                    help="linear: the trained head (default) | nn: nearest neighbour in the training features")
+    p.add_argument("--detector", metavar="NAME", help="score with this detector of the compare stage "
+                   "(models/detectors/NAME; `fakedetect detectors` lists them), or 'best': the one with the best "
+                   "validation AP; replaces --classifier")
+    p.add_argument("--all", action="store_true", help="add every compared detector's P(fake) (p_fake_NAME) to each row")
     p.add_argument("--no-family", dest="family", action="store_false",
                    help="P(fake) only, without the GAN/diffusion family: faster, and needs no resnet_attribution run")
     out = p.add_mutually_exclusive_group()
@@ -230,6 +297,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="with --engine ray: auto or ray://host:port of a running cluster "
                                      "(default: the run's extract.ray.address; none = a Ray instance on this machine)")
     p.set_defaults(format="table", run=predict_command)
+    sv = commands.add_parser("serve", help="a local web page (and HTTP API) that scores dropped images and shows why")
+    sv.add_argument("--project", default=".", help="the project folder holding the trained run (default: here)")
+    sv.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=_whole_number(1), default=8000, help="the port (default: 8000)")
+    sv.add_argument("--max-upload-mb", type=_positive_number,
+                    help="refuse larger files with 413 (default: the run's ingest.max_file_mb)")
+    sv.add_argument("--neighbours", type=_whole_number(1), default=5, help="nearest training images shown (default: 5)")
+    sv.set_defaults(run=serve_command)
+    det = commands.add_parser("detectors", help="list the detector kinds (with their params) and the configured detectors")
+    det.add_argument("--project", default=".", help="the project whose params.yaml configures them (default: here)")
+    det.set_defaults(run=detectors_command)
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")
     prof.set_defaults(run=profile_command)

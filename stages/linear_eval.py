@@ -5,6 +5,8 @@ plots/accuracy_vs_published.png (this method and nn_eval beside the published nu
 """
 import json
 import logging
+
+from fakedetect.runtime import cpu_numerics  # noqa: F401  first: pins TensorFlow's kernels and instruction sets before numpy and TensorFlow load
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ def main() -> None:
 
     head = linear_head.load(p, matrix.shape[1])
     probabilities, decisions = scoring.head(head.predict, head.name).score(matrix[scored])
-    report = metrics.report(rows.iloc[scored], probabilities, decisions, head.published_as)
+    report = metrics.report(rows.iloc[scored], probabilities, decisions, head.published_as, probabilities=probabilities)
     report["head"] = p.external_head or p.head
     atomic.write_json(LINEAR_REPORT, report)
     atomic.write_json(LINEAR_METRICS, metrics.headline(report))

@@ -6,6 +6,8 @@ the training split; the validation split is scored after every epoch.
 """
 import logging
 
+from fakedetect.runtime import cpu_numerics  # noqa: F401  first: pins TensorFlow's kernels and instruction sets before numpy and TensorFlow load
+
 import numpy as np
 
 from fakedetect import stage

@@ -22,6 +22,15 @@ from fakedetect.stage import UserError
 log = logging.getLogger("nn_eval")
 
 
+def knn_vote_fraction(matrix: np.ndarray, rows, scored: np.ndarray, p) -> np.ndarray:
+    from fakedetect.detectors import basic, neighbours
+
+    bank = scoring.training_bank(rows, FEATURES)
+    found = neighbours.search(matrix[scored], matrix, rows.label.to_numpy()[bank], p.k, p.chunk_size, bank_rows=bank,
+                              backend=p.backend)
+    return basic.vote_fraction(found, p.k)
+
+
 def main() -> None:
     p = load_params().nn
     matrix, rows = feature_files.load_features(FEATURES)
@@ -32,7 +41,9 @@ def main() -> None:
     scores, decisions = scorer.score(matrix[scored])
     # The notebook published 1-NN only: with another k there is nothing published to compare with.
     method = "notebook_nn" if p.k == 1 else f"{p.k}-nn"
-    report = metrics.report(rows.iloc[scored], scores, decisions, method)
+    # P(fake) for ECE and the Brier score: the vote fraction of the k nearest (the decision itself for k = 1).
+    p_fake = decisions if p.k == 1 else knn_vote_fraction(matrix, rows, scored, p)
+    report = metrics.report(rows.iloc[scored], scores, decisions, method, probabilities=p_fake)
     report["k"] = p.k
     if scorer.search_report is not None:  # approximate search: how often its nearest is the exact nearest
         report["search"] = scorer.search_report(matrix[scored])

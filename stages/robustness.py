@@ -1,7 +1,8 @@
 """Stage robustness: the test images perturbed by JPEG, blur and resizing (params `robustness`),
-encoded by the run's backbone and scored by its 1-NN and linear head -> metrics/robustness.json
-(headline figures), reports/robustness.json (every figure),
-curves under plots/robustness/ and plots/robustness.png.
+encoded by the run's backbone and scored by its 1-NN, its linear head and every detector the compare
+stage saved (models/detectors/) -> metrics/robustness.json (per method: clean, mean over the grid,
+worst point), reports/robustness.json (every figure), the 1-NN's and the head's curves under
+plots/robustness/ and plots/robustness.png.
 
 Each (image, perturbation) is encoded once per backbone: the feature store (`extract.store`)
 keeps it, so adding a grid point encodes only that point's images.
@@ -9,12 +10,14 @@ keeps it, so adding a grid point encodes only that point's images.
 import logging
 
 from fakedetect import atomic, stage
-from fakedetect.detectors import scoring
+from pathlib import Path
+
+from fakedetect.detectors import registry, scoring
 from fakedetect.features import engines, feature_files
 from fakedetect.data import manifests
 from fakedetect.evaluation import plots, robustness
-from fakedetect.artifacts import (FEATURES, MANIFEST, ROBUSTNESS_CURVES, ROBUSTNESS_METRICS, ROBUSTNESS_PICTURE,
-                                  ROBUSTNESS_REPORT)
+from fakedetect.artifacts import (DETECTOR_MODELS, FEATURES, MANIFEST, ROBUSTNESS_CURVES, ROBUSTNESS_METRICS,
+                                  ROBUSTNESS_PICTURE, ROBUSTNESS_REPORT)
 from fakedetect.features.feature_store import FeatureStore, store_root
 from fakedetect.params import load_params
 
@@ -43,17 +46,26 @@ def main() -> None:
         log.warning("%d test images skipped (see %s): %s", len(perturbed.skipped), ROBUSTNESS_REPORT,
                     ", ".join(sorted({s["reason"] for s in perturbed.skipped})))
 
+    # The compare stage's detectors, torch kinds first: before the Keras head loads TensorFlow.
+    found, left_out = ({}, {}) if not Path(DETECTOR_MODELS).is_dir() else registry.scorers(
+        DETECTOR_MODELS, feature_files.load_layers(FEATURES, matrix.shape[1]))
+    for name, why in left_out.items():
+        log.info("detector %s is not scored here: %s", name, why)
     from fakedetect.detectors import linear_head  # Keras, if the head is Keras: after torch's loaders are done
 
     head = linear_head.load(params.linear, matrix.shape[1])
     scorers = [scoring.nearest_neighbour(matrix, rows, params.nn, FEATURES), scoring.head(head.predict, head.name)]
-    methods = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
+    named = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
+    detectors = {(name if name not in named else f"detector_{name}"): robustness.evaluate(s, matrix, rows, chosen,
+                                                                                          perturbed)
+                 for name, s in found.items()}
+    methods = {**named, **detectors}
     report = robustness.report(methods, rows, chosen, perturbed, p.perturbations)
     atomic.write_json(ROBUSTNESS_REPORT, report)
     atomic.write_json(ROBUSTNESS_METRICS, robustness.headline(report))
-    tables = {key: robustness.curves(method, p.perturbations) for key, method in methods.items()}
-    _write_curves(tables)
-    plots.robustness_summary(methods, tables, ROBUSTNESS_PICTURE)
+    tables = {key: robustness.curves(method, p.perturbations) for key, method in named.items()}
+    _write_curves(tables)  # the named stages' curves; the detectors' figures are in the report
+    plots.robustness_summary(named, tables, ROBUSTNESS_PICTURE)
     for key, method in methods.items():
         log.info("%s, mean accuracy / AP %%: %s", method["name"], "; ".join(
             f"{name} {point['mean']['acc']} / {point['mean']['ap']}" for name, point in method["perturbations"].items()))

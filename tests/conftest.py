@@ -34,8 +34,11 @@ def shared_fixtures() -> Path:
 
 @pytest.fixture(scope="session")
 def trained_project(tmp_path_factory) -> Path:
-    """A fresh copy of the project on which `dvc repro` ran the whole pipeline on a small demo
-    (committed, as a user would): what predict and the remote tests start from."""
+    """A fresh copy of the project on which `dvc repro` ran the whole pipeline on the small demo
+    (`small_demo_params` in tests/helpers.py: few images, two attribution epochs, a three-point
+    robustness grid), committed as a user would: built once per session and shared by every test
+    file that needs trained models (predict, remote, experiments, robustness, plots, profiles,
+    engines)."""
     from helpers import DVC, copy_project, run
 
     project = copy_project(tmp_path_factory.mktemp("trained"))

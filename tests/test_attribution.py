@@ -101,6 +101,7 @@ def _rows(root: Path) -> pd.DataFrame:
 # ------------------------------------------------------------------------- levels' data
 
 
+@pytest.mark.fast
 def test_level2_never_sees_a_real_image_and_splits_by_category(tiny):
     levels = data.prepare(_rows(tiny), tiny_params())
     level2 = levels["level2"]
@@ -116,6 +117,7 @@ def test_level2_never_sees_a_real_image_and_splits_by_category(tiny):
     assert hierarchy.sha256.isin(levels["level1"].test.sha256).all()
 
 
+@pytest.mark.fast
 def test_level2_training_batches_hold_only_fakes(tiny, monkeypatch):
     rows = _rows(tiny)
     p = tiny_params(max_epochs=1)
@@ -130,6 +132,7 @@ def test_level2_training_batches_hold_only_fakes(tiny, monkeypatch):
     assert seen and fake[torch.cat(seen)].all()
 
 
+@pytest.mark.fast
 def test_unknown_generator_or_set_names_the_key(tiny):
     rows = _rows(tiny)
     with pytest.raises(UserError, match=r"attribution\.level2\.train\.generators: unknown generator\(s\) \['stylegan'\]"):
@@ -139,6 +142,7 @@ def test_unknown_generator_or_set_names_the_key(tiny):
         data.prepare(rows, tiny_params(level1={"train": {"sets": ["train"]}, "test": {"sets": ["glide"]}}))
 
 
+@pytest.mark.fast
 def test_shared_sets_with_one_group_cannot_be_split(tiny):
     rows = _rows(tiny).assign(category="")
     with pytest.raises(UserError, match=r"attribution\.split\.group_by"):
@@ -151,6 +155,7 @@ def test_shared_sets_with_one_group_cannot_be_split(tiny):
 
 
 @pytest.mark.parametrize("reuse", [True, False])
+@pytest.mark.fast
 def test_frozen_stages_stay_bit_identical(tiny, reuse):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1"], reuse_frozen=reuse, crop_size=None, max_epochs=2)
@@ -166,6 +171,7 @@ def test_frozen_stages_stay_bit_identical(tiny, reuse):
     assert not torch.equal(before["fc.weight"], after["fc.weight"])
 
 
+@pytest.mark.fast
 def test_precise_batchnorm_recomputes_the_trainable_statistics_on_whole_images(tiny):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1"])
@@ -202,6 +208,7 @@ def test_precise_batchnorm_recomputes_the_trainable_statistics_on_whole_images(t
     assert all(m.momentum == 0.1 for m in bns) and model.training  # as they were
 
 
+@pytest.mark.fast
 def test_cached_trunk_predicts_as_the_whole_network(tiny):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1", "layer2"])
@@ -213,6 +220,7 @@ def test_cached_trunk_predicts_as_the_whole_network(tiny):
     torch.testing.assert_close(cached, whole, rtol=0.02, atol=0.02)  # the cache keeps float16 activations
 
 
+@pytest.mark.fast
 def test_local_checkpoint_loads_into_the_trunk(tmp_path):
     torch.manual_seed(1)
     source = network.build_resnet("resnet18", 1000)
@@ -227,6 +235,7 @@ def test_local_checkpoint_loads_into_the_trunk(tmp_path):
         network.load_trunk_weights("resnet18", "nowhere.pt")
 
 
+@pytest.mark.fast
 def test_imagenet_weights_offline_fail_naming_the_key(tmp_path, monkeypatch):
     torch.hub.set_dir(str(tmp_path))  # an empty hub cache
     try:
@@ -308,6 +317,7 @@ def test_stage_offline_imagenet_fails_naming_the_key(tiny, tmp_path):
 # ------------------------------------------------------------ the real-benchmark path
 
 
+@pytest.mark.fast
 def test_dalle_is_autoregressive_and_level2_families_are_params(tiny):
     assert vocabulary.family_of("dalle") == "autoregressive" and vocabulary.family_of("glide_100_27") == "diffusion"
     rows = _rows(tiny)
@@ -321,6 +331,7 @@ def test_dalle_is_autoregressive_and_level2_families_are_params(tiny):
         data.prepare(rows, tiny_params())
 
 
+@pytest.mark.fast
 def test_level1_calibrates_its_threshold_on_its_validation_rows():
     def rows(targets, test_set):
         return pd.DataFrame({"target": targets, "test_set": test_set, "generator": "g", "label": targets})
@@ -334,6 +345,7 @@ def test_level1_calibrates_its_threshold_on_its_validation_rows():
     assert report["calibration"] == "validation split"
 
 
+@pytest.mark.fast
 def test_hierarchy_has_its_own_test_sets_and_names_the_classes_it_averages(tiny):
     rows = _rows(tiny)
     only_diffusion = {**TINY["level1"], "test": {"sets": ["noise_denoise"]}}
@@ -354,6 +366,7 @@ def test_hierarchy_has_its_own_test_sets_and_names_the_classes_it_averages(tiny)
         data.hierarchy_rows(rows, levels, tiny_params(hierarchy={"test": {"sets": ["glide"]}}))
 
 
+@pytest.mark.fast
 def test_split_by_image_keeps_every_test_set(tiny, caplog):
     rows = _rows(tiny)
     few = rows[(rows.generator == "transposed_conv")].index[2:]  # this set keeps 2 fakes
@@ -369,6 +382,7 @@ def test_split_by_image_keeps_every_test_set(tiny, caplog):
     assert "['transposed_conv'] have no test rows" in caplog.text
 
 
+@pytest.mark.fast
 def test_training_data_lives_in_scratch_files_and_test_images_stream(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = _rows(tiny)
@@ -415,6 +429,7 @@ def test_disabled_level3_still_draws_its_declared_plot(tiny, tmp_path):
     assert "level3 off" in json.dumps(shown["data"]["plots/attribution/level3_confusion.csv"])
 
 
+@pytest.mark.fast
 def test_confusion_panels_do_not_overlap():
     long = ["a_rather_long_generator_name", "another_long_generator_name", "third_generator_name"]
     fig = plots.confusion_figure({f"level{i}": (long, np.eye(3, dtype=int).tolist()) for i in (1, 2, 3)}, "t")

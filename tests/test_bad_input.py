@@ -111,6 +111,7 @@ def test_bad_input_corpus_through_ingest_and_preprocess(tmp_path):
     assert crop[112, 112].tolist() == [255, 255, 255]  # 16-bit white scaled, not clipped to garbage
 
 
+@pytest.mark.fast
 def test_permission_denied_is_a_recorded_skip(tmp_path, monkeypatch):
     path = write_image(tmp_path / "a.png")
 
@@ -127,6 +128,7 @@ def test_permission_denied_is_a_recorded_skip(tmp_path, monkeypatch):
     ("L", lambda a: np.repeat(np.asarray(a.convert("L"))[:, :, None], 3, axis=2)),
     ("RGBA", None), ("P", None), ("CMYK", None),
 ])
+@pytest.mark.fast
 def test_conversions_to_rgb(tmp_path, mode, expected_rgb):
     path = write_image(tmp_path / f"x.{'jpg' if mode == 'CMYK' else 'png'}", mode=mode)
     decoded = images.load(str(path))
@@ -135,6 +137,7 @@ def test_conversions_to_rgb(tmp_path, mode, expected_rgb):
         np.testing.assert_array_equal(decoded.rgb, expected_rgb(Image.open(path)))
 
 
+@pytest.mark.fast
 def test_transparent_pixels_become_white(tmp_path):
     rgba = np.zeros((40, 48, 4), dtype=np.uint8)
     rgba[:, :24] = (10, 20, 30, 255)
@@ -143,6 +146,7 @@ def test_transparent_pixels_become_white(tmp_path):
     assert rgb[0, 0].tolist() == [10, 20, 30] and rgb[0, 47].tolist() == [255, 255, 255]
 
 
+@pytest.mark.fast
 def test_limits_keep_only_rgb_and_file_size(tmp_path):
     gray = write_image(tmp_path / "g.png", mode="L")
     with pytest.raises(BadImage, match="not_rgb"):

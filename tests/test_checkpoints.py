@@ -41,6 +41,7 @@ def bad_file(request, tmp_path):
     return path, WHY[request.param]
 
 
+@pytest.mark.fast
 def test_the_shared_reader_says_why(bad_file):
     path, why = bad_file
     with pytest.raises(UserError) as caught:
@@ -50,6 +51,7 @@ def test_the_shared_reader_says_why(bad_file):
     assert "\n" not in message
 
 
+@pytest.mark.fast
 def test_a_dict_of_other_things_is_not_a_state_dict(tmp_path):
     torch.save({"weight": [1.0, 2.0]}, tmp_path / "lists.pth")
     with pytest.raises(UserError, match=r"some.key: .*lists.pth holds a dict whose entry 'weight' is a list, not a "
@@ -60,12 +62,14 @@ def test_a_dict_of_other_things_is_not_a_state_dict(tmp_path):
     assert checkpoints.load_state_dict(tmp_path / "training.pt", "some.key", "a head").keys() == {"w"}
 
 
+@pytest.mark.fast
 def test_external_head(bad_file):
     path, why = bad_file
     with pytest.raises(UserError, match=rf"^linear.external_head: cannot read .*{path.name} as a UnivFD-format head"):
         univfd_head.load(path, 768)
 
 
+@pytest.mark.fast
 def test_attribution_weights(bad_file):
     path, why = bad_file
     with pytest.raises(UserError, match=rf"^attribution.weights: cannot read .*{path.name} as a state dict of a "
@@ -73,6 +77,7 @@ def test_attribution_weights(bad_file):
         network.load_trunk_weights("resnet18", str(path))
 
 
+@pytest.mark.fast
 def test_extract_pretrained(bad_file):
     path, why = bad_file
     with pytest.raises(UserError) as caught:
@@ -81,6 +86,7 @@ def test_extract_pretrained(bad_file):
     assert why in str(caught.value)
 
 
+@pytest.mark.fast
 def test_extract_pretrained_openclip_pickled_model(tmp_path):
     """open_clip let torch's UnpicklingError through as a traceback."""
     pickled_model(tmp_path / "clip.pt")

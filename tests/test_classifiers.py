@@ -146,6 +146,7 @@ def test_epochs_override_and_external_head_through_the_stages(two_runs, tmp_path
     assert result.returncode == 1 and "linear.external_head" in result.stderr and f"[1, {DIM}]" in result.stderr
 
 
+@pytest.mark.fast
 def test_external_head_loads_a_torch_saved_state_dict(tmp_path):
     weight, bias = torch.randn(1, DIM), torch.randn(1)
     torch.save({"weight": weight, "bias": bias}, tmp_path / "head.pth")
@@ -155,6 +156,7 @@ def test_external_head_loads_a_torch_saved_state_dict(tmp_path):
     np.testing.assert_allclose(univfd_head.predict(loaded_weight, loaded_bias, x), expected, rtol=1e-12)
 
 
+@pytest.mark.fast
 def test_external_head_refuses_pickled_objects_and_other_layouts(tmp_path):
     torch.save({"weight": torch.zeros(1, DIM), "bias": torch.zeros(1), "note": "extra"}, tmp_path / "extra.pth")
     torch.save({"weight": torch.zeros(1, DIM), "bias": torch.zeros(1), "scale": torch.ones(1)}, tmp_path / "three.pth")
@@ -165,6 +167,7 @@ def test_external_head_refuses_pickled_objects_and_other_layouts(tmp_path):
             univfd_head.load(tmp_path / name, DIM)
 
 
+@pytest.mark.fast
 def test_heads_have_the_published_architectures(keras_heads):
     p = LinearParams()
     fcnn = keras_heads.build("fcnn", 768, p.fcnn)
@@ -176,6 +179,7 @@ def test_heads_have_the_published_architectures(keras_heads):
     assert (p.fcnn.epochs, p.fcnn.batch_size, p.linear_probe.batch_size) == (7, 30, 256)
 
 
+@pytest.mark.fast
 def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best_weights(keras_heads):
     model = keras_heads.build("linear_probe", 4, LinearParams().linear_probe)
     schedule = keras_heads.UnivfdSchedule("val_accuracy", patience=2, min_delta=0.001, min_lr=1e-6)
@@ -195,6 +199,7 @@ def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best
     assert float(model.layers[-1].bias[0]) == 4.0
 
 
+@pytest.mark.fast
 def test_training_is_deterministic_and_learns(tmp_path, keras_heads):
     demo_like_features(tmp_path)
     matrix, rows = feature_files.load_features(tmp_path)

@@ -8,6 +8,7 @@ from fakedetect.params import DemoParams
 from helpers import run_stage, small_demo_params
 
 
+@pytest.mark.fast
 def test_source_photos_ship_with_installed_packages_and_splits_are_disjoint():
     for name in demo.PHOTOS:
         assert demo.photo_path(name).is_file(), name
@@ -46,6 +47,7 @@ def _job(kind, photo="camera"):
 
 
 @pytest.mark.parametrize("family", sorted(demo.SIMULATORS))
+@pytest.mark.fast
 def test_gray_photos_stay_gray_and_strength_scales_the_artifact(family):
     params = DemoParams()
     real, rng = demo._patch(_job(family), params)

@@ -16,8 +16,9 @@ import psutil
 import pytest
 import ray
 
-from fakedetect.features import backbones, engines, extract
+from fakedetect.features import backbones, extract
 from fakedetect.features.feature_store import FeatureStore
+from fakedetect.features.ray_engine import RayEngine
 from fakedetect.params import ExtractParams, load_params
 from helpers import PROJECT, assert_stopped, run_stage, stage_env
 from test_extract import project, write_images
@@ -58,7 +59,7 @@ def test_ray_features_equal_local_and_resume_from_the_store(tmp_path, local_ray)
     rows = write_images(tmp_path / "img", N_IMAGES, seed=3)
     params = small_params()
     expected = local_features(rows, params, tmp_path / "local")
-    engine = engines.create(params)
+    engine = RayEngine(params)
     assert engine.identity == backbones.create(params).identity  # one store entry whatever the engine
     store = FeatureStore(tmp_path / "store", engine.identity)
     matrix, run = extract.extract(rows, engine, store, BATCH, 0)
@@ -107,7 +108,7 @@ def test_workers_write_their_own_shards_and_the_driver_indexes_them(tmp_path, lo
     only verifies and indexes them; same features as the local engine, and a re-run reuses them."""
     rows = write_images(tmp_path / "img", 8, seed=4)
     expected = local_features(rows, small_params(), tmp_path / "local")
-    engine = engines.create(small_params(actors=1, cpus_per_actor=1, workers_write=True))
+    engine = RayEngine(small_params(actors=1, cpus_per_actor=1, workers_write=True))
     store = FeatureStore(tmp_path / "store", engine.identity)
     written_here = []
     monkeypatch.setattr(store, "add", lambda *args: written_here.append(args))
@@ -125,7 +126,7 @@ def test_killed_encoder_actor_is_replaced_and_features_stay_identical(tmp_path, 
     rows = write_images(tmp_path / "img", N_IMAGES, seed=4)
     params = small_params(actors=2, cpus_per_actor=0.5)
     expected = local_features(rows, params, tmp_path / "local")
-    engine = engines.create(params)
+    engine = RayEngine(params)
     store = KillingStore(tmp_path / "store", engine.identity)
     matrix, run = extract.extract(rows, engine, store, BATCH, 0)
     engine.close()
@@ -176,6 +177,7 @@ def test_unreachable_address_fails_fast_naming_the_key(tmp_path, address):
     ({"gpus_per_actor": -1}, "extract.ray.gpus_per_actor"),
     ({"adress": "auto"}, "extract.ray.adress: unknown key"),
 ])
+@pytest.mark.fast
 def test_bad_ray_params_name_the_key(tmp_path, ray_params, key):
     (tmp_path / "params.yaml").write_text(json.dumps({"extract": {"engine": "ray", "ray": ray_params}}))
     with pytest.raises(Exception, match=key.replace(".", r"\.")):

@@ -81,6 +81,7 @@ def project(tmp_path: Path, rows: pd.DataFrame, extract_params: dict) -> Path:
 
 
 @pytest.mark.parametrize("crop", [(slice(None), slice(None)), (slice(0, 201), slice(0, 333)), (slice(0, 150), slice(0, 250))])
+@pytest.mark.fast
 def test_transform_equals_univfd_test_transform(crop):
     """UnivFD's test transform on a known image (skimage's astronaut), whole, cropped, and smaller
     than 224 on one side (padded): bitwise equal to torchvision's."""
@@ -92,6 +93,7 @@ def test_transform_equals_univfd_test_transform(crop):
     assert torch.equal(ours, univfd(Image.fromarray(rgb)))
 
 
+@pytest.mark.fast
 def test_batched_transform_equals_one_image_at_a_time():
     """predict transforms whole batches in the main process; the extract stage one image per
     loader call. Both equal UnivFD's torchvision transform of each image, bit for bit."""
@@ -105,6 +107,7 @@ def test_batched_transform_equals_one_image_at_a_time():
     assert torch.equal(batch, torch.stack([univfd(Image.fromarray(rgb)) for rgb in rgbs]))
 
 
+@pytest.mark.fast
 def test_openclip_identity_names_clip_normalisation():
     backbone = backbones.create(ExtractParams(model="ViT-B-32", pretrained=None, seed=1))
     assert backbone.transform == backbones.Transform(224, backbones.CLIP_MEAN, backbones.CLIP_STD)
@@ -128,6 +131,7 @@ def test_features_shape_dtype_order(tmp_path):
         np.testing.assert_allclose(matrix[i], alone, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.fast
 def test_changed_preprocessed_image_is_an_error(tmp_path):
     rows = write_images(tmp_path / "img", 3, seed=0)
     Path(rows.image[1]).write_bytes(Path(rows.image[2]).read_bytes())
@@ -201,6 +205,7 @@ def test_unavailable_weights_fail_fast(tmp_path, offline):
     assert not (root / "data" / "features").exists()
 
 
+@pytest.mark.fast
 def test_cached_tag_loads_offline_with_quickgelu(tmp_path, monkeypatch):
     """A tag's weights already in the Hugging Face cache load offline, with the tag's QuickGELU,
     and give the same features as the same file named as a local checkpoint."""
@@ -231,17 +236,20 @@ def test_cached_tag_loads_offline_with_quickgelu(tmp_path, monkeypatch):
     (dict(pretrained="missing.pth"), r"extract\.pretrained: missing\.pth not found"),
     (dict(precision="float16", device="cpu"), r"extract\.precision: float16 is only supported on a GPU"),
 ])
+@pytest.mark.fast
 def test_bad_backbone_params_name_the_key(params, match):
     with pytest.raises(backbones.UserError, match=match):
         backbones.create(ExtractParams(**params))
 
 
+@pytest.mark.fast
 def test_bfloat16_needs_native_support_on_the_cpu(monkeypatch):
     monkeypatch.setattr(backbones, "cpu_has_native_bf16", lambda: False)
     with pytest.raises(backbones.UserError, match=r"extract\.precision: bfloat16 needs a CPU with AVX512-BF16 or AMX"):
         backbones.create(ExtractParams(model="ViT-B-32", pretrained=None, precision="bfloat16", device="cpu"))
 
 
+@pytest.mark.fast
 def test_bfloat16_features_are_close_and_stored_apart(tmp_path, monkeypatch):
     """bfloat16 is a speed option: its features stay close to float32's, and the store keeps them apart."""
     monkeypatch.setattr(backbones, "cpu_has_native_bf16", lambda: True)  # emulated where absent: correct, slower

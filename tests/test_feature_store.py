@@ -1,5 +1,6 @@
 """The feature store: incremental runs compute only new images, a new model computes everything,
 corrupt or half-written shards are never trusted. Encoder calls are counted."""
+import pytest
 import pandas as pd
 import numpy as np
 
@@ -71,6 +72,7 @@ def test_half_written_temporary_file_is_never_read(tmp_path):
     np.testing.assert_array_equal(second, first)
 
 
+@pytest.mark.fast
 def test_store_returns_only_wanted_keys_and_verifies_names(tmp_path):
     store = FeatureStore(tmp_path, {"model": "m"})
     vectors = np.arange(6, dtype=np.float32).reshape(3, 2)

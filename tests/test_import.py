@@ -61,6 +61,7 @@ def test_notebook_fixture_imports_and_flows_through_tsne(tmp_path, shared_fixtur
     assert (tmp_path / "plots" / "tsne.png").stat().st_size > 10_000
 
 
+@pytest.mark.fast
 def test_npy_and_npz_with_row_ranges(tmp_path):
     a = np.arange(40, dtype=np.float64).reshape(10, 4)
     np.save(tmp_path / "a.npy", a)
@@ -77,6 +78,7 @@ def test_npy_and_npz_with_row_ranges(tmp_path):
     assert list(rows.family) == ["real"] * 3 + ["gan"] * 6 + ["other"]
 
 
+@pytest.mark.fast
 def test_pickled_npy_is_refused(tmp_path):
     path = tmp_path / "evil.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
@@ -84,6 +86,7 @@ def test_pickled_npy_is_refused(tmp_path):
         imports.import_features([ImportSource(file=str(path), split="train", label=0)], "extract.imports")
 
 
+@pytest.mark.fast
 def test_pickled_pt_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save(object(), path)  # an arbitrary pickled object, not a tensor
@@ -99,6 +102,7 @@ def test_pickled_pt_is_refused(tmp_path):
     (dict(file="nan.npy"), r"extract\.imports\.1\.file: .* NaN"),
     (dict(file="missing.pt"), r"extract\.imports\.1\.file: .*missing\.pt not found"),
 ])
+@pytest.mark.fast
 def test_inconsistent_imports_name_the_key(tmp_path, second, match):
     np.save(tmp_path / "a.npy", np.zeros((10, 4), np.float32))
     np.save(tmp_path / "wide.npy", np.zeros((10, 5), np.float32))
@@ -111,6 +115,7 @@ def test_inconsistent_imports_name_the_key(tmp_path, second, match):
         imports.import_features(sources, "extract.imports")
 
 
+@pytest.mark.fast
 def test_import_params_are_validated():
     with pytest.raises(ValueError, match="test rows need a test_set"):
         ImportSource(file="a.pt", split="test", label=1)

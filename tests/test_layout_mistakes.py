@@ -29,6 +29,7 @@ def cnndetection_root(root):
     return root
 
 
+@pytest.mark.fast
 def test_test_layout_given_the_dataset_top_folder_stops_naming_the_entry(tmp_path):
     """The new user's mistake: the CNNDetection root (train/, val/, test/) as a cnndetection_test root
     made one set 'test' of biggan, gaugan and stargan, and dropped the sets with class folders."""
@@ -46,12 +47,14 @@ def test_test_layout_given_the_dataset_top_folder_stops_naming_the_entry(tmp_pat
 
 
 @pytest.mark.parametrize("layout", ["generic", "univfd_diffusion"])
+@pytest.mark.fast
 def test_other_layouts_refuse_split_folders_too(tmp_path, layout):
     pairs(tmp_path / "data/test/biggan")
     with pytest.raises(UserError, match="ingest.datasets.0.root: .* holds test/: folders named like splits"):
         layouts.scan([Source(layout=layout, root=str(tmp_path / "data"))])
 
 
+@pytest.mark.fast
 def test_a_set_with_label_folders_at_two_depths_stops(tmp_path):
     pairs(tmp_path / "test/stylegan")  # stylegan/{0_real,1_fake}
     pairs(tmp_path / "test/stylegan/car")  # and stylegan/car/{0_real,1_fake}: which is the set?
@@ -60,6 +63,7 @@ def test_a_set_with_label_folders_at_two_depths_stops(tmp_path):
         layouts.scan([Source(layout="cnndetection_test", root=str(tmp_path / "test"))])
 
 
+@pytest.mark.fast
 def test_generator_folders_that_would_be_merged_into_one_set_stop(tmp_path):
     """A root one level too high, without split names: biggan and gaugan would become classes of one set."""
     pairs(tmp_path / "all/cnn_sets/biggan")
@@ -71,6 +75,7 @@ def test_generator_folders_that_would_be_merged_into_one_set_stop(tmp_path):
         layouts.scan([Source(layout="generic", root=str(tmp_path / "all/cnn_sets"))])
 
 
+@pytest.mark.fast
 def test_training_classes_missing_stops(tmp_path):
     pairs(tmp_path / "train/progan")  # progan/{0_real,1_fake}: no class folders
     with pytest.raises(UserError, match=r"ingest.datasets.0.root: .*progan has label folders at depth 1 .*"
@@ -78,6 +83,7 @@ def test_training_classes_missing_stops(tmp_path):
         layouts.scan([Source(layout="wang2020", root=str(tmp_path), split="train")])
 
 
+@pytest.mark.fast
 def test_images_in_no_place_the_layout_reads_stop_when_nothing_else_is_read(tmp_path):
     write_image(tmp_path / "diffusion/ldm_200/fake/a.png")  # 'fake', no 1_fake: not a univfd_diffusion set
     with pytest.raises(UserError, match=r"ingest.datasets.0.root: .*diffusion holds images, but none where the "
@@ -137,6 +143,7 @@ def test_files_and_rows_are_counted_apart(tmp_path):
     assert "4 files read (4 ok, 0 skipped)" in result.stderr and "6 manifest rows (6 ok, 0 skipped)" in result.stderr
 
 
+@pytest.mark.fast
 def test_dalle_is_autoregressive(tmp_path):
     """DALL-E mini predicts VQGAN tokens with a transformer: no diffusion."""
     assert vocabulary.family_of("dalle") == "autoregressive"
@@ -148,6 +155,7 @@ def test_dalle_is_autoregressive(tmp_path):
     assert Source(layout="generic", root=".", family="autoregressive").family == "autoregressive"
 
 
+@pytest.mark.fast
 def test_a_folder_one_entry_does_not_read_but_another_does_is_not_ignored(tmp_path):
     root = tmp_path / "diffusion_datasets"
     write_image(root / "laion/0_real/l.png")

@@ -18,6 +18,7 @@ def rows_of(sources, max_per_class=None, seed=0):
             for r in manifest.itertuples()], manifest
 
 
+@pytest.mark.fast
 def test_wang2020_training_layout_with_class_subset(tmp_path):
     root = tmp_path / "CNNDetection"
     for cls in ("car", "cat", "dog"):
@@ -38,12 +39,14 @@ def test_wang2020_training_layout_with_class_subset(tmp_path):
     assert set(manifest.status) == {"ok"} and set(manifest.width) == {48} and set(manifest.height) == {40}
 
 
+@pytest.mark.fast
 def test_wang2020_missing_class_names_the_key(tmp_path):
     write_image(tmp_path / "train/progan/car/0_real/a.png")
     with pytest.raises(UserError, match=r"ingest.datasets.0.classes: classes \['horse'\] not found"):
         layouts.scan([DatasetSource(layout="wang2020", root=str(tmp_path), split="train", classes=["horse"])])
 
 
+@pytest.mark.fast
 def test_cnndetection_test_sets_with_and_without_class_folders(tmp_path):
     write_image(tmp_path / "stylegan/bedroom/0_real/a.png")
     write_image(tmp_path / "stylegan/bedroom/1_fake/b.png")
@@ -62,6 +65,7 @@ def test_cnndetection_test_sets_with_and_without_class_folders(tmp_path):
     ]
 
 
+@pytest.mark.fast
 def test_univfd_diffusion_sets_share_real_pools(tmp_path):
     write_image(tmp_path / "laion/0_real/l1.png")
     write_image(tmp_path / "laion/0_real/l2.png")
@@ -84,12 +88,14 @@ def test_univfd_diffusion_sets_share_real_pools(tmp_path):
     assert manifest[manifest.path.str.endswith("l1.png")].sha256.nunique() == 1
 
 
+@pytest.mark.fast
 def test_diffusion_set_without_its_real_pool_names_the_key(tmp_path):
     write_image(tmp_path / "guided/1_fake/z.png")
     with pytest.raises(UserError, match="ingest.datasets.0.root: diffusion set 'guided'.*imagenet"):
         layouts.scan([DatasetSource(layout="univfd_diffusion", root=str(tmp_path))])
 
 
+@pytest.mark.fast
 def test_generic_folders_real_fake_below_any_depth(tmp_path):
     root = tmp_path / "my_photos"
     write_image(root / "batch.1/real/a.b.c.PNG")
@@ -105,6 +111,7 @@ def test_generic_folders_real_fake_below_any_depth(tmp_path):
     assert layouts.scan([DatasetSource(layout="generic", root=str(root))]).ignored_files == 1
 
 
+@pytest.mark.fast
 def test_labels_come_from_folders_not_file_names(tmp_path):
     write_image(tmp_path / "set/0_real/1_fake.png")
     write_image(tmp_path / "set/1_fake/0_real_fake_real.png")
@@ -112,6 +119,7 @@ def test_labels_come_from_folders_not_file_names(tmp_path):
     assert [(r[2], r[6]) for r in rows] == [(0, "1_fake.png"), (1, "0_real_fake_real.png")]
 
 
+@pytest.mark.fast
 def test_sampling_is_seeded_per_set_and_capped_per_class(tmp_path):
     for i in range(10):
         write_image(tmp_path / f"a/0_real/r{i}.png", seed=i)

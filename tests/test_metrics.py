@@ -21,6 +21,7 @@ def brute_force_best_accuracy(labels, scores):
     return max(accuracy_score(labels, scores > t) for t in candidates)
 
 
+@pytest.mark.fast
 def test_every_metric_matches_scikit_learn():
     row = metrics.set_metrics(LABELS, SCORES, PREDICTED, calibrated_threshold=0.42)
     assert row["acc"] == pytest.approx(100 * accuracy_score(LABELS, PREDICTED), abs=1e-4)
@@ -35,6 +36,7 @@ def test_every_metric_matches_scikit_learn():
     assert (row["acc"], row["real_acc"], row["fake_acc"]) == (75.0, 80.0, 71.4286)
 
 
+@pytest.mark.fast
 def test_oracle_threshold_separates_a_separable_case():
     labels = np.array([0, 0, 0, 1, 1, 1])
     scores = np.array([0.05, 0.2, 0.31, 0.6, 0.61, 0.9])
@@ -45,6 +47,7 @@ def test_oracle_threshold_separates_a_separable_case():
 
 
 @pytest.mark.parametrize("seed", range(5))
+@pytest.mark.fast
 def test_best_threshold_is_the_best_cut_and_reproduces_its_accuracy(seed):
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, 60)
@@ -54,6 +57,7 @@ def test_best_threshold_is_the_best_cut_and_reproduces_its_accuracy(seed):
     assert accuracy_score(labels, scores > threshold) == pytest.approx(accuracy)
 
 
+@pytest.mark.fast
 def test_extreme_cuts_all_fake_and_all_real():
     threshold, accuracy = thresholds.best_threshold(np.array([1, 1, 0]), np.array([0.1, 0.2, 0.3]))
     assert accuracy == pytest.approx(2 / 3) and threshold < 0.1  # everything called fake
@@ -62,6 +66,7 @@ def test_extreme_cuts_all_fake_and_all_real():
 
 
 @pytest.mark.parametrize("label", [0, 1])
+@pytest.mark.fast
 def test_one_class_set_is_scored_by_its_accuracy_and_the_rest_is_null(label):
     labels = np.full(4, label)
     scores = np.array([0.2, 0.7, 0.4, 0.9])
@@ -81,6 +86,7 @@ def _rows(names_and_labels, val_labels=()):
                                for name, labels in names_and_labels for label in labels])
 
 
+@pytest.mark.fast
 def test_report_puts_published_numbers_only_beside_the_method_that_published_them():
     rows = _rows([("cyclegan", [0, 1, 0, 1]), ("seeingdark", [0, 1, 0, 1]), ("mine", [0, 0, 1, 1]),
                   ("real_blur", [0, 0])], val_labels=[0, 1, 0, 1])
@@ -107,6 +113,7 @@ def test_report_puts_published_numbers_only_beside_the_method_that_published_the
     json.dumps(univfd, allow_nan=False)
 
 
+@pytest.mark.fast
 def test_published_mean_appears_when_all_nineteen_sets_are_scored():
     names = list(published.DETECTION["univfd_linear_probe"])
     rows = _rows([(name, [0, 1]) for name in names])
@@ -125,6 +132,7 @@ def direct_tpr_at_fpr(real_scores, fake_scores, fpr):
     return 100 * np.mean(np.asarray(fake_scores) > t)
 
 
+@pytest.mark.fast
 def test_tpr_at_fpr_on_a_hand_made_case():
     val_reals = np.arange(100) / 100  # 0.00 .. 0.99: one real above 0.98, five above 0.94
     assert thresholds.threshold_at_fpr(val_reals, 0.01) == 0.98
@@ -149,6 +157,7 @@ def test_tpr_at_fpr_on_a_hand_made_case():
         assert 100 * np.mean(fake > t) == pytest.approx(direct_tpr_at_fpr(reals, fake, 0.05))
 
 
+@pytest.mark.fast
 def test_no_validation_reals_gives_null_operating_points():
     rows = pd.DataFrame({"split": ["val", "test", "test"], "test_set": ["", "s", "s"], "label": [1, 0, 1]})
     report = metrics.report(rows, np.array([0.9, 0.2, 0.8]), np.array([1, 0, 1]), "any")
@@ -156,6 +165,7 @@ def test_no_validation_reals_gives_null_operating_points():
     assert report["test_sets"]["s"]["tpr_at_fpr5"] is None and report["test_sets"]["s"]["acc"] == 100.0
 
 
+@pytest.mark.fast
 def test_headline_keeps_the_papers_figures_per_set_and_mean():
     rows = _rows([("progan", [0, 1, 0, 1]), ("real_blur", [0, 0])])
     scores = np.array([0.2, 0.9, 0.6, 0.7, 0.1, 0.8])
@@ -163,7 +173,7 @@ def test_headline_keeps_the_papers_figures_per_set_and_mean():
     operating = {"tpr_at_fpr1": None, "tpr_at_fpr5": None}  # _rows has no validation reals
     assert metrics.headline(report) == {"progan": {"acc": 75.0, "ap": 100.0, **operating},
                                         "real_blur": {"acc": 50.0, "ap": None, **operating},
-                                        "mean": {"acc": 75.0, "ap": 100.0, **operating}}
+                                        "mean": {"acc": 75.0, "ap": 100.0, **operating, "worst_acc": 75.0}}
     report["test_sets"]["mean"] = report["test_sets"].pop("progan")
     with pytest.raises(UserError, match="a test set is named 'mean'"):
         metrics.headline(report)

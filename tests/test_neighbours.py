@@ -21,6 +21,7 @@ def brute_force(queries, bank, labels):
 
 @pytest.mark.parametrize("k", [1, 3, 4])
 @pytest.mark.parametrize("chunk_size", [7, 64, 1000])
+@pytest.mark.fast
 def test_top_k_similarities_per_class_are_exact(k, chunk_size):
     queries, bank, labels = random_case()
     found = neighbours.search(queries, bank, labels, k=k, chunk_size=chunk_size)
@@ -33,6 +34,7 @@ def test_top_k_similarities_per_class_are_exact(k, chunk_size):
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.fast
 def test_prediction_is_the_majority_of_the_k_nearest(k):
     queries, bank, labels = random_case(seed=1)
     nearest = np.argsort(-brute_force(queries, bank, labels), axis=1)[:, :k]
@@ -40,6 +42,7 @@ def test_prediction_is_the_majority_of_the_k_nearest(k):
     np.testing.assert_array_equal(neighbours.search(queries, bank, labels, k=k, chunk_size=50).predict(k), expected)
 
 
+@pytest.mark.fast
 def test_even_k_tie_goes_to_the_nearest():
     bank = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     queries = np.array([[1.0, 0.2], [0.2, 1.0]], dtype=np.float32)
@@ -47,6 +50,7 @@ def test_even_k_tie_goes_to_the_nearest():
     np.testing.assert_array_equal(found.predict(2), [1, 0])
 
 
+@pytest.mark.fast
 def test_bank_rows_select_the_bank_inside_a_larger_matrix():
     queries, bank, labels = random_case(seed=2)
     matrix = np.concatenate([np.zeros((5, 16), np.float32), bank[::-1], queries])
@@ -57,6 +61,7 @@ def test_bank_rows_select_the_bank_inside_a_larger_matrix():
     np.testing.assert_allclose(inside.fake, direct.fake, atol=1e-6)
 
 
+@pytest.mark.fast
 def test_a_class_smaller_than_k_is_padded_and_outvoted():
     bank = np.array([[1, 0], [0.9, 0.1], [0.8, 0.2], [0, 1]], dtype=np.float32)
     found = neighbours.search(np.array([[0.0, 1.0]], np.float32), bank, np.array([0, 0, 0, 1]), k=3)
@@ -66,6 +71,7 @@ def test_a_class_smaller_than_k_is_padded_and_outvoted():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss is not installed")
+@pytest.mark.fast
 def test_faiss_backend_agrees_with_numpy():
     queries, bank, labels = random_case(seed=3)
     numpy_found = neighbours.search(queries, bank, labels, k=3, chunk_size=64)

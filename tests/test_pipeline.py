@@ -32,6 +32,7 @@ def test_whole_pipeline_on_a_fresh_copy(trained_project):
         assert name in shown
 
 
+@pytest.mark.fast
 def test_artifact_paths_are_the_ones_dvc_yaml_declares():
     """The stage scripts and the predictor name their files through fakedetect.artifacts."""
     declared = set()

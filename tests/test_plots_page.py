@@ -131,6 +131,7 @@ def plots_project(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.fast
 def test_template_inlines_the_three_libraries_unmodified():
     page = TEMPLATE.read_text(encoding="utf8")
     blocks = LIBRARY_BLOCK.findall(page)

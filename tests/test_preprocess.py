@@ -75,12 +75,14 @@ def test_outputs_are_the_protocol_pixels(demo_run):
 
 
 @pytest.mark.parametrize("size", [(224, 224), (300, 257), (257, 300), (100, 60), (225, 500), (301, 223)])
+@pytest.mark.fast
 def test_center_crop_equals_torchvision(size):
     rgb = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     expected = np.asarray(T.CenterCrop(224)(Image.fromarray(rgb)))
     np.testing.assert_array_equal(preprocess.center_crop(rgb, 224), expected)
 
 
+@pytest.mark.fast
 def test_blur_jpeg_protocol_is_seeded_and_follows_its_ranges():
     params = PreprocessParams(train_protocol="blur_jpeg")
     rgb = np.random.default_rng(1).integers(0, 256, (256, 320, 3), dtype=np.uint8)

@@ -17,6 +17,7 @@ PROFILES = sorted(p.stem for p in (PROJECT / "profiles").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("name", PROFILES)
+@pytest.mark.fast
 def test_each_profile_applies_validates_and_keeps_comments(tmp_path, name):
     shutil.copy(PROJECT / "params.yaml", tmp_path / "params.yaml")
     apply_profile(name, tmp_path / "params.yaml", PROJECT / "profiles")
@@ -33,6 +34,7 @@ def test_each_profile_applies_validates_and_keeps_comments(tmp_path, name):
     assert [line for line in text.splitlines() if line != line.rstrip()] == []  # wrapped lists left trailing spaces
 
 
+@pytest.mark.fast
 def test_unknown_profile_lists_the_known_ones(tmp_path):
     shutil.copy(PROJECT / "params.yaml", tmp_path / "params.yaml")
     with pytest.raises(ParamsError, match="no profile 'univdf'.*univfd"):

@@ -60,6 +60,7 @@ def _stages() -> dict:
 
 
 @pytest.mark.parametrize("name", sorted(_stages()))
+@pytest.mark.fast
 def test_stage_deps_name_all_of_its_code(name):
     stage = _stages()[name]
     script = stage["cmd"].removeprefix("python ")
@@ -72,6 +73,7 @@ def test_stage_deps_name_all_of_its_code(name):
     assert not extra, f"dvc.yaml stage '{name}' lists {extra} in its deps, but does not import them"
 
 
+@pytest.mark.fast
 def test_the_import_graph_is_followed_through_modules(tmp_path, monkeypatch):
     """A module reached only through another module counts, and so does a lazy import."""
     import helpers
@@ -88,6 +90,7 @@ def test_the_import_graph_is_followed_through_modules(tmp_path, monkeypatch):
                                          "fakedetect/b.py", "fakedetect/c.py"}
 
 
+@pytest.mark.fast
 def test_the_module_map_lists_every_library_module():
     """docs/architecture.md's module map names each module by its path below fakedetect/
     (`cli.py`, `features/store.py`) and each group by its folder (`features/`)."""

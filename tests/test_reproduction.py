@@ -34,6 +34,7 @@ def seed_features(shared_fixtures):
     return bank, bank_labels, tests
 
 
+@pytest.mark.fast
 def test_one_nearest_neighbour_gives_the_published_75_3(seed_features):
     bank, bank_labels, tests = seed_features
     features, labels = tests["notebook_glide_100"]
@@ -43,6 +44,7 @@ def test_one_nearest_neighbour_gives_the_published_75_3(seed_features):
     assert 75.2 <= accuracy <= 75.3
 
 
+@pytest.mark.fast
 def test_fcnn_gives_the_published_accuracies_within_2_5_points(seed_features):
     from fakedetect.detectors import keras_heads  # not at collection: TensorFlow before torchvision segfaults (docs/architecture.md "Environment facts worth knowing")
 

@@ -1,5 +1,6 @@
 """The feature store shared by every workspace: where it lives, concurrent extract processes on
 one store (parallel `dvc queue` workers), and the `fakedetect store` command."""
+import pytest
 import json
 import subprocess
 import sys
@@ -38,6 +39,7 @@ for r in range(int(rounds)):
 """
 
 
+@pytest.mark.fast
 def test_store_location_param_then_environment_then_user_cache(monkeypatch, tmp_path):
     monkeypatch.setenv(STORE_ENV, str(tmp_path / "from_env"))
     assert store_root("/data/features") == Path("/data/features")
@@ -55,6 +57,7 @@ def test_store_location_param_then_environment_then_user_cache(monkeypatch, tmp_
     assert user_cache_dir() == tmp_path / "local" / "fakedetect"
 
 
+@pytest.mark.fast
 def test_tests_never_use_the_user_cache():
     assert store_root(None) != user_cache_dir() / "features"
 
@@ -92,6 +95,7 @@ def test_concurrent_extract_processes_share_a_store_safely(tmp_path):
         assert [f.name for f in folder.iterdir() if f.name.startswith(".") and f.name != ".lock"] == []
 
 
+@pytest.mark.fast
 def test_a_shard_another_process_rewrote_is_not_deleted(tmp_path):
     """A process that found a shard corrupt deletes what it judged, not the good copy another
     process renamed onto the same name meanwhile."""

@@ -1,4 +1,5 @@
 """TensorFlow's start-up log is filtered as TF_CPP_MIN_LOG_LEVEL would filter it, and nothing else is lost."""
+import pytest
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ ERROR = "E0000 00:00:1796088419.000001   31612 node_def_util.cc:682] an error\n 
 BEFORE_ANY_RECORD = "something else\n"
 
 
+@pytest.mark.fast
 def test_records_below_the_level_go_with_their_continuation_lines():
     text = BEFORE_ANY_RECORD + START_UP + WARNING + ERROR
     assert shown(text, 0) == text

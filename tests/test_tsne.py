@@ -17,6 +17,7 @@ from helpers import run_stage, stage_env
     ([7, 7, 7], 10, [4, 3, 3]),
     ([0, 9], 4, [0, 4]),
 ])
+@pytest.mark.fast
 def test_fair_shares(sizes, total, shares):
     assert tsne.fair_shares(sizes, total) == shares
 
@@ -26,6 +27,7 @@ def synthetic_rows() -> pd.DataFrame:
     return pd.DataFrame({"label": [0 if g == "real" else 1 for g in generators], "generator": generators})
 
 
+@pytest.mark.fast
 def test_balanced_sample_is_seeded_and_balanced():
     rows = synthetic_rows()
     chosen = tsne.balanced_sample(rows, 100, seed=3)

@@ -204,3 +204,28 @@ def search(queries: np.ndarray, bank, bank_labels: np.ndarray, k: int = 1, chunk
     extra = {"ivf": ivf} if backend == "faiss_ivf" else {}
     best = BACKENDS[backend](normalise(queries), bank, bank_rows, bank_labels, k, chunk_size, **extra)
     return Neighbours(real=best[0], fake=best[1])
+
+
+def top_k(queries: np.ndarray, bank, k: int = 5, chunk_size: int = 4096,
+          bank_rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k most similar bank rows of every query, whatever their label: (indices into `bank`,
+    cosine similarities), both (queries, k) in decreasing similarity (ties: the lower index first).
+    Walks the bank in chunks like `search`; fewer than k rows pad with index -1 and -inf."""
+    bank_rows = np.arange(len(bank)) if bank_rows is None else np.asarray(bank_rows)
+    queries = normalise(queries)
+    best_sim = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_idx = np.full((len(queries), k), -1, dtype=np.int64)
+    for start in range(0, len(bank_rows), chunk_size):
+        rows = bank_rows[start:start + chunk_size]
+        sims = np.concatenate([best_sim, queries @ normalise(bank[rows]).T], axis=1)
+        idx = np.concatenate([best_idx, np.broadcast_to(rows, (len(queries), len(rows)))], axis=1)
+        order = _order(sims, idx)[:, :k]
+        best_sim = np.take_along_axis(sims, order, axis=1)
+        best_idx = np.take_along_axis(idx, order, axis=1)
+    return best_idx, best_sim
+
+
+def _order(similarities: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Per row, the column order by decreasing similarity, then increasing index (padding last)."""
+    key_index = np.where(indices < 0, np.iinfo(np.int64).max, indices)
+    return np.stack([np.lexsort((key_index[q], -similarities[q])) for q in range(len(similarities))])

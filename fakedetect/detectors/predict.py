@@ -24,7 +24,8 @@ from tqdm import tqdm
 from fakedetect.detectors import scoring
 from fakedetect.features import engines
 from fakedetect.attribution import card, network
-from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT, NN_REPORT
+from fakedetect.artifacts import (ATTRIBUTION_MODELS, DETECTOR_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT,
+                                  NN_REPORT)
 from fakedetect.data.images import Limits
 from fakedetect.params import ExtractParams, Params
 from fakedetect.stage import UserError
@@ -78,30 +79,43 @@ class Detector:
     """A trained run, loaded once, that scores batches of image files."""
 
     def __init__(self, project: str | Path = ".", classifier: str = "linear", family: bool = True,
-                 engine: str | None = None, address: str | None = None):
-        """`engine` and `address` replace the run's extract.engine and extract.ray.address."""
+                 engine: str | None = None, address: str | None = None, detector: str | None = None,
+                 all_detectors: bool = False, engine_from: Detector | None = None):
+        """`engine` and `address` replace the run's extract.engine and extract.ray.address. `detector`
+        scores with that detector of the compare stage instead of `classifier` ('best': the one with the
+        best validation AP); `all_detectors` adds every saved detector's P(fake) to each prediction's extra.
+        `engine_from` shares another Detector's backbone (loaded once; closed by its owner)."""
         self.project = Path(project)
         self.classifier = classifier
+        self.detector, self.all_detectors = detector, all_detectors
         self.params = p = run_params(self.project)
         if p.extract.source != "backbone":
             raise UserError("the run's features were imported (extract.imports): predict needs the backbone "
                             "that computes them; set images: [demo] or [datasets], empty extract.imports and run "
                             "`make repro`")
-        self.threshold = self._calibrated_threshold()
+        if detector == "best":
+            self.detector = detector = self._best_detector()
+        self.threshold = self._calibrated_threshold() if detector is None else None
         self.level2, self.families = self._level2() if family else (None, [])
-        self.engine = engines.create(_on_engine(p.extract, engine, address))
+        self._owns_engine = engine_from is None
+        self.engine = engines.create(_on_engine(p.extract, engine, address)) if engine_from is None else engine_from.engine
         try:
             self.dim = self.engine.dimension()
             self.limits = Limits(max_pixels=p.ingest.max_pixels, max_bytes=int(p.ingest.max_file_mb * 2**20),
                                  min_side=p.ingest.min_side, keep_only_rgb=p.ingest.keep_only_rgb)
-            self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
+            self._others = self._registry_scorers() if all_detectors else {}  # torch kinds before any Keras head
+            if detector is not None:
+                self._score, self.threshold = self._registry_scorer(detector)
+            else:
+                self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
         except BaseException:
             self.close()
             raise
 
     def close(self) -> None:
         """Shut down the Ray instance the engine started, if any."""
-        self.engine.close()
+        if self._owns_engine:
+            self.engine.close()
 
     def _artifact(self, name: str, otherwise: str = "") -> Path:
         path = self.project / name
@@ -142,6 +156,7 @@ class Detector:
 
         matrix, rows = feature_files.load_features(self._artifact(FEATURES))
         self._check_dimension(matrix.shape[1], FEATURES)
+        self.bank_features, self.bank_rows = matrix, rows  # the evidence (fakedetect serve) shows the nearest
         scorer = scoring.nearest_neighbour(matrix, rows, self.params.nn, FEATURES)
 
         def score(x):
@@ -150,8 +165,60 @@ class Detector:
 
         return score
 
-    def predict(self, paths: list[str], batch_size: int = 32, workers: int = 1) -> list[Prediction]:
+    def _best_detector(self) -> str:
+        """The saved detector with the best AP on the validation split."""
+        from fakedetect.detectors import registry
+
+        saved = {name: details for name, details in registry.saved(self.project / DETECTOR_MODELS).items()
+                 if (details.get("validation") or {}).get("ap") is not None}
+        if not saved:
+            raise UserError(f"{self.project / DETECTOR_MODELS} holds no fitted detector: run the compare stage "
+                            "(dvc repro compare)")
+        return max(sorted(saved), key=lambda name: saved[name]["validation"]["ap"])
+
+    def _registry_scorer(self, name: str):
+        """(features -> (P(fake), ranking score), its calibrated threshold) of a detector of the compare stage."""
+        from fakedetect.detectors import registry
+        from fakedetect.features import feature_files
+
+        layers = feature_files.load_layers(self._artifact(FEATURES), self.dim)
+        models = self.project / DETECTOR_MODELS
+        detector = registry.load(self._artifact(f"{DETECTOR_MODELS}/{name}", f"; the compare stage saved "
+                                                f"{', '.join(registry.saved(models)) or 'none yet'}"))
+        members = ({m: registry.load(models / m) for m in detector.spec.settings.members}
+                   if detector.spec.kind == "fusion" else {})
+        if any(d.noise_sigma is not None for d in [detector, *members.values()]):
+            raise UserError(f"--detector {name}: a noise-sensitivity detector needs noisy views of each image, "
+                            "which predict does not compute yet; choose another detector")
+
+        def inputs(x, found, scores=None):
+            view, view_layers = registry.view(x, layers, found.spec.features, f"detectors.{found.name}")
+            return registry.Inputs(view, view_layers, {}, scores or {})
+
+        def score(x):
+            scores = {m: d.score(inputs(x, d)).ranking for m, d in members.items()}
+            result = detector.score(inputs(x, detector, scores))
+            return result.p_fake, result.ranking
+
+        return score, detector.thresholds.get("calibrated")
+
+    def _registry_scorers(self) -> dict:
+        """Every saved detector that predict can run (not the noise-sensitivity ones), torch kinds first."""
+        from fakedetect.detectors import registry
+
+        saved = registry.saved(self.project / DETECTOR_MODELS)
+        scorers = {}
+        for name in sorted(saved, key=lambda n: registry.RUN_ORDER.index(saved[n]["kind"])):
+            try:
+                scorers[name] = self._registry_scorer(name)[0]
+            except UserError as exc:
+                log.info("--all leaves out %s: %s", name, exc)
+        return scorers
+
+    def predict(self, paths: list[str], batch_size: int = 32, workers: int = 1, on_batch=None) -> list[Prediction]:
         """Score every path; unreadable files come back with status `unreadable` and their reason.
+        `on_batch(positions, features, pixels)`, when given, sees each batch's features (and centre
+        crops) after it is scored, so that other scorers reuse one encoding (fakedetect serve).
         The family of one batch's fakes is found in a second thread while the next batch is
         encoded (9% more images/s on 2 cores); at most one batch waits for it, so memory stays flat."""
         results = [Prediction(path=p, status="unreadable") for p in paths]
@@ -171,10 +238,16 @@ class Detector:
                         family.result()  # raises what the thread raised
                     family = family_thread.submit(self._name_families, [scored[j] for j in fakes],
                                                   torch.from_numpy(batch.pixels[fakes])) if fakes and self.level2 is not None else None
+                    if on_batch is not None:
+                        on_batch(batch.positions, batch.features, batch.pixels)
                 bar.update(len(batch.positions) + len(batch.problems))
             if family is not None:
                 family.result()
         return results
+
+    def score_features(self, batch: list[Prediction], features: np.ndarray) -> None:
+        """P(fake) and the decisions of already encoded images (no family): one encoding, several classifiers."""
+        self._score_batch(batch, features)
 
     def _score_batch(self, batch: list[Prediction], features: np.ndarray) -> list[int]:
         """P(fake) and the decisions for one batch of images' features; returns the positions of
@@ -188,8 +261,13 @@ class Detector:
             result.fake_at_0_5 = bool(at_0_5[j])
             result.threshold = self.threshold
             result.fake = bool(decided[j] > self.threshold) if self.threshold is not None else result.fake_at_0_5
-            if ranking is not None:
+            if ranking is not None and self.detector is None:
                 result.extra["nn_score"] = round(float(ranking[j]), 6)
+            if self.detector is not None:
+                result.extra["detector"] = self.detector
+        for name, score in self._others.items():
+            for j, p in enumerate(score(features)[0]):
+                batch[j].extra[f"p_fake_{name}"] = round(float(p), 6)
         return [j for j, result in enumerate(batch) if result.fake]
 
     def _name_families(self, fakes: list[Prediction], pixels: torch.Tensor) -> None:

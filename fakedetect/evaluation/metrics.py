@@ -10,6 +10,12 @@ calibrated threshold is the best one on the validation split, applied to the tes
 A metric that a test set cannot define (AP or ROC AUC of a real-only control set, its
 fake accuracy) is None, written as null: a one-class set is scored by its accuracy,
 which is then its specificity (real only) or its detection rate (fake only).
+
+Calibration, where a method gives P(fake) (`report(..., probabilities=)`): ECE, the expected
+calibration error over ECE_BINS equal-width bins of P(fake) (the sum over bins of |bin|/N *
+|mean label - mean P|), and the Brier score, mean (P - y)^2 with y = 1 for fake; both are
+fractions in [0, 1] (lower is better), not percentages. `worst_acc` is the lowest accuracy of a
+test set with both classes.
 """
 from __future__ import annotations
 
@@ -27,6 +33,9 @@ METRICS = ("acc", "real_acc", "fake_acc", "ap", "auc", "acc_oracle", "acc_calibr
 # the metrics files (what `dvc metrics show` and `dvc metrics diff` print) hold these per set and for
 # the mean; the report keeps every figure.
 HEADLINE = ("acc", "ap", "tpr_at_fpr1", "tpr_at_fpr5")
+CALIBRATION = ("ece", "brier")  # per set and for the mean, where the method gives P(fake)
+MEAN_HEADLINE = (*HEADLINE, *CALIBRATION, "worst_acc")  # the metrics files' figures of the mean
+ECE_BINS = 15
 ATTRIBUTION_HEADLINE = ("acc", "balanced_acc", "ap")  # per attribution level, and the 3-way hierarchy
 
 
@@ -60,6 +69,29 @@ def set_metrics(labels: np.ndarray, scores: np.ndarray, predicted: np.ndarray,
     }
 
 
+def ece(labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS) -> float | None:
+    """Expected calibration error: sum over equal-width bins of P(fake) of |bin|/N * |mean label - mean P|."""
+    labels, probabilities = np.asarray(labels, np.float64), np.asarray(probabilities, np.float64)
+    if not len(labels):
+        return None
+    which = np.minimum((probabilities * bins).astype(np.int64), bins - 1)  # P = 1 falls in the last bin
+    total = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        total += inside.sum() / len(labels) * abs(labels[inside].mean() - probabilities[inside].mean())
+    return float(total)
+
+
+def brier(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """Brier score: mean (P(fake) - y)^2, y = 1 for fake."""
+    labels, probabilities = np.asarray(labels, np.float64), np.asarray(probabilities, np.float64)
+    return float(np.mean((probabilities - labels) ** 2)) if len(labels) else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 def _with_published(row: dict, numbers: tuple[float, float | None] | None) -> dict:
     if numbers is None:
         return row
@@ -83,12 +115,14 @@ def _mean(rows: list[dict]) -> dict:
     return mean
 
 
-def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method: str) -> dict:
+def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method: str,
+           probabilities: np.ndarray | None = None) -> dict:
     """The metrics file of one method: per test set, their mean, the published numbers beside them.
 
     `rows` (split, test_set, label) are the scored rows, SCORED_SPLITS only, aligned with `scores`
     and `predicted`: validation rows calibrate the threshold, test rows are measured. `method`
     names the published table to compare with (a published.DETECTION key, or any other name for none).
+    `probabilities` (P(fake), aligned too) add ECE and the Brier score per set and for the mean.
     """
     split, labels = rows.split.to_numpy(), rows.label.to_numpy()
     scores, predicted = np.asarray(scores), np.asarray(predicted)
@@ -99,9 +133,17 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
     for name in sorted(rows.test_set[split == "test"].unique()):
         mask = (split == "test") & (rows.test_set == name).to_numpy()
         row = set_metrics(labels[mask], scores[mask], predicted[mask], threshold, operating)
+        if probabilities is not None:
+            row |= {"ece": _rounded(ece(labels[mask], probabilities[mask])),
+                    "brier": _rounded(brier(labels[mask], probabilities[mask]))}
         sets[name] = _with_published(row, published.detection(method, name))
     mean = _mean(list(sets.values()))
-    table = published.DETECTION.get(method, {})
+    two_class = [row for row in sets.values() if row["n_real"] and row["n_fake"]]
+    if probabilities is not None:
+        mean |= {name: _rounded(float(np.mean([row[name] for row in two_class]))) if two_class else None
+                 for name in CALIBRATION}
+    mean["worst_acc"] = min((row["acc"] for row in two_class), default=None)
+    table = published.DETECTION.get(published.MEAN_OVER.get(method, method), {})
     scored = {published.ALIASES.get(name, name) for name in sets}
     if method in published.DETECTION_MEAN and set(table) <= scored:
         mean = _with_published(mean, published.DETECTION_MEAN[method])
@@ -128,7 +170,7 @@ def headline(report: dict) -> dict:
     if "mean" in report["test_sets"]:
         raise UserError("a test set is named 'mean', which the metrics files use for the mean over the sets: rename it")
     return {**{name: _pick(row, HEADLINE) for name, row in report["test_sets"].items()},
-            "mean": _pick(report["mean"], HEADLINE)}
+            "mean": _pick(report["mean"], MEAN_HEADLINE)}
 
 
 def attribution_headline(report: dict) -> dict:

@@ -10,7 +10,11 @@ perturbs before its CenterCrop. The steps, in this fixed order:
 - resize: Pillow's bicubic resampling, which widens its filter when it shrinks (antialiased), as
   photo software and upload pipelines scale; a non-antialiased scale would alias and add
   artifacts of its own that a detector could take for a generator's;
-- jpeg: saved by Pillow as JPEG at the quality in memory and decoded again.
+- jpeg: saved by Pillow as JPEG at the quality in memory and decoded again;
+- noise: Gaussian noise of sigma (in [0, 1] pixel units, i.e. 255 * sigma in uint8 steps) added to
+  the pixels, clipped to [0, 255] and rounded to uint8; its generator is seeded from the source
+  image's SHA-256 and `noise_seed`, so an image gets the same noise on every run and machine
+  (numpy's PCG64 stream is stable). The noise-sensitivity detector's noisy views are these.
 
 The features of a perturbed image are stored under a key derived from what determines its
 pixels: the source file's SHA-256, the perturbation, and the versions of Pillow and SciPy that
@@ -35,18 +39,28 @@ PROTOCOL = {"order": "blur, resize, jpeg", "pillow": PIL.__version__, "scipy": s
 
 
 def name(perturbation: Perturbation | None) -> str:
-    """A grid point's name in metrics and plots ('clean', 'jpeg50', 'blur2+jpeg50', 'resize0_5'):
+    """A grid point's name in metrics and plots ('clean', 'jpeg50', 'blur2+jpeg50', 'resize0_5', 'noise0_05'):
     no dots, which `dvc metrics diff` would read as nesting."""
     if perturbation is None:
         return "clean"
     parts = [f"{kind}{value:g}".replace(".", "_") for kind, value in
-             (("blur", perturbation.blur), ("resize", perturbation.resize), ("jpeg", perturbation.jpeg))
+             (("blur", perturbation.blur), ("resize", perturbation.resize), ("jpeg", perturbation.jpeg),
+              ("noise", perturbation.noise), ("noiseseed", perturbation.noise_seed))
              if value is not None]
     return "+".join(parts)
 
 
-def apply(rgb: np.ndarray, perturbation: Perturbation) -> np.ndarray:
-    """The perturbed image (H' x W' x 3 uint8) of an RGB uint8 image; the input is not changed."""
+def noise_generator(source_sha256: str | None, seed: int | None) -> np.random.Generator:
+    """The generator of an image's noise: seeded from its SHA-256 and the perturbation's seed."""
+    if source_sha256 is None:
+        raise ValueError("a noise perturbation needs the source image's SHA-256 (its seed)")
+    digest = hashlib.sha256(f"{source_sha256}:{seed or 0}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def apply(rgb: np.ndarray, perturbation: Perturbation, source_sha256: str | None = None) -> np.ndarray:
+    """The perturbed image (H' x W' x 3 uint8) of an RGB uint8 image; the input is not changed.
+    A noise perturbation needs the source file's SHA-256 (it seeds the noise)."""
     rgb = np.array(rgb, dtype=np.uint8, copy=True)  # the blur writes into it
     if perturbation.blur is not None:
         for c in range(3):
@@ -57,10 +71,17 @@ def apply(rgb: np.ndarray, perturbation: Perturbation) -> np.ndarray:
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
     if perturbation.jpeg is not None:
         rgb = preprocess.jpeg_decode(preprocess.jpeg_encode(rgb, perturbation.jpeg, method="pil"))
+    if perturbation.noise is not None:
+        noise = noise_generator(source_sha256, perturbation.noise_seed).normal(0.0, 255.0 * perturbation.noise, rgb.shape)
+        rgb = np.clip(np.rint(rgb.astype(np.float64) + noise), 0, 255).astype(np.uint8)
     return rgb
 
 
 def key(source_sha256: str, perturbation: Perturbation) -> str:
     """The feature-store key of a source image under a perturbation (a hex SHA-256)."""
-    recipe = {"source": source_sha256, "perturbation": perturbation.model_dump(), **PROTOCOL}
+    dumped = perturbation.model_dump()
+    for extra in ("noise", "noise_seed"):  # absent from the keys of the grid points that have no noise
+        if dumped[extra] is None:
+            del dumped[extra]
+    recipe = {"source": source_sha256, "perturbation": dumped, **PROTOCOL}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()

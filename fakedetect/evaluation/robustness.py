@@ -139,10 +139,26 @@ def report(methods: dict, rows: pd.DataFrame, chosen: pd.DataFrame, perturbed: P
 
 
 def headline(report: dict) -> dict:
-    """metrics/robustness.json: the headline figures (metrics.HEADLINE) of each method at each grid
-    point, per test set and for the mean (`nn.jpeg50.progan.acc`); the report keeps the rest."""
-    return {key: {point: metrics.headline(figures) for point, figures in method["perturbations"].items()}
-            for key, method in report["methods"].items()}
+    """metrics/robustness.json, small enough for `dvc metrics show`: per method, the clean point's mean
+    figures (metrics.HEADLINE), their mean over the grid's points, and the worst grid point (the
+    lowest mean accuracy) with its figures; the report keeps every point and set."""
+    out = {}
+    for key, method in report["methods"].items():
+        points = method["perturbations"]
+        grid = {name: point["mean"] for name, point in points.items() if name != CLEAN}
+
+        def mean_of(figure: str):
+            values = [m[figure] for m in grid.values() if m.get(figure) is not None]
+            return round(float(np.mean(values)), 4) if values else None
+
+        entry = {"clean": {f: points[CLEAN]["mean"].get(f) for f in metrics.HEADLINE},
+                 "grid_mean": {f: mean_of(f) for f in metrics.HEADLINE}}
+        rated = [name for name in grid if grid[name].get("acc") is not None]
+        if rated:
+            worst = min(rated, key=lambda name: grid[name]["acc"])
+            entry["worst"] = {"point": worst, **{f: grid[worst].get(f) for f in metrics.HEADLINE}}
+        out[key] = entry
+    return out
 
 
 def curves(method: dict, grid: list[Perturbation]) -> dict[str, pd.DataFrame]:

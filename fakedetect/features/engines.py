@@ -5,11 +5,12 @@
   batches (decoding hidden behind the model).
 - `ray`: a Ray Data pipeline on a Ray instance or cluster (fakedetect.features.ray_engine).
 
-Both engines cut the list into the same batches and run the same operations on them (uint8
-centre crop, then the backbone's transform and encoder on the whole batch), so on one kind of
-device they give bit-identical features. The caller writes what comes back (the feature store,
-the predictions), so resuming and incremental runs do not depend on the engine: Ray restarts a
-lost actor and retries its batch; a killed caller loses only the batches in flight.
+Both engines cut the list into the same batches and run the same operations on them (the uint8
+crops of each item's crop policy, fakedetect.features.crops: by default UnivFD's centre crop; then
+the backbone's transform and encoder on all the batch's crops, and the mean of each image's crops),
+so on one kind of device they give bit-identical features. The caller writes what comes back (the
+feature store, the predictions), so resuming and incremental runs do not depend on the engine: Ray
+restarts a lost actor and retries its batch; a killed caller loses only the batches in flight.
 """
 from __future__ import annotations
 
@@ -22,12 +23,12 @@ from typing import Union
 
 import numpy as np
 
-from fakedetect.data import images, preprocess
-from fakedetect.features import backbones
+from fakedetect.data import images
+from fakedetect.features import backbones, crops
 from fakedetect.evaluation import perturbations
 from fakedetect.features.backbones import Backbone
 from fakedetect.data.images import BadImage, Limits
-from fakedetect.params import ExtractParams, Perturbation
+from fakedetect.params import CropPolicy, ExtractParams, Perturbation
 
 log = logging.getLogger("engines")
 
@@ -39,6 +40,7 @@ class Item:
     path: str
     sha256: str | None = None
     perturbation: Perturbation | None = None  # applied to the decoded image before the crop (robustness)
+    crop: CropPolicy | None = None  # how the image becomes the backbone's input; None = centre crop
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Encoded:
 
     positions: list[int]  # images encoded, in batch order
     features: np.ndarray  # float32, one row per position
-    pixels: np.ndarray | None  # their uint8 centre crops (N x crop x crop x 3), when asked for
+    pixels: np.ndarray | None  # each one's first uint8 crop (N x crop x crop x 3: the centre crop by default), if asked
     problems: list[tuple[int, str, str]]  # (position, reason, message) of images that cannot be used
     shard: str | None = None  # the store shard an encoder wrote these features into (then `features` is empty)
 
@@ -64,20 +66,32 @@ class ShardWriter:
 
 
 def read(item: Item, crop: int, limits: Limits) -> tuple[np.ndarray | None, str, str]:
-    """(the centre crop as uint8, '', '') or (None, reason, message): decode, verify, perturb, crop."""
+    """(the crops of the item's policy as uint8, k x crop x crop x 3, '', '') or (None, reason, message):
+    decode, verify, perturb, crop."""
     try:
         decoded = images.load(item.path, limits)
     except BadImage as exc:
         return None, exc.reason, f"{item.path}: {exc}"
     if item.sha256 is not None and decoded.sha256 != item.sha256:
         return None, "changed_since_ingest", f"{item.path}: its content no longer matches image_sha256 in the manifest"
-    rgb = decoded.rgb if item.perturbation is None else perturbations.apply(decoded.rgb, item.perturbation)
-    return np.require(preprocess.center_crop(rgb, crop), requirements="W"), "", ""  # torch wants writable
+    rgb = decoded.rgb if item.perturbation is None else perturbations.apply(decoded.rgb, item.perturbation, decoded.sha256)
+    pixels = crops.crops(rgb, crop, item.crop, decoded.sha256)
+    return np.require(pixels, requirements="W"), "", ""  # torch wants writable
 
 
 def encode_pixels(backbone: Backbone, pixels: np.ndarray) -> np.ndarray:
-    """Features of a batch of uint8 centre crops: the same call on every engine."""
+    """Features of a batch of uint8 crops, one row per crop: the same call on every engine."""
     return backbone.encode(backbone.transform.batch(pixels))
+
+
+def encode_crops(backbone: Backbone, pixels: np.ndarray, counts: list[int]) -> np.ndarray:
+    """One feature row per image of a batch whose images gave `counts` consecutive crops each:
+    a single crop's features as they are, the mean of several (float32)."""
+    features = encode_pixels(backbone, pixels)
+    if all(n == 1 for n in counts):
+        return features
+    bounds = np.cumsum([0, *counts])
+    return np.stack([features[a:b].mean(0, dtype=np.float32) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
 def batches_of(n: int, batch_size: int) -> list[range]:
@@ -97,14 +111,20 @@ class _Files(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, i: int):
-        pixels, reason, message = read(self.items[i], self.crop, self.limits)
+        pixels, reason, message = read(self.items[i], self.crop, self.limits)  # k x crop x crop x 3
         return i, None if pixels is None else torch.from_numpy(pixels), reason, message
 
 
 def _collate(rows):
     good = [(i, pixels) for i, pixels, _, _ in rows if pixels is not None]
-    batch = torch.stack([pixels for _, pixels in good]).numpy() if good else None
-    return [i for i, _ in good], batch, [(i, reason, message) for i, pixels, reason, message in rows if pixels is None]
+    batch = torch.cat([pixels for _, pixels in good]).numpy() if good else None
+    problems = [(i, reason, message) for i, pixels, reason, message in rows if pixels is None]
+    return [i for i, _ in good], batch, [len(pixels) for _, pixels in good], problems
+
+
+def first_crops(pixels: np.ndarray, counts: list[int]) -> np.ndarray:
+    """Each image's first crop (its only one under the centre crop)."""
+    return pixels if all(n == 1 for n in counts) else pixels[np.cumsum([0, *counts[:-1]])]
 
 
 class LocalEngine:
@@ -115,6 +135,7 @@ class LocalEngine:
         self.identity = backbone.identity
         self.crop = backbone.transform.crop
         self.device = str(backbone.device)
+        self.layers = list(backbone.layers)  # (name, width) of each slice of the output row
 
     def dimension(self) -> int:
         return encode_pixels(self.backbone, np.zeros((1, self.crop, self.crop, 3), np.uint8)).shape[1]
@@ -123,10 +144,11 @@ class LocalEngine:
                limits: Limits = Limits(), keep_pixels: bool = False) -> Iterator[Encoded]:
         loader = torch.utils.data.DataLoader(_Files(items, crop, limits), batch_size=batch_size,
                                              num_workers=loader_workers, collate_fn=_collate)
-        for positions, pixels, problems in loader:
-            features = (encode_pixels(self.backbone, pixels) if pixels is not None
+        for positions, pixels, counts, problems in loader:
+            features = (encode_crops(self.backbone, pixels, counts) if pixels is not None
                         else np.zeros((0, 0), np.float32))
-            yield Encoded(positions, features, pixels if keep_pixels else None, problems)
+            yield Encoded(positions, features, first_crops(pixels, counts) if keep_pixels and pixels is not None
+                          else None, problems)
 
     def close(self) -> None:
         pass

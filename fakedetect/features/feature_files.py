@@ -7,6 +7,7 @@ features (the notebook project's `.pt` tensors, `.npy`, `.npz`) with the labels 
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from fakedetect.stage import UserError
 
 MATRIX = "features.npy"
 ROWS = "rows.csv"
+LAYERS = "layers.json"  # the name and width of each slice of a row (per-block features), in order
 
 
 def save_features(folder: str | os.PathLike, matrix: np.ndarray, rows: pd.DataFrame) -> None:
@@ -43,6 +45,27 @@ def load_features(folder: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
     if matrix.dtype != np.float32 or matrix.ndim != 2 or len(matrix) != len(rows):
         raise UserError(f"{folder}: features {matrix.dtype} {matrix.shape} do not match {len(rows)} rows")
     return matrix, rows
+
+
+def save_layers(folder: str | os.PathLike, layers: list[tuple[str, int]]) -> None:
+    """Write the (name, width) of each slice of the feature rows, in order."""
+    atomic.write_json(Path(folder) / LAYERS, [[str(name), int(width)] for name, width in layers])
+
+
+def load_layers(folder: str | os.PathLike, dim: int) -> list[tuple[str, int]]:
+    """The slices of the feature rows: layers.json, or one slice [("final", dim)] without it (imported
+    features); a UserError when the widths do not add up to `dim`."""
+    path = Path(folder) / LAYERS
+    if not path.is_file():
+        return [("final", dim)]
+    try:
+        layers = [(str(name), int(width)) for name, width in json.loads(path.read_text())]
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{path}: not a list of [name, width] pairs ({exc})") from None
+    if sum(width for _, width in layers) != dim:
+        raise UserError(f"{path}: the slices' widths add up to {sum(w for _, w in layers)}, the features have {dim} "
+                        "columns: run the extract_clip stage again (dvc repro)")
+    return layers
 
 
 # ------------------------------------------------------------------ imported features

@@ -1,5 +1,5 @@
 """The Ray engine (`extract.engine: ray`): a Ray Data pipeline on a Ray instance started on this
-machine's cores or on a running cluster (`extract.ray`). Reader tasks read, verify and centre-crop;
+machine's cores or on a running cluster (`extract.ray`). Reader tasks read, verify and crop;
 a pool of actors, each holding the backbone once (on its own GPU where it has one), encodes; feature
 batches stream back to the caller, which writes them (fakedetect.features.engines says why), or,
 with extract.ray.workers_write, the actors write them into a store every node shares and only the
@@ -23,8 +23,9 @@ import fakedetect
 from fakedetect.data.images import Limits
 from fakedetect.features import backbones
 from fakedetect.features import shard_files
-from fakedetect.features.engines import Encoded, Item, LocalEngine, ShardWriter, batches_of, encode_pixels, read
-from fakedetect.params import ExtractParams, Perturbation, RayParams
+from fakedetect.features.engines import (Encoded, Item, LocalEngine, ShardWriter, batches_of, encode_crops,
+                                         first_crops, read)
+from fakedetect.params import CropPolicy, ExtractParams, Perturbation, RayParams
 from fakedetect.runtime.downloads import answers
 from fakedetect.stage import UserError
 
@@ -88,26 +89,31 @@ def _raising_user_errors(call):
         raise
 
 
-def _describe(params: ExtractParams) -> tuple[dict, int, int, str]:
-    """(identity, transform crop, feature dimension, device) of the backbone as an actor builds it."""
+def _describe(params: ExtractParams) -> tuple[dict, int, int, str, list[tuple[str, int]]]:
+    """(identity, transform crop, feature dimension, device, layers) of the backbone as an actor builds it."""
     backbone = backbones.create(params)
-    return backbone.identity, backbone.transform.crop, LocalEngine(backbone).dimension(), str(backbone.device)
+    return (backbone.identity, backbone.transform.crop, LocalEngine(backbone).dimension(), str(backbone.device),
+            list(backbone.layers))
 
 
 def _read_batch(row: dict, crop: int, limits: Limits) -> dict:
-    """Ray task: one batch's files -> their uint8 crops, which of them could be read, and why not."""
+    """Ray task: one batch's files -> their uint8 crops (`counts` per image), which of them could be
+    read, and why not."""
     pixels, ok, problems = [], [], []
-    for j, (path, sha256, perturbation) in enumerate(zip(row["paths"], row["sha256"], row["perturbations"])):
+    for j, (path, sha256, perturbation, policy) in enumerate(
+            zip(row["paths"], row["sha256"], row["perturbations"], row["crops"])):
         perturbation = Perturbation.model_validate_json(perturbation) if perturbation else None
-        crop_j, reason, message = read(Item(str(path), str(sha256) or None, perturbation), crop, limits)
-        if crop_j is None:
+        policy = CropPolicy.model_validate_json(policy) if policy else None
+        crops_j, reason, message = read(Item(str(path), str(sha256) or None, perturbation, policy), crop, limits)
+        if crops_j is None:
             problems.append([j, reason, message])
         else:
             ok.append(j)
-            pixels.append(crop_j)
-    stacked = np.stack(pixels) if pixels else np.zeros((0, crop, crop, 3), np.uint8)
+            pixels.append(crops_j)
+    stacked = np.concatenate(pixels) if pixels else np.zeros((0, crop, crop, 3), np.uint8)
     return {"batch": row["batch"], "ok": np.asarray(ok, np.int64), "pixels": stacked,
-            "problems": json.dumps(problems), "keys": list(row["keys"])}
+            "counts": np.asarray([len(p) for p in pixels], np.int64), "problems": json.dumps(problems),
+            "keys": list(row["keys"])}
 
 
 class _Encoder:
@@ -123,8 +129,8 @@ class _Encoder:
                             f"from the driver's {identity}: give every node the same weights file")
 
     def __call__(self, rows: dict) -> dict:
-        pixels = rows["pixels"][0]
-        features = (encode_pixels(self.backbone, pixels) if len(pixels)
+        pixels, counts = rows["pixels"][0], [int(n) for n in rows["counts"][0]]
+        features = (encode_crops(self.backbone, pixels, counts) if len(pixels)
                     else np.zeros((0, 0), np.float32))
         out = {"batch": rows["batch"], "ok": rows["ok"], "problems": rows["problems"], "features": [features],
                "shard": [""]}
@@ -134,7 +140,7 @@ class _Encoder:
             out["shard"] = [shard_files.write(Path(w.folder), w.model_id, keys, features, w.dtype)[0].name]
             out["features"] = [np.zeros((0, features.shape[1]), np.float32)]
         if self.keep_pixels:
-            out["pixels"] = [pixels]
+            out["pixels"] = [first_crops(pixels, counts)]
         return out
 
 
@@ -149,7 +155,7 @@ class RayEngine:
 
         describe = ray.remote(num_cpus=params.ray.cpus_per_actor, num_gpus=params.ray.gpus_per_actor)(_describe)
         try:
-            self.identity, self.crop, self._dimension, self.device = _raising_user_errors(
+            self.identity, self.crop, self._dimension, self.device, self.layers = _raising_user_errors(
                 lambda: ray.get(describe.remote(params)))
         except BaseException:
             self.close()
@@ -175,7 +181,9 @@ class RayEngine:
                  "sha256": [items[i].sha256 or "" for i in positions],
                  "perturbations": [items[i].perturbation.model_dump_json() if items[i].perturbation else ""
                                    for i in positions],
-                 "keys": [writer.keys[i] for i in positions] if writer else []} for b, positions in enumerate(batches)]
+                 "crops": [items[i].crop.model_dump_json() if items[i].crop else "" for i in positions],
+                 "keys": [writer.keys[i] for i in positions] if writer else []}
+                for b, positions in enumerate(batches)]
         p = self.params.ray
         dataset = (ray.data.from_items(rows, override_num_blocks=len(rows))
                    .map(_read_batch, fn_kwargs={"crop": crop, "limits": limits})

@@ -18,8 +18,9 @@ from fakedetect.stage import UserError
 from fakedetect.params.base import Section
 from fakedetect.params.data import (BlurJpegProtocol, DatasetSource, DemoParams, IngestParams, LAYOUTS,
                                     NotebookProtocol, PreprocessParams, SPLITS)
-from fakedetect.params.features import DEMO_LAYERS, ExtractParams, ImportSource, RayParams
-from fakedetect.params.detectors import FcnnRecipe, LinearParams, LinearProbeRecipe, NnParams
+from fakedetect.params.features import DEMO_LAYERS, CropPolicy, ExtractParams, ImportSource, RayParams
+from fakedetect.params.detectors import (DEMO_DETECTORS, DETECTOR_PARAMS, DetectorSpec, FcnnRecipe, LinearParams,
+                                        LinearProbeRecipe, NnParams)
 from fakedetect.params.attribution import (AttributionParams, DEMO_TEST_SETS, FAKE_FAMILIES,
                                            FamilyLevelParams, GroupSplitParams, HierarchyParams, Level3Params,
                                            LevelParams, RESNET_ARCHS, RESNET_STAGES, Selection)
@@ -27,7 +28,8 @@ from fakedetect.params.evaluation import Perturbation, RobustnessParams, TsnePar
 
 # Every section's schema, importable from here: `from fakedetect.params import ExtractParams`.
 __all__ = [
-    "AttributionParams", "BlurJpegProtocol", "DEMO_LAYERS", "DEMO_TEST_SETS", "DatasetSource",
+    "AttributionParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS", "DEMO_LAYERS", "DETECTOR_PARAMS",
+    "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource",
     "DemoParams", "ExtractParams", "FAKE_FAMILIES", "FamilyLevelParams", "FcnnRecipe",
     "GroupSplitParams", "HierarchyParams", "ImportSource", "IngestParams", "LAYOUTS", "Level3Params",
     "LevelParams", "LinearParams", "LinearProbeRecipe", "NnParams", "NotebookProtocol", "PARAMS_FILE",
@@ -54,6 +56,9 @@ class Params(Section):
     linear: LinearParams = LinearParams()
     attribution: AttributionParams = AttributionParams()
     robustness: RobustnessParams = RobustnessParams()
+    detectors: dict[str, DetectorSpec] = Field(
+        DEMO_DETECTORS, description="name -> {kind, features, params}: the detectors the compare stage fits and "
+        "compares (docs/detectors.md)")
 
     @model_validator(mode="after")
     def _one_input(self):
@@ -64,6 +69,11 @@ class Params(Section):
         if not self.images and not self.extract.imports:
             raise ValueError("images is [] and extract.imports is empty: the pipeline needs images to encode "
                              "([demo] or [datasets]) or features to import")
+        for name, spec in self.detectors.items():
+            for member in spec.params.get("members", []) if spec.kind == "fusion" else []:
+                if member not in self.detectors or self.detectors[member].kind == "fusion":
+                    raise ValueError(f"detectors.{name}.params.members: {member!r} is not a configured "
+                                     "detector (nor may it be a fusion)")
         if self.images == ["datasets"] and not self.ingest.datasets:
             raise ValueError("images is [datasets] but ingest.datasets is empty: list at least one dataset root")
         return self
@@ -80,6 +90,8 @@ class ParamsError(UserError):
 
 def _describe(error: dict) -> str:
     key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "nested_key":  # a check that names a key below the one it validates
+        return f"{key}.{error['ctx']['key']}: {error['msg']}"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key (misspelt?)"
     got = error.get("input")

@@ -1,9 +1,10 @@
-"""Params of the detectors: nn_eval's k-NN and the linear stages' heads."""
+"""Params of the detectors: nn_eval's k-NN, the linear stages' heads, and the registry's detectors (`detectors`)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from fakedetect.params.base import PositiveInt, Section
 
@@ -69,3 +70,98 @@ class LinearParams(Section):
     @property
     def recipe(self) -> FcnnRecipe | LinearProbeRecipe:
         return self.fcnn if self.head == "fcnn" else self.linear_probe
+
+
+# ------------------------------------------------------------------ the detector registry's params
+# Each kind's params (docs/detectors.md "Adding a detector"); fakedetect/detectors/registry.py maps a
+# kind to its builder and to one of these classes.
+
+
+class KnnDetectorParams(Section):
+    k: PositiveInt = Field(1, description="neighbours; 1 = the notebook's and UnivFD's 1-NN")
+
+
+class FcnnDetectorParams(FcnnRecipe):
+    seed: int = 0
+
+
+class LinearProbeDetectorParams(LinearProbeRecipe):
+    seed: int = 0
+
+
+class BlocksDetectorParams(Section):
+    """RINE-style: a learned softmax weighting over per-block features, a projection, a small head."""
+
+    projection: PositiveInt = Field(128, description="width every block is projected to")
+    units: PositiveInt = Field(64, description="the head's hidden units")
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 64
+    learning_rate: Annotated[float, Field(gt=0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
+    seed: int = 0
+
+
+class NoiseSensitivityDetectorParams(Section):
+    """RIGID-style, training-free: 1 - cosine(features of x, features of x + Gaussian noise)."""
+
+    sigma: Annotated[float, Field(gt=0.0, le=1.0)] = Field(0.05, description="noise sigma in [0, 1] pixel units")
+    seed: int = Field(0, description="with each image's SHA-256, seeds its noise")
+
+
+class FusionDetectorParams(Section):
+    members: Annotated[list[str], Field(min_length=1)] = Field(description="names of other configured detectors")
+    C: Annotated[float, Field(gt=0)] = Field(1.0, description="inverse L2 strength of the logistic regression")
+
+
+class ExternalHeadDetectorParams(Section):
+    path: str = Field(description="a UnivFD-format head: torch.save of {'weight': [1, D], 'bias': [1]}")
+
+
+DETECTOR_PARAMS = {"knn": KnnDetectorParams, "fcnn": FcnnDetectorParams, "linear_probe": LinearProbeDetectorParams,
+                   "blocks": BlocksDetectorParams, "noise_sensitivity": NoiseSensitivityDetectorParams,
+                   "fusion": FusionDetectorParams, "external_head": ExternalHeadDetectorParams}
+FEATURE_VIEWS = "all | layer:<name> | layers"
+
+
+def _below(key: str, message: str) -> PydanticCustomError:
+    """An error about a key below the one being validated (params/__init__ names it in full)."""
+    return PydanticCustomError("nested_key", "{message}", {"key": key, "message": message})
+
+
+class DetectorSpec(Section):
+    """One configured detector: its kind, the features it reads, the kind's params."""
+
+    kind: str
+    features: str = Field("all", description=f"{FEATURE_VIEWS}: the whole row, one block's slice, every block")
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.kind not in DETECTOR_PARAMS:
+            raise _below("kind", f"unknown kind {self.kind!r}; kinds: {', '.join(DETECTOR_PARAMS)}")
+        if not (self.features in ("all", "layers") or
+                (self.features.startswith("layer:") and len(self.features) > len("layer:"))):
+            raise _below("features", f"{self.features!r} is not one of {FEATURE_VIEWS}")
+        try:
+            DETECTOR_PARAMS[self.kind].model_validate(self.params)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(["params", *map(str, error["loc"])])
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            raise _below(where, message) from None
+        return self
+
+    @property
+    def settings(self) -> Section:
+        """The kind's params, validated, with their defaults."""
+        return DETECTOR_PARAMS[self.kind].model_validate(self.params)
+
+
+DEMO_DETECTORS = {
+    "knn": DetectorSpec(kind="knn", params={"k": 1}),
+    "fcnn": DetectorSpec(kind="fcnn"),
+    "linear_probe": DetectorSpec(kind="linear_probe"),
+    "blocks": DetectorSpec(kind="blocks", features="layers"),
+    "noise_sensitivity": DetectorSpec(kind="noise_sensitivity", params={"sigma": 0.05}),
+    "fusion": DetectorSpec(kind="fusion", params={"members": ["knn", "linear_probe", "blocks"]}),
+}

@@ -19,18 +19,22 @@ class TsneParams(Section):
 
 class Perturbation(Section):
     """One grid point: the keys it names are applied to the original test image in a fixed order,
-    blur, then resize, then JPEG (UnivFD blurs before it compresses); a key it omits is not applied."""
+    blur, then resize, then JPEG (UnivFD blurs before it compresses), then noise; a key it omits is not applied."""
 
     blur: Annotated[float, Field(ge=0.0)] | None = Field(
         None, description="Gaussian sigma, per channel on the uint8 array (scipy.ndimage.gaussian_filter)")
     resize: Annotated[float, Field(gt=0.0, le=8.0)] | None = Field(
         None, description="scale factor (Pillow's bicubic, antialiased)")
     jpeg: Annotated[int, Field(ge=1, le=100)] | None = Field(None, description="PIL JPEG quality, encoded in memory")
+    noise: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        None, description="Gaussian noise sigma in [0, 1] pixel units, added last, seeded per image (its SHA-256, "
+        "noise_seed); the result clipped and rounded to uint8")
+    noise_seed: int | None = Field(None, description="with the image's SHA-256, seeds the noise; null = 0")
 
     @model_validator(mode="after")
     def _names_one(self):
-        if self.blur is None and self.resize is None and self.jpeg is None:
-            raise ValueError("a perturbation names at least one of blur, resize, jpeg")
+        if self.blur is None and self.resize is None and self.jpeg is None and self.noise is None:
+            raise ValueError("a perturbation names at least one of blur, resize, jpeg, noise")
         return self
 
 
@@ -50,7 +54,7 @@ class RobustnessParams(Section):
     def _distinct(self):
         seen = set()
         for i, perturbation in enumerate(self.perturbations):
-            key = (perturbation.blur, perturbation.resize, perturbation.jpeg)
+            key = (perturbation.blur, perturbation.resize, perturbation.jpeg, perturbation.noise, perturbation.noise_seed)
             if key in seen:
                 raise ValueError(f"perturbations.{i} repeats an earlier grid point")
             seen.add(key)

@@ -11,6 +11,21 @@ from fakedetect.params.data import SPLITS
 
 
 DEMO_LAYERS = tuple(f"block{i}" for i in range(7)) + ("head",)
+DEMO_DEFAULT_LAYERS = ("block1", "block2", "block3")  # efficientnet_lite0's features when extract.layers is null
+LAYER_NAME = r"^(block\d+|head|final)$"
+
+
+class CropPolicy(Section):
+    """How a test image becomes the backbone's input (docs/crop_policies.md "The policies"):
+    center = UnivFD's centre crop; tiles = the mean feature of `tiles` crops of the full-resolution
+    image; resize = the whole image resized to the crop size. A detector's features spec may embed it."""
+
+    policy: Literal["center", "tiles", "resize"] = Field(
+        "center", description="center (UnivFD's) | tiles (mean of several full-resolution crops) | resize (whole image)")
+    tiles: PositiveInt = Field(4, description="tiles: crops per image")
+    placement: Literal["grid", "seeded"] = Field(
+        "grid", description="tiles: evenly spread over the image (grid) or at seeded random positions (seeded)")
+    seed: int = Field(0, description="tiles with placement seeded: the positions' seed (with the image's SHA-256)")
 
 
 class ImportSource(Section):
@@ -55,9 +70,10 @@ class RayParams(Section):
 class ExtractParams(Section):
     model: str = Field("efficientnet_lite0", description="efficientnet_lite0 (the offline demo) or an OpenCLIP architecture")
     pretrained: str | None = Field("imagenet", description="open_clip tag, local checkpoint path, or null (seeded random init)")
-    layers: list[Literal[DEMO_LAYERS]] = Field(
-        ["block1", "block2", "block3"], description="efficientnet_lite0: blocks whose pooled outputs are concatenated"
-    )
+    layers: list[Annotated[str, Field(pattern=LAYER_NAME)]] | None = Field(
+        None, description="null = the backbone's default features | efficientnet_lite0: blocks whose pooled outputs "
+        "are concatenated (block0..block6, head) | OpenCLIP ViT: block0..block{N-1} (CLS token after that "
+        "transformer block), final (encode_image), concatenated in network order")
     seed: int = 0
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     precision: Literal["float32", "float16", "bfloat16"] = Field(
@@ -74,6 +90,8 @@ class ExtractParams(Section):
     engine: Literal["local", "ray"] = Field(
         "local", description="local: this process and its loader processes | ray: a Ray Data pipeline (extract.ray)")
     ray: RayParams = RayParams()
+    test_crop: CropPolicy = Field(CropPolicy(), description="how the test split's images are cropped "
+                                  "(docs/crop_policies.md \"The policies\"); train and val rows are centre-cropped")
 
     @property
     def source(self) -> Literal["backbone", "import"]:
@@ -87,6 +105,16 @@ class ExtractParams(Section):
 
     @model_validator(mode="after")
     def _consistent(self):
-        if not self.layers:
-            raise ValueError("layers must name at least one block")
+        if self.layers is not None:
+            if not self.layers:
+                raise ValueError("extract.layers must name at least one block (or be null for the backbone's default)")
+            unknown = [name for name in self.layers if name not in DEMO_LAYERS]
+            if self.model == "efficientnet_lite0" and unknown:
+                raise ValueError(f"extract.layers: {', '.join(unknown)} not a block of efficientnet_lite0; "
+                                 f"valid: {', '.join(DEMO_LAYERS)}")
         return self
+
+    @property
+    def demo_layers(self) -> list[str]:
+        """efficientnet_lite0's blocks, in network order (its default when extract.layers is null)."""
+        return sorted(set(self.layers or DEMO_DEFAULT_LAYERS), key=DEMO_LAYERS.index)

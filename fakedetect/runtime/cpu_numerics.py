@@ -1,5 +1,6 @@
 """The same numbers on any x86-64 CPU, as far as the numeric libraries allow: imported first
-by the stages whose results a last-bit difference changes (training, t-SNE).
+by the stages whose results a last-bit difference changes (training, t-SNE, the Keras head's
+training and evaluation).
 
 numpy, OpenBLAS, MKL, oneDNN and torch's own kernels choose their code at run time from the
 CPU's instruction sets (AVX2 on an AMD EPYC; AVX-512 or AMX on a recent Intel Xeon), and each
@@ -30,6 +31,11 @@ AVX2_LEVEL = {
     "OPENBLAS_CORETYPE": "Haswell",  # the OpenBLAS of numpy and scipy (its AVX2 kernels and blocking)
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",  # numpy's AVX-512 loops
 }
+# TensorFlow swaps in oneDNN's own ops by default only on CPUs with AVX-512 VNNI, BF16 or AMX, so
+# the same Keras training runs other kernels there. Off, every CPU runs TensorFlow's Eigen
+# kernels, whose matrix products call oneDNN's sgemm, capped by ONEDNN_MAX_CPU_ISA above
+# (docs/determinism.md "The FCNN on any CPU").
+TENSORFLOW_KERNELS = {"TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 def has_avx2() -> bool:
@@ -53,9 +59,10 @@ def pin_instruction_sets() -> dict[str, str]:
     if loaded:
         warnings.warn(f"fakedetect.runtime.cpu_numerics imported after {loaded}: their instruction sets may not be pinned",
                       stacklevel=2)
-    for name, value in AVX2_LEVEL.items():
+    switches = AVX2_LEVEL | TENSORFLOW_KERNELS
+    for name, value in switches.items():
         os.environ.setdefault(name, value)
-    return {name: os.environ[name] for name in AVX2_LEVEL}
+    return {name: os.environ[name] for name in switches}
 
 
 pin_instruction_sets()

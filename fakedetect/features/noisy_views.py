@@ -1,0 +1,65 @@
+"""Noisy views of the feature rows' images: each image with seeded Gaussian pixel noise (the `noise`
+perturbation of fakedetect.evaluation.perturbations), encoded through the feature store exactly as
+robustness encodes its perturbed images, so each (image, sigma, seed) is encoded once ever."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from fakedetect.evaluation import perturbations
+from fakedetect.features import engines, extract
+from fakedetect.features.engines import Engine, Item
+from fakedetect.features.feature_store import FeatureStore, store_root
+from fakedetect.params import Perturbation
+
+
+def unavailable(rows: pd.DataFrame) -> str | None:
+    """Why these rows' images cannot be read again (None when they can)."""
+    if "image" not in rows or "image_sha256" not in rows or rows.image.isna().any():
+        return "its noisy views need the images, and these features were imported (images: [])"
+    missing = [path for path in rows.image if not os.path.isfile(path)]
+    if missing:
+        return f"its noisy views need the images, and {len(missing)} are missing (e.g. {missing[0]}): dvc pull"
+    return None
+
+
+def features(rows: pd.DataFrame, sigma: float, seed: int, engine: Engine, store: FeatureStore, batch_size: int,
+             loader_workers: int) -> tuple[np.ndarray | str, int]:
+    """(the noisy features, row-aligned, or why there are none; how many images this call encoded)."""
+    why = unavailable(rows)
+    if why:
+        return why, 0
+    noise = Perturbation(noise=sigma, noise_seed=seed or None)
+    keys = [perturbations.key(sha256, noise) for sha256 in rows.image_sha256]
+    items = {key: Item(path, sha256, noise) for key, path, sha256 in zip(keys, rows.image, rows.image_sha256)}
+    encoded = extract.encode_missing(items, engine, store, batch_size, loader_workers,
+                                     desc=f"noisy views, sigma {sigma:g}")
+    if encoded.problems:
+        return f"{len(encoded.problems)} images could not be read: {encoded.messages[0]}", encoded.computed
+    return np.stack([encoded.features[key] for key in keys]).astype(np.float32, copy=False), encoded.computed
+
+
+class NoisyViews:
+    """The noisy features of some rows; the backbone is built only when a noisy view is asked for."""
+
+    def __init__(self, params, rows):
+        self.params, self.rows, self.engine, self.computed = params, rows, None, 0
+
+    def __call__(self, sigma: float, seed: int, indices):
+        rows = self.rows.iloc[indices]
+        why = unavailable(rows)
+        if why:
+            return why
+        if self.engine is None:
+            self.engine = engines.create(self.params.extract)
+        store = FeatureStore(store_root(self.params.extract.store), self.engine.identity, self.params.extract.store_dtype)
+        found, computed = features(rows, sigma, seed, self.engine, store, self.params.extract.batch_size,
+                                               self.params.extract.loader_workers)
+        self.computed += computed
+        return found
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()

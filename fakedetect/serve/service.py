@@ -1,0 +1,102 @@
+"""The trained run behind the server: every detector on one encoding of each image, the family,
+the nearest training images and (optionally) the Grad-CAM heatmap.
+
+Scoring goes through `Detector.predict`, the code behind `fakedetect predict`: the primary
+detector's fields of an image are exactly predict's JSON for the same file and run."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT, NN_REPORT
+from fakedetect.detectors.predict import LOCK, REPORTS, Detector, Prediction
+from fakedetect.serve import verdicts
+from fakedetect.serve.evidence import Evidence
+from fakedetect.serve.gradcam import GradCam
+from fakedetect.stage import UserError
+
+# What the server reads, in pipeline order, with the stage that writes it (`dvc repro STAGE`).
+NEEDS = ((LOCK, "the whole pipeline (`make repro`)"), (FEATURES, "extract_clip"), (NN_REPORT, "nn_eval"),
+         (LINEAR_MODEL, "linear_train"), (LINEAR_REPORT, "linear_eval"),
+         (f"{ATTRIBUTION_MODELS}/model.json", "resnet_attribution"))
+
+
+def check_run(project: Path) -> None:
+    """Fail, naming the first stage to run, when the workspace holds no complete trained run."""
+    for artifact, stage in NEEDS:
+        if not (project / artifact).exists():
+            raise UserError(f"{project / artifact} is missing: no trained run to serve in {project}; run "
+                            f"{stage if stage.startswith('the') else f'the {stage} stage (`dvc repro {stage}`)'} "
+                            "first, or `dvc pull` the artifacts")
+
+
+class Service:
+    """Detectors loaded once; `score` is serialised (one model, shared by the requests)."""
+
+    def __init__(self, project: str | Path = ".", k: int = 5):
+        self.project = Path(project)
+        check_run(self.project)
+        self.primary = Detector(self.project, verdicts.PRIMARY, family=True)
+        self.detectors = {verdicts.PRIMARY: self.primary}
+        try:
+            for name in REPORTS:
+                if name not in self.detectors:
+                    self.detectors[name] = Detector(self.project, name, family=False, engine_from=self.primary)
+            self.points = {name: verdicts.operating_points(self.project, name) for name in self.detectors}
+            nn = self.detectors["nn"]
+            self.evidence = Evidence(self.project, nn.bank_features, nn.bank_rows, k, self.primary.params.nn.chunk_size)
+            self.gradcam = GradCam(self.project / ATTRIBUTION_MODELS)
+        except BaseException:
+            self.close()
+            raise
+        self.titles = {name: verdicts.TITLES.get(name, name) for name in self.detectors}
+        if "nn" in self.titles:
+            self.titles["nn"] = f"{self.primary.params.nn.k}-NN, {verdicts.TITLES['nn']}"
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        for detector in self.detectors.values():
+            detector.close()
+
+    def info(self) -> dict:
+        """What the page shows before any upload: the detectors and their operating points."""
+        p = self.primary.params
+        return {"project": str(self.project.resolve().name), "backbone": p.extract.model,
+                "families": self.primary.families, "neighbours": self.evidence.k,
+                "detectors": [{"name": n, "title": self.titles[n], "points": self.points[n]} for n in self.detectors]}
+
+    def score(self, paths: list[str], names: list[str], heatmap: bool = True) -> tuple[list[dict], dict]:
+        """One result per path (`names` replace the paths in it: the upload's own file names), and
+        the seconds spent scoring and drawing heatmaps."""
+        others = {name: [Prediction(path=n, status="unreadable") for n in names]
+                  for name in self.detectors if name != verdicts.PRIMARY}
+        nearest, crops = {}, {}
+
+        def on_batch(positions, features, pixels):
+            for name, results in others.items():
+                self.detectors[name].score_features([results[i] for i in positions], features)
+            for i, found in zip(positions, self.evidence.nearest(features)):
+                nearest[i] = found
+            if heatmap and pixels is not None:
+                crops.update({i: pixels[j] for j, i in enumerate(positions)})
+
+        with self._lock:
+            start = time.perf_counter()
+            primary = self.primary.predict(paths, batch_size=self.primary.params.extract.batch_size,
+                                           workers=0, on_batch=on_batch)
+            scored = time.perf_counter()
+            heatmaps = {i: self.gradcam.overlay_png(crop) for i, crop in crops.items()}
+            drawn = time.perf_counter()
+        results = []
+        for i, (prediction, name) in enumerate(zip(primary, names)):
+            prediction.path = name
+            row = verdicts.predict_row(prediction)
+            row["detectors"] = [verdicts.detector_entry(verdicts.PRIMARY, self.titles[verdicts.PRIMARY], prediction,
+                                                        self.points[verdicts.PRIMARY])]
+            row["detectors"] += [verdicts.detector_entry(n, self.titles[n], r[i], self.points[n]) for n, r in others.items()]
+            row["neighbours"] = nearest.get(i, [])
+            if i in heatmaps:
+                row["heatmap"], row["heatmap_class"] = heatmaps[i]
+            results.append(row)
+        return results, {"score_s": scored - start, "heatmap_s": drawn - scored}

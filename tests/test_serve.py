@@ -1,0 +1,149 @@
+"""`fakedetect serve`: its API scores as `fakedetect predict --json` does, refuses bad input with
+the documented status codes (docs/serve.md "HTTP API") and keeps serving, and names the stage
+to run on a workspace without a trained run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serve_server import get, post_files, running_server, serve_env
+
+from fakedetect.detectors import neighbours
+
+SHARED = ["status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
+
+
+@pytest.mark.fast
+def test_top_k_matches_a_full_sort_in_any_chunking():
+    rng = np.random.default_rng(0)
+    bank, queries = rng.normal(size=(50, 8)).astype(np.float32), rng.normal(size=(3, 8)).astype(np.float32)
+    bank_rows = np.arange(5, 45)
+    unit = bank / np.linalg.norm(bank, axis=1, keepdims=True)
+    expected = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ unit[bank_rows].T
+    for chunk in (1, 7, 4096):
+        indices, similarities = neighbours.top_k(queries, bank, 4, chunk, bank_rows=bank_rows)
+        order = np.argsort(-expected, axis=1, kind="stable")[:, :4]
+        np.testing.assert_array_equal(indices, bank_rows[order])
+        np.testing.assert_allclose(similarities, np.take_along_axis(expected, order, axis=1), rtol=1e-5)
+    indices, similarities = neighbours.top_k(queries, bank, 3, bank_rows=np.array([7, 2]))
+    assert (indices[:, 2] == -1).all() and np.isneginf(similarities[:, 2]).all()
+
+
+def demo_images(project: Path, n: int) -> list[Path]:
+    """n demo test images, real and fake alternately."""
+    found = sorted((project / "data" / "demo" / "test").rglob("*.*"))
+    found = [p for p in found if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    return found[:: max(1, len(found) // n)][:n]
+
+
+def predict_json(project: Path, paths: list[Path], *args: str) -> list[dict]:
+    result = subprocess.run([sys.executable, "-m", "fakedetect", "predict", "--json", "--project", str(project),
+                             *args, *map(str, paths)], env=serve_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def served(trained_project):
+    with running_server(trained_project, "--max-upload-mb", "1") as url:
+        yield trained_project, url
+
+
+def test_api_scores_as_predict_json_does(served):
+    project, url = served
+    paths = demo_images(project, 6)
+    status, body = post_files(url, [(p.name, p.read_bytes()) for p in paths], "?heatmap=0")
+    assert status == 200
+    images = body["images"]
+    assert [i["path"] for i in images] == [p.name for p in paths]
+    for image, expected in zip(images, predict_json(project, paths)):
+        assert {k: image[k] for k in SHARED} == {k: expected[k] for k in SHARED}
+        assert "heatmap" not in image
+        assert [d["name"] for d in image["detectors"]] == ["linear", "nn"]
+        linear = image["detectors"][0]
+        assert linear["p_fake"] == expected["p_fake"]
+        assert [d["fake"] for d in linear["decisions"] if d["point"] == "calibrated"] == [expected["fake"]]
+    for image, expected in zip(images, predict_json(project, paths, "--classifier", "nn", "--no-family")):
+        nn = image["detectors"][1]
+        assert (nn["p_fake"], nn["score"], nn["fake"]) == (expected["p_fake"], expected["nn_score"], expected["fake"])
+        labels = [d["label"] for d in nn["decisions"]]
+        assert labels == ["at the calibrated threshold", "at the 1% false-alarm point", "at the 5% false-alarm point"]
+        assert [d["fake"] for d in nn["decisions"]] == [nn["score"] > d["threshold"] for d in nn["decisions"]]
+
+
+def test_evidence_neighbours_thumbnails_and_heatmap(served):
+    project, url = served
+    path = demo_images(project, 1)[0]
+    status, body = post_files(url, [(path.name, path.read_bytes())])
+    image = body["images"][0]
+    assert status == 200 and image["heatmap"].startswith("data:image/png;base64,")
+    near = image["neighbours"]
+    assert len(near) == 5 and near == sorted(near, key=lambda n: -n["similarity"])
+    rows = __import__("pandas").read_csv(project / "data" / "features" / "rows.csv")
+    for n in near:
+        assert rows.split[n["row"]] == "train"
+        assert (n["label"], n["generator"]) == (("real", "fake")[rows.label[n["row"]]], rows.generator[n["row"]])
+        code, data, kind = get(url + n["thumbnail"])
+        assert code == 200 and kind == "image/jpeg" and data[:2] == b"\xff\xd8"
+    # a demo image of the training split finds itself first
+    train = rows[rows.split == "train"].iloc[0]
+    status, body = post_files(url, [("own.png", (project / train.image).read_bytes())], "?heatmap=0")
+    assert body["images"][0]["neighbours"][0]["row"] == int(train.name)
+    assert body["images"][0]["neighbours"][0]["similarity"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_bad_input_gets_its_status_and_the_server_keeps_serving(served, tmp_path):
+    project, url = served
+    good = demo_images(project, 1)[0]
+    data = good.read_bytes()
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12000, 8000)).save(bomb)  # 96 Mpx in 12 kB: more than the run's ingest.max_pixels
+    cases = {"empty.jpg": (b"", 400, "empty_file"), "truncated" + good.suffix: (data[: len(data) // 2], 400, "truncated"),
+             "notes.png": (b"not an image at all\n" * 20, 415, "not_an_image"),
+             "bomb.png": (bomb.read_bytes(), 422, "decompression_bomb"),
+             "huge.jpg": (os.urandom(2**20 + 1), 413, "file_too_large")}
+    for name, (content, code, reason) in cases.items():
+        status, body = post_files(url, [(name, content)])
+        assert (status, body["images"][0]["reason"]) == (code, reason), name
+        assert body["images"][0]["message"]
+    status, body = post_files(url, [])
+    assert status == 400 and body["error"] == "no_file"
+    status, body = post_files(url, [("notes.png", b"text"), (good.name, data)])
+    assert status == 200 and [i["status"] for i in body["images"]] == ["unreadable", "ok"]
+    assert body["images"][0]["http_status"] == 415
+    for path in ("api/thumbnail/-1", "api/thumbnail/99999999", "api/thumbnail/..%2f..%2fdvc.lock",
+                 "static/..%2f..%2fdvc.lock", "api/thumbnail/" + str(project / "dvc.lock")):
+        assert get(url + path)[0] == 404, path
+
+
+def test_a_workspace_without_a_trained_run_names_the_stage_to_run(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "fakedetect", "serve", "--project", str(tmp_path), "--port", "1"],
+                            env=serve_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "make repro" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "dvc.lock").write_text((Path(__file__).resolve().parents[1] / "dvc.lock").read_text())
+    result = subprocess.run([sys.executable, "-m", "fakedetect", "serve", "--project", str(tmp_path), "--port", "1"],
+                            env=serve_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "dvc repro extract_clip" in result.stderr
+
+
+@pytest.mark.fast
+def test_decisions_apply_each_operating_point_to_the_detector_score(tmp_path):
+    from fakedetect.detectors.predict import Prediction
+    from fakedetect.serve import verdicts
+
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "nn_eval.json").write_text(json.dumps(
+        {"calibrated_threshold": 0.01, "operating_thresholds": {"tpr_at_fpr1": 0.05, "tpr_at_fpr5": None}}))
+    points = verdicts.operating_points(tmp_path, "nn")
+    assert [p["label"] for p in points] == ["at the calibrated threshold", "at the 1% false-alarm point"]
+    scored = Prediction(path="a.png", status="ok", p_fake=1.0, fake=True, threshold=0.01, extra={"nn_score": 0.02})
+    entry = verdicts.detector_entry("nn", "1-NN", scored, points)
+    assert entry["score"] == 0.02 and [d["fake"] for d in entry["decisions"]] == [True, False]
+    assert verdicts.detector_entry("nn", "1-NN", Prediction(path="b", status="unreadable"), points)["decisions"] == []
