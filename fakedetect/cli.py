@@ -220,6 +220,8 @@ def store_command(args: argparse.Namespace) -> int:
         if configured is not None:
             configured = str(Path(args.project) / configured)  # a relative extract.store is the project's
     root = feature_store.store_root(configured).absolute()
+    if args.action != "list":
+        return _store_maintenance(root, args)
     if args.remove:
         try:
             entry = feature_store.remove(root, args.remove)
@@ -246,6 +248,27 @@ def store_command(args: argparse.Namespace) -> int:
     print(f"{len(entries)} backbone(s), {_size(sum(e.bytes for e in entries))}; "
           "`fakedetect store --remove ID` deletes one backbone's features (recomputed when next needed)")
     return 0
+
+
+def _store_maintenance(root, args: argparse.Namespace) -> int:
+    """`fakedetect store verify` (exit 1 when a shard was corrupt) and `fakedetect store compact`."""
+    from fakedetect.features import store_admin
+
+    if not root.is_dir():
+        print(f"error: no feature store at {root}", file=sys.stderr)
+        return 2
+    bad = 0
+    for store in store_admin.stores(root):
+        if args.action == "verify":
+            checked = store_admin.verify(store)
+            bad += len(checked.corrupt)
+            print(f"{checked.model_id}: {checked.shards} shards, {checked.images} images; "
+                  f"{len(checked.corrupt)} corrupt (deleted, recomputed when next needed), "
+                  f"{len(checked.reindexed)} re-indexed")
+        else:
+            done = store_admin.compact(store, args.rows_per_shard)
+            print(f"{done.model_id}: {done.before} -> {done.after} shards, {done.images} images")
+    return 1 if bad else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -289,6 +312,10 @@ def parser() -> argparse.ArgumentParser:
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")
     prof.set_defaults(run=profile_command)
     st = commands.add_parser("store", help="list the feature store's backbones (images, size), or remove one's features")
+    st.add_argument("action", nargs="?", choices=["list", "verify", "compact"], default="list",
+                    help="list (default) | verify: re-hash every shard, set corrupt ones aside | "
+                         "compact: rewrite small shards into large ones (docs/feature_store.md \"Verify and compact\")")
+    st.add_argument("--rows-per-shard", type=_whole_number(1), default=100_000, help="compact: rows per new shard")
     st.add_argument("--remove", metavar="ID", help="delete the features of the backbone with this id")
     st.add_argument("--store", help="the store's folder (default: the project's extract.store, else "
                                     "$FAKEDETECT_STORE, else the user's cache folder)")

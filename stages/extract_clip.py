@@ -32,7 +32,7 @@ def main() -> None:
             raise stage.UserError(f"{PREPROCESSED_MANIFEST} has no usable rows: check {INGEST_METRICS}")
         engine = engines.create(p)
         try:
-            store = FeatureStore(store_root(p.store), engine.identity)
+            store = FeatureStore(store_root(p.store), engine.identity, p.store_dtype)
             matrix, run = extract.extract(rows, engine, store, p.batch_size, p.loader_workers, p.test_crop)
             layers = engine.layers
         finally:

@@ -2,7 +2,8 @@
 figures, the calibrated threshold, the bank) and ROC/PR curves under plots/nn_eval/.
 
 Every validation and test feature is matched against the bank of training features
-(exact cosine similarity; the label of the nearest, or the majority of the k nearest).
+(cosine similarity, exact unless nn.backend is approximate: then its recall@1 against exact
+search is measured and reported under "search"; the label of the nearest, or the majority of the k nearest).
 The ranking score for AP and ROC is the similarity to the nearest fake minus that to
 the nearest real; the validation rows calibrate a threshold on it.
 """
@@ -44,6 +45,8 @@ def main() -> None:
     p_fake = decisions if p.k == 1 else knn_vote_fraction(matrix, rows, scored, p)
     report = metrics.report(rows.iloc[scored], scores, decisions, method, probabilities=p_fake)
     report["k"] = p.k
+    if scorer.search_report is not None:  # approximate search: how often its nearest is the exact nearest
+        report["search"] = scorer.search_report(matrix[scored])
     bank = rows.label[rows.split == "train"]
     report["bank"] = {"n_real": int((bank == 0).sum()), "n_fake": int((bank == 1).sum())}
     atomic.write_json(NN_REPORT, report)

@@ -37,7 +37,7 @@ def main() -> None:
     chosen = robustness.choose(rows, manifests.read_manifest(MANIFEST), p)  # before any work: checks test_sets
     engine = engines.create(params.extract)
     try:
-        store = FeatureStore(store_root(params.extract.store), engine.identity)
+        store = FeatureStore(store_root(params.extract.store), engine.identity, params.extract.store_dtype)
         perturbed = robustness.perturbed_features(chosen, p.perturbations, engine, store,
                                                   params.extract.batch_size, params.extract.loader_workers)
     finally:

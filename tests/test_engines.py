@@ -103,6 +103,25 @@ class KillingStore(FeatureStore):
         return super().add(keys, features)
 
 
+def test_workers_write_their_own_shards_and_the_driver_indexes_them(tmp_path, local_ray, monkeypatch):
+    """extract.ray.workers_write: the actors write the shards into the (shared) store; the driver
+    only verifies and indexes them; same features as the local engine, and a re-run reuses them."""
+    rows = write_images(tmp_path / "img", 8, seed=4)
+    expected = local_features(rows, small_params(), tmp_path / "local")
+    engine = RayEngine(small_params(actors=1, cpus_per_actor=1, workers_write=True))
+    store = FeatureStore(tmp_path / "store", engine.identity)
+    written_here = []
+    monkeypatch.setattr(store, "add", lambda *args: written_here.append(args))
+    matrix, run = extract.extract(rows, engine, store, BATCH, 0)
+    assert written_here == [] and (run.computed, run.reused) == (8, 0)
+    np.testing.assert_array_equal(matrix, expected)
+    assert store.index.counts() == (8, 8 // BATCH)
+    again, run = extract.extract(rows, engine, FeatureStore(tmp_path / "store", engine.identity), BATCH, 0)
+    assert (run.computed, run.reused) == (0, 8)
+    np.testing.assert_array_equal(again, expected)
+    engine.close()
+
+
 def test_killed_encoder_actor_is_replaced_and_features_stay_identical(tmp_path, local_ray):
     rows = write_images(tmp_path / "img", N_IMAGES, seed=4)
     params = small_params(actors=2, cpus_per_actor=0.5)

@@ -1,4 +1,4 @@
-"""Exact cosine nearest neighbours of query features in a bank of labelled training features.
+"""Cosine nearest neighbours (exact, or approximate with faiss_ivf) of query features in a bank of labelled training features.
 
 The search keeps, for every query, the k highest similarities to the real rows of
 the bank and the k highest to the fake rows: that is all that the k-NN vote and the
@@ -98,12 +98,99 @@ def _search_faiss(queries: np.ndarray, bank, bank_rows: np.ndarray, bank_labels:
     return best
 
 
-BACKENDS = {"numpy": _search_numpy, "faiss": _search_faiss}
+@dataclass(frozen=True)
+class Ivf:
+    """An approximate (inverted-file) search's settings: nn.ivf (docs/capacity.md "Approximate search")."""
+
+    nlist: int = 1024
+    nprobe: int = 32
+    pq_bytes: int = 0  # 0: flat codes (the normalised rows); else bytes per row of a PQ code
+    train_rows: int = 100_000
+    recall_queries: int = 1000
+    seed: int = 0
+
+
+class IvfBank:
+    """The bank in two faiss IVF indexes (real rows, fake rows), built once, searched many times.
+    Each is trained on a seeded sample of its rows; the nearest rows come back approximately:
+    `recall` measures how often the nearest is the exact nearest."""
+
+    def __init__(self, bank, bank_rows: np.ndarray, bank_labels: np.ndarray, ivf: Ivf, chunk_size: int = 4096):
+        import faiss
+
+        self.bank, self.ivf, self.chunk_size = bank, ivf, chunk_size
+        self.rows = {label: np.asarray(bank_rows)[np.asarray(bank_labels) == label] for label in LABELS}
+        self.indexes = {}
+        dim = bank.shape[1]
+        rng = np.random.default_rng(ivf.seed)
+        for label, rows in self.rows.items():
+            nlist = max(1, min(ivf.nlist, len(rows) // 39))  # faiss wants >= 39 training rows per cell
+            sample = np.sort(rng.choice(len(rows), min(len(rows), max(ivf.train_rows, nlist)), replace=False))
+            quantizer = faiss.IndexFlatIP(dim)
+            if ivf.pq_bytes and len(sample) >= 256 * 39:  # 8-bit codes: 256 centroids per sub-quantizer
+                index = faiss.IndexIVFPQ(quantizer, dim, nlist, ivf.pq_bytes, 8, faiss.METRIC_INNER_PRODUCT)
+                index.pq.cp.seed = ivf.seed
+            else:
+                index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.cp.seed = ivf.seed
+            index.train(normalise(bank[rows[sample]]))
+            for start in range(0, len(rows), chunk_size * 16):
+                index.add(normalise(bank[rows[start:start + chunk_size * 16]]))
+            index.nprobe = min(ivf.nprobe, nlist)
+            self.indexes[label] = index
+
+    def _top(self, unit_queries: np.ndarray, k: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Per label: (similarities, bank-matrix rows), (queries, k), -inf / -1 padding."""
+        found = {}
+        for label, index in self.indexes.items():
+            similarities = np.full((len(unit_queries), k), -np.inf, dtype=np.float32)
+            ids = np.full((len(unit_queries), k), -1, dtype=np.int64)
+            n = min(k, index.ntotal)
+            if n:
+                d, i = index.search(unit_queries, n)
+                hit = i >= 0
+                similarities[:, :n] = np.where(hit, d, -np.inf)
+                ids[:, :n] = np.where(hit, self.rows[label][np.maximum(i, 0)], -1)
+            found[label] = (similarities, ids)
+        return found
+
+    def search(self, queries: np.ndarray, k: int = 1) -> Neighbours:
+        found = self._top(normalise(queries), k)
+        return Neighbours(real=found[0][0], fake=found[1][0])
+
+    def recall(self, queries: np.ndarray) -> dict:
+        """recall@1 against exact search on a seeded sample of the queries: the share whose
+        approximate nearest row is an exact nearest (equal similarity, so ties count)."""
+        rng = np.random.default_rng(self.ivf.seed)
+        sample = np.sort(rng.choice(len(queries), min(len(queries), self.ivf.recall_queries), replace=False))
+        unit = normalise(queries[sample])
+        found = self._top(unit, 1)
+        approx = np.where(found[1][0][:, 0] > found[0][0][:, 0], found[1][1][:, 0], found[0][1][:, 0])
+        exact = np.full(len(unit), -np.inf, dtype=np.float32)
+        rows = np.sort(np.concatenate(list(self.rows.values())))
+        for start in range(0, len(rows), self.chunk_size):
+            exact = np.maximum(exact, (unit @ normalise(self.bank[rows[start:start + self.chunk_size]]).T).max(axis=1))
+        got = np.einsum("ij,ij->i", unit, normalise(self.bank[np.maximum(approx, 0)]))
+        hits = (approx >= 0) & (got >= exact - 1e-6)
+        return {"backend": "faiss_ivf", "nlist": int(self.indexes[0].nlist), "nprobe": int(self.indexes[0].nprobe),
+                "pq_bytes": self.ivf.pq_bytes, "recall_at_1": round(float(hits.mean()), 4),
+                "queries_checked": int(len(sample))}
+
+
+def _search_faiss_ivf(queries: np.ndarray, bank, bank_rows: np.ndarray, bank_labels: np.ndarray,
+                      k: int, chunk_size: int, ivf: Ivf | None = None) -> dict[int, np.ndarray]:
+    found = IvfBank(bank, bank_rows, bank_labels, ivf or Ivf(), chunk_size).search(queries, k)
+    return {0: found.real, 1: found.fake}
+
+
+BACKENDS = {"numpy": _search_numpy, "faiss": _search_faiss, "faiss_ivf": _search_faiss_ivf}
+APPROXIMATE = ("faiss_ivf",)  # backends whose recall is measured and reported
 
 
 def search(queries: np.ndarray, bank, bank_labels: np.ndarray, k: int = 1, chunk_size: int = 4096,
-           bank_rows: np.ndarray | None = None, backend: str = "numpy") -> Neighbours:
-    """Exact top-k cosine similarities of every query to the real and to the fake bank rows.
+           bank_rows: np.ndarray | None = None, backend: str = "numpy", ivf: Ivf | None = None) -> Neighbours:
+    """Top-k cosine similarities of every query to the real and to the fake bank rows: exact, or
+    approximate with backend faiss_ivf (settings `ivf`; IvfBank builds once for many searches).
 
     `bank` is any 2-D array (a memory map works); `bank_rows` picks the bank's rows in it
     (default: all) and `bank_labels` gives their labels, 0 real or 1 fake, in that order.
@@ -114,7 +201,8 @@ def search(queries: np.ndarray, bank, bank_labels: np.ndarray, k: int = 1, chunk
         raise ValueError(f"{len(bank_labels)} labels for {len(bank_rows)} bank rows")
     if not np.isin(bank_labels, LABELS).all():
         raise ValueError("bank labels must be 0 (real) or 1 (fake)")
-    best = BACKENDS[backend](normalise(queries), bank, bank_rows, bank_labels, k, chunk_size)
+    extra = {"ivf": ivf} if backend == "faiss_ivf" else {}
+    best = BACKENDS[backend](normalise(queries), bank, bank_rows, bank_labels, k, chunk_size, **extra)
     return Neighbours(real=best[0], fake=best[1])
 
 

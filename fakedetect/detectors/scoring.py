@@ -28,6 +28,8 @@ class Scorer:
     key: str  # the method's key in the reports (nn, linear)
     name: str  # what it is, for people
     score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    # An approximate search's report on some queries (backend, recall@1 against exact search); None when exact.
+    search_report: Callable[[np.ndarray], dict] | None = None
 
 
 def decide(probabilities: np.ndarray) -> np.ndarray:
@@ -51,9 +53,18 @@ def nearest_neighbour(matrix: np.ndarray, rows: pd.DataFrame, p: NnParams, where
     bank = training_bank(rows, where)
     if p.k > len(bank):
         raise UserError(f"nn.k: {p.k} neighbours, but the bank has only {len(bank)} training rows")
-    if p.backend == "faiss" and importlib.util.find_spec("faiss") is None:
-        raise UserError("nn.backend: faiss is not installed (pip install faiss-cpu), or choose numpy")
+    if p.backend.startswith("faiss") and importlib.util.find_spec("faiss") is None:
+        raise UserError(f"nn.backend: {p.backend} needs faiss, which is not installed (pip install faiss-cpu), "
+                        "or choose numpy")
     labels = rows.label.to_numpy()[bank]
+    if p.backend in neighbours.APPROXIMATE:
+        approximate = neighbours.IvfBank(matrix, bank, labels, neighbours.Ivf(**p.ivf.model_dump()), p.chunk_size)
+
+        def approximate_score(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            found = approximate.search(queries, p.k)
+            return found.score, found.predict(p.k)
+
+        return Scorer("nn", f"{p.k}-NN ({p.backend})", approximate_score, approximate.recall)
 
     def score(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         found = neighbours.search(queries, matrix, labels, p.k, p.chunk_size, bank_rows=bank, backend=p.backend)

@@ -51,6 +51,18 @@ class Encoded:
     features: np.ndarray  # float32, one row per position
     pixels: np.ndarray | None  # each one's first uint8 crop (N x crop x crop x 3: the centre crop by default), if asked
     problems: list[tuple[int, str, str]]  # (position, reason, message) of images that cannot be used
+    shard: str | None = None  # the store shard an encoder wrote these features into (then `features` is empty)
+
+
+@dataclass(frozen=True)
+class ShardWriter:
+    """Where encoders write their own shards (extract.ray.workers_write): a store folder every node
+    sees at this path, its model id and dtype, and the store key of each item given to `encode`."""
+
+    folder: str
+    model_id: str
+    dtype: str
+    keys: list[str]
 
 
 def read(item: Item, crop: int, limits: Limits) -> tuple[np.ndarray | None, str, str]:

@@ -2,8 +2,9 @@
 per backbone (the feature store remembers it across runs).
 
 An engine (fakedetect.features.engines: this machine, or a Ray cluster) reads, verifies and encodes the
-images the store lacks; every finished batch goes to the store at once, here in this process,
-so a killed run loses at most the batches in flight, whatever the engine.
+images the store lacks; every finished batch goes to the store at once, here in this process
+(or, with extract.ray.workers_write, the encoder wrote it into the shared store and this process
+verifies and indexes it), so a killed run loses at most the batches in flight, whatever the engine.
 
 Test rows may be cropped otherwise than by the centre crop (`extract.test_crop`,
 docs/crop_policies.md "The policies"): each (image, crop policy) is its own store entry.
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from fakedetect.features import crops
 from fakedetect.features.backbones import Backbone
-from fakedetect.features.engines import Engine, Item, LocalEngine
+from fakedetect.features.engines import Engine, Item, LocalEngine, ShardWriter
 from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import CropPolicy
 from fakedetect.stage import UserError
@@ -62,15 +63,20 @@ def encode_missing(items: dict[str, Item], encoder: Backbone | Engine, store: Fe
             found |= store.load(set(todo))
             todo = [key for key in todo if key not in found]
             start = time.perf_counter()
+            writes = getattr(engine, "workers_write", False)  # extract.ray.workers_write: encoders write shards
+            extra = {"writer": ShardWriter(str(store.folder), store.model_id, store.dtype, todo)} if writes else {}
             with tqdm(total=len(todo), desc=desc, unit="img", mininterval=2) as progress:
-                for batch in engine.encode([items[key] for key in todo], engine.crop, batch_size, loader_workers):
+                for batch in engine.encode([items[key] for key in todo], engine.crop, batch_size, loader_workers,
+                                           **extra):
                     for position, reason, message in batch.problems:
                         problems[todo[position]] = reason
                         messages.append(message)
                     keys = [todo[i] for i in batch.positions]
-                    if keys:
+                    if keys and batch.shard is not None:  # an encoder wrote it: verify, index, read it back
+                        found.update(store.load(set(keys)))
+                    elif keys:
                         store.add(keys, batch.features)
-                        found.update(zip(keys, batch.features))
+                        found.update(zip(keys, store.as_stored(batch.features)))  # as a later run reads them
                     computed += len(keys)
                     progress.update(len(batch.positions) + len(batch.problems))
             seconds = time.perf_counter() - start

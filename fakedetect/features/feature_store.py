@@ -2,13 +2,16 @@
 incremental.
 
 Layout: `<root>/<model id>/` holds `model.json` (the backbone identity: model, weights tag or
-checkpoint hash, transform, layers, precision; the model id is a hash of it) and shard files
-`<digest>.npz`, each the features of one extracted batch: `keys` (the sha256 of each
-preprocessed image's file) and `features` (float32, one row per key). A shard's name is the
-sha256 of (model id, keys, features), so a shard is verified by re-hashing it: a truncated,
-altered or misplaced file is detected, deleted and its images recomputed. Shards are written
-atomically (temporary name, then rename), so a killed run leaves only whole shards, and a
-re-run computes only the images that no valid shard holds.
+checkpoint hash, transform, layers, precision, and the stored dtype when it is not float32; the
+model id is a hash of it), shard files `<digest>.npz` (fakedetect.features.shard_files: the
+features of stored batches, named by the hash of their content) and `index.sqlite`
+(fakedetect.features.store_index: which shard and row holds each image). A load looks the
+wanted keys up in the index and reads only those rows of only those shards, memory-mapped, each
+row checked against its checksum; a shard that fails is set aside, judged whole, deleted when
+corrupt, and its images recomputed. Shards are written atomically (temporary name, then rename)
+and then indexed in one transaction, so a killed run leaves only whole shards and an index
+that the next run brings up to date (a shard not yet indexed is verified and indexed, not
+recomputed).
 
 The store lives outside DVC's outputs (DVC deletes a stage's outputs before running it); the
 stage's output, `data/features/`, is assembled from it at the end of every run. Its default
@@ -18,9 +21,9 @@ FAKEDETECT_STORE environment variable, else the platform's user cache folder.
 
 Several extract processes may share one store (parallel queue workers): shards only appear
 whole (renamed into place), identical shards replace each other harmlessly, a corrupt shard is
-moved aside before it is judged so that no process deletes another's good copy, and a process
-computes only while holding the backbone's lock, after re-reading what the previous holder wrote,
-so that no image is encoded twice.
+moved aside before it is judged so that no process deletes another's good copy, the index
+changes under its own lock, and a process computes only while holding the backbone's lock,
+after re-reading what the previous holder wrote, so that no image is encoded twice.
 """
 from __future__ import annotations
 
@@ -39,12 +42,12 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from fakedetect import atomic
+from fakedetect.features import shard_files, store_index
+from fakedetect.features.shard_files import KEY_DTYPE, SHARDS  # noqa: F401  (their home before the index)
 
 log = logging.getLogger("featurestore")
-KEY_DTYPE = "S64"  # a hex sha256
 STORE_ENV = "FAKEDETECT_STORE"
 DESCRIPTION = "model.json"
-SHARDS = "[0-9a-f]*.npz"  # temporary and set-aside files start with a dot: never read as shards
 
 
 def user_cache_dir() -> Path:
@@ -67,72 +70,105 @@ def store_root(configured: str | None = None) -> Path:
 
 
 class FeatureStore:
-    """The shards of one backbone identity."""
+    """The shards of one backbone identity, stored in `dtype` (float32 or float16; rows always come
+    back float32)."""
 
-    def __init__(self, root: str | os.PathLike, identity: dict):
-        self.identity = identity
-        self.model_id = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    def __init__(self, root: str | os.PathLike, identity: dict, dtype: str = "float32"):
+        if dtype not in shard_files.DTYPES:
+            raise ValueError(f"extract.store_dtype: {dtype!r}, expected one of {', '.join(shard_files.DTYPES)}")
+        # float32 rows keep the identity (and folder) that stores had before store_dtype existed.
+        self.identity = identity if dtype == "float32" else {**identity, "store_dtype": dtype}
+        self.dtype = dtype
+        self.model_id = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:16]
         self.folder = Path(root) / self.model_id
-        self._read: set[str] = set()  # shards this instance has read
-        self._shard_of: dict[str, str] = {}  # image key -> the first read shard that holds it
         description = self.folder / DESCRIPTION
         if not description.is_file():
-            atomic.write_json(description, identity)
+            atomic.write_json(description, self.identity)
+        self.index = store_index.Index(self.folder)
 
-    def _digest(self, keys: np.ndarray, features: np.ndarray) -> str:
-        digest = hashlib.sha256(self.model_id.encode())
-        digest.update(keys.tobytes())
-        digest.update(features.tobytes())
-        return digest.hexdigest()
+    @classmethod
+    def open(cls, folder: str | os.PathLike) -> "FeatureStore":
+        """The store of an existing backbone folder (as `fakedetect store` finds it)."""
+        folder = Path(folder)
+        identity = json.loads((folder / DESCRIPTION).read_text())
+        dtype = identity.get("store_dtype", "float32")
+        plain = {k: v for k, v in identity.items() if k != "store_dtype"}
+        store = cls(folder.parent, plain, dtype)
+        if store.folder != folder:
+            raise ValueError(f"{folder}: its model.json does not hash to its name")
+        return store
 
     def _read_shard(self, path: Path, name: str | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-        """The shard's (keys, features), or None when it is unreadable or does not match its name
+        """The whole shard's (keys, features), or None when it is unreadable or does not match its name
         (`name`, default the file's)."""
+        return shard_files.read(path, self.model_id, self.dtype, name)
+
+    def _indexable(self, path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+        """A shard the index does not list yet, verified whole; a corrupt one is set aside."""
+        shard = self._read_shard(path)
+        if shard is None:
+            self._discard(path)
+        return shard
+
+    def sync(self) -> None:
+        """Bring the index up to date with the shards on disk (cheap when nothing changed)."""
+        self.index.sync(self._indexable)
+
+    def _read_rows(self, name: str, hits: tuple[list[str], np.ndarray, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The hit rows (keys, rows, checksums) of one shard, verified row by row; None when the
+        shard fails."""
+        keys, rows, checksums = hits
         try:
-            with np.load(path, allow_pickle=False) as z:
-                keys, features = z["keys"], z["features"]
-        except Exception:  # a truncated or garbled zip raises many types
+            vectors = np.asarray(shard_files.features_view(self.folder / name)[rows])
+        except Exception:  # unreadable, truncated, or rows beyond its end
             return None
-        if (keys.dtype != KEY_DTYPE or features.dtype != np.float32 or features.ndim != 2
-                or len(keys) != len(features) or self._digest(keys, features) != (name or path.stem)):
+        if vectors.dtype != np.dtype(self.dtype) or \
+                not np.array_equal(shard_files.row_checksums(np.asarray(keys, dtype=KEY_DTYPE), vectors), checksums):
             return None
-        return keys, features
+        return dict(zip(keys, vectors.astype(np.float32)))
 
     def load(self, wanted: set[str]) -> dict[str, np.ndarray]:
-        """Features of the wanted images that valid shards hold; corrupt shards are deleted. A shard
-        this instance has read is read again only when it holds a wanted image: a second call for
-        the images the first did not find (another process may have stored them) reads only new
-        shards."""
+        """Features (float32) of the wanted images that valid shards hold: only the shards that hold
+        wanted images are opened, and only their wanted rows read. A shard that fails its rows'
+        checksums is judged whole: set aside and deleted when corrupt (its images are then
+        recomputed), re-indexed when it is sound and the index was wrong."""
+        self.sync()
         found: dict[str, np.ndarray] = {}
-        again = {self._shard_of[key] for key in wanted if key in self._shard_of}
-        for path in sorted(self.folder.glob(SHARDS)):
-            if path.name in self._read and path.name not in again:
-                continue
-            shard = self._read_shard(path)
-            if shard is None:
-                self._discard(path)
-                continue
-            self._read.add(path.name)
-            for key, vector in zip(shard[0].astype(str), shard[1]):
-                self._shard_of.setdefault(key, path.name)
-                if key in wanted:
-                    found.setdefault(key, vector)
+        for _ in range(2):  # a second pass for shards re-indexed in the first
+            retry = False
+            for name, hits in self.index.lookup(wanted - found.keys()).items():
+                rows = self._read_rows(name, hits)
+                if rows is not None:
+                    found.update(rows)
+                    continue
+                self.index.drop([name])
+                path = self.folder / name
+                if self._discard(path):
+                    continue
+                shard = self._read_shard(path)
+                if shard is not None:
+                    self.index.add(name, *shard)
+                    retry = True
+            if not retry:
+                break
         return found
 
-    def _discard(self, path: Path) -> None:
-        """Delete a shard found corrupt. It is first moved aside (atomically, to a name only this
-        process uses) and judged again there: another process may have renamed a good copy (same
-        name, same content) onto it in between, and that copy is put back, not deleted."""
+    def _discard(self, path: Path) -> bool:
+        """Delete a shard found corrupt; return whether it was deleted. It is first moved aside
+        (atomically, to a name only this process uses) and judged again there: another process
+        may have renamed a good copy (same name, same content) onto it in between, and that copy
+        is put back, not deleted."""
         aside = path.with_name(f".{path.name}.{os.getpid()}.corrupt")
         try:
             os.replace(path, aside)
         except FileNotFoundError:
-            return  # another process set it aside first
+            return True  # another process set it aside first
         if self._read_shard(aside, path.stem) is not None:
             os.replace(aside, path)
-            return
+            return False
         aside.unlink()
         log.warning("%s is corrupt: deleted, its images will be recomputed", path)
+        return True
 
     @contextmanager
     def computing(self) -> Iterator[None]:
@@ -150,14 +186,20 @@ class FeatureStore:
         finally:
             lock.release()
 
+    def as_stored(self, features: np.ndarray) -> np.ndarray:
+        """Features as a load returns them once stored: rounded to the store's dtype, float32."""
+        return np.asarray(features).astype(self.dtype, copy=False).astype(np.float32, copy=False)
+
+    def write(self, keys: list[str], features: np.ndarray) -> Path:
+        """Write one shard atomically, without indexing it (the next sync verifies and indexes
+        it): what an encoder on another machine of the cluster does."""
+        return shard_files.write(self.folder, self.model_id, keys, features, self.dtype)[0]
+
     def add(self, keys: list[str], features: np.ndarray) -> Path:
-        """Write one shard atomically; return its path."""
-        keys_array = np.asarray(keys, dtype=KEY_DTYPE)
-        features = np.ascontiguousarray(features, dtype=np.float32)
-        path = self.folder / f"{self._digest(keys_array, features)}.npz"
-        with atomic.atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, keys=keys_array, features=features)
+        """Write one shard atomically and index it; return its path."""
+        path, keys_array, rows = shard_files.write(self.folder, self.model_id, keys, features, self.dtype)
+        store_index.test_kill("after-shard")  # tests: a process killed between the shard and its index entry
+        self.index.add(path.name, keys_array, rows)
         return path
 
 
@@ -173,20 +215,16 @@ class Entry:
 
 
 def entries(root: str | os.PathLike) -> list[Entry]:
-    """What the store holds, one entry per backbone identity (only shard keys are read)."""
+    """What the store holds, one entry per backbone identity (read from each folder's index,
+    brought up to date first)."""
     listed = []
     for folder in sorted(p for p in Path(root).glob("*") if (p / DESCRIPTION).is_file()):
-        keys: set[bytes] = set()
-        shards = sorted(folder.glob(SHARDS))
-        for path in shards:
-            try:
-                with np.load(path, allow_pickle=False) as z:
-                    keys.update(z["keys"].tolist())
-            except Exception:  # a corrupt shard: the next extract deletes it
-                continue
-        identity = json.loads((folder / DESCRIPTION).read_text())
+        store = FeatureStore.open(folder)
+        store.sync()
+        images, shards = store.index.counts()
+        store.index.close()
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-        listed.append(Entry(folder.name, identity, len(keys), len(shards), size))
+        listed.append(Entry(folder.name, store.identity, images, shards, size))
     return listed
 
 

@@ -54,7 +54,7 @@ class NoisyViews:
             return why
         if self.engine is None:
             self.engine = engines.create(self.params.extract)
-        store = FeatureStore(store_root(self.params.extract.store), self.engine.identity)
+        store = FeatureStore(store_root(self.params.extract.store), self.engine.identity, self.params.extract.store_dtype)
         found, computed = features(rows, sigma, seed, self.engine, store, self.params.extract.batch_size,
                                                self.params.extract.loader_workers)
         self.computed += computed

@@ -1,7 +1,9 @@
 """The Ray engine (`extract.engine: ray`): a Ray Data pipeline on a Ray instance started on this
 machine's cores or on a running cluster (`extract.ray`). Reader tasks read, verify and crop;
 a pool of actors, each holding the backbone once (on its own GPU where it has one), encodes; feature
-batches stream back to the caller, which writes them (fakedetect.features.engines says why).
+batches stream back to the caller, which writes them (fakedetect.features.engines says why), or,
+with extract.ray.workers_write, the actors write them into a store every node shares and only the
+shard's name comes back, for the caller to verify and index.
 """
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import numpy as np
 import fakedetect
 from fakedetect.data.images import Limits
 from fakedetect.features import backbones
-from fakedetect.features.engines import Encoded, Item, LocalEngine, batches_of, encode_crops, first_crops, read
+from fakedetect.features import shard_files
+from fakedetect.features.engines import (Encoded, Item, LocalEngine, ShardWriter, batches_of, encode_crops,
+                                         first_crops, read)
 from fakedetect.params import CropPolicy, ExtractParams, Perturbation, RayParams
 from fakedetect.runtime.downloads import answers
 from fakedetect.stage import UserError
@@ -108,16 +112,18 @@ def _read_batch(row: dict, crop: int, limits: Limits) -> dict:
             pixels.append(crops_j)
     stacked = np.concatenate(pixels) if pixels else np.zeros((0, crop, crop, 3), np.uint8)
     return {"batch": row["batch"], "ok": np.asarray(ok, np.int64), "pixels": stacked,
-            "counts": np.asarray([len(p) for p in pixels], np.int64), "problems": json.dumps(problems)}
+            "counts": np.asarray([len(p) for p in pixels], np.int64), "problems": json.dumps(problems),
+            "keys": list(row["keys"])}
 
 
 class _Encoder:
     """Ray Data callable class: the backbone is built once per actor; rows are whole batches."""
 
-    def __init__(self, params: ExtractParams, identity: dict, keep_pixels: bool):
+    def __init__(self, params: ExtractParams, identity: dict, keep_pixels: bool, writer: ShardWriter | None = None):
         torch.set_num_threads(math.ceil(params.ray.cpus_per_actor))
         self.backbone = backbones.create(params)
         self.keep_pixels = keep_pixels
+        self.writer = writer
         if self.backbone.identity != identity:
             raise UserError(f"extract.pretrained: this Ray node's backbone {self.backbone.identity} differs "
                             f"from the driver's {identity}: give every node the same weights file")
@@ -126,7 +132,13 @@ class _Encoder:
         pixels, counts = rows["pixels"][0], [int(n) for n in rows["counts"][0]]
         features = (encode_crops(self.backbone, pixels, counts) if len(pixels)
                     else np.zeros((0, 0), np.float32))
-        out = {"batch": rows["batch"], "ok": rows["ok"], "problems": rows["problems"], "features": [features]}
+        out = {"batch": rows["batch"], "ok": rows["ok"], "problems": rows["problems"], "features": [features],
+               "shard": [""]}
+        if self.writer is not None and len(pixels):  # the shard goes to the shared store, not to the driver
+            keys = [str(rows["keys"][0][j]) for j in rows["ok"][0]]
+            w = self.writer
+            out["shard"] = [shard_files.write(Path(w.folder), w.model_id, keys, features, w.dtype)[0].name]
+            out["features"] = [np.zeros((0, features.shape[1]), np.float32)]
         if self.keep_pixels:
             out["pixels"] = [first_crops(pixels, counts)]
         return out
@@ -137,6 +149,7 @@ class RayEngine:
 
     def __init__(self, params: ExtractParams):
         self.params = params
+        self.workers_write = params.ray.workers_write  # encoders write shards into a shared store
         self._owns_ray = connect(params.ray)
         import ray
 
@@ -152,8 +165,11 @@ class RayEngine:
         return self._dimension
 
     def encode(self, items: list[Item], crop: int, batch_size: int, loader_workers: int = 0,
-               limits: Limits = Limits(), keep_pixels: bool = False) -> Iterator[Encoded]:
-        """`loader_workers` is the local engine's: here Ray runs as many readers as it has CPUs for."""
+               limits: Limits = Limits(), keep_pixels: bool = False,
+               writer: ShardWriter | None = None) -> Iterator[Encoded]:
+        """`loader_workers` is the local engine's: here Ray runs as many readers as it has CPUs for.
+        With a `writer`, encoders write each batch's shard into the store themselves and only its
+        name comes back (docs/cluster.md "Running on a cluster")."""
         import ray
 
         context = ray.data.DataContext.get_current()  # the first use imports ray.data, which sets its log level
@@ -165,12 +181,13 @@ class RayEngine:
                  "sha256": [items[i].sha256 or "" for i in positions],
                  "perturbations": [items[i].perturbation.model_dump_json() if items[i].perturbation else ""
                                    for i in positions],
-                 "crops": [items[i].crop.model_dump_json() if items[i].crop else "" for i in positions]}
+                 "crops": [items[i].crop.model_dump_json() if items[i].crop else "" for i in positions],
+                 "keys": [writer.keys[i] for i in positions] if writer else []}
                 for b, positions in enumerate(batches)]
         p = self.params.ray
         dataset = (ray.data.from_items(rows, override_num_blocks=len(rows))
                    .map(_read_batch, fn_kwargs={"crop": crop, "limits": limits})
-                   .map_batches(_Encoder, fn_constructor_args=(self.params, self.identity, keep_pixels),
+                   .map_batches(_Encoder, fn_constructor_args=(self.params, self.identity, keep_pixels, writer),
                                 batch_size=1, compute=ray.data.ActorPoolStrategy(size=p.actors),
                                 num_cpus=p.cpus_per_actor, num_gpus=p.gpus_per_actor))
         # Ray Data's defaults do the fault handling: a dead actor is restarted and its batch retried
@@ -183,7 +200,7 @@ class RayEngine:
             start = batches[int(row["batch"])].start
             problems = [(start + j, reason, message) for j, reason, message in json.loads(row["problems"])]
             yield Encoded([start + int(j) for j in row["ok"]], np.asarray(row["features"], np.float32),
-                          np.asarray(row["pixels"]) if keep_pixels else None, problems)
+                          np.asarray(row["pixels"]) if keep_pixels else None, problems, str(row["shard"]) or None)
 
     def close(self) -> None:
         import ray

@@ -9,16 +9,30 @@ from pydantic_core import PydanticCustomError
 from fakedetect.params.base import PositiveInt, Section
 
 
+class IvfParams(Section):
+    """nn.backend faiss_ivf: an inverted-file index (docs/capacity.md "Approximate search")."""
+
+    nlist: PositiveInt = Field(1024, description="k-means cells (capped at bank rows / 39, faiss's minimum sample per cell)")
+    nprobe: PositiveInt = Field(32, description="cells searched per query: more = higher recall, slower")
+    pq_bytes: Annotated[int, Field(ge=0)] = Field(
+        0, description="0 = flat codes (the rows themselves) | bytes per row of a product-quantizer code (divides the dimension)")
+    train_rows: PositiveInt = Field(50_000, description="seeded sample of the bank the cells (and PQ) are trained on")
+    recall_queries: PositiveInt = Field(1000, description="seeded sample of queries whose recall@1 against exact search is reported")
+    seed: int = 0
+
+
 class NnParams(Section):
-    """Exact cosine nearest neighbour against the bank of training features."""
+    """Cosine nearest neighbour against the bank of training features: exact, or approximate (faiss_ivf)."""
 
     k: PositiveInt = Field(1, description="neighbours; 1 = the notebook's and UnivFD's choice; majority vote for k > 1")
     chunk_size: Annotated[int, Field(ge=64)] = Field(
         4096, description="rows per block on each side of the similarity matrix: bounds the memory of the search"
     )
-    backend: Literal["numpy", "faiss"] = Field(
-        "numpy", description="numpy: chunked matrix products | faiss: IndexFlatIP (holds a normalised copy of the bank)"
+    backend: Literal["numpy", "faiss", "faiss_ivf"] = Field(
+        "numpy", description="numpy: chunked matrix products | faiss: IndexFlatIP (holds a normalised copy of the bank) "
+                             "| faiss_ivf: approximate, IVF (nn.ivf); its recall@1 is measured and reported"
     )
+    ivf: IvfParams = IvfParams()
 
 
 

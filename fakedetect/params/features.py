@@ -63,6 +63,8 @@ class RayParams(Section):
     cpus_per_actor: Annotated[float, Field(gt=0)] = Field(
         1.0, description="CPUs each encoder reserves; it runs this many torch threads (rounded up)")
     gpus_per_actor: Annotated[float, Field(ge=0)] = Field(0.0, description="GPUs each encoder reserves (1 on a GPU node)")
+    workers_write: bool = Field(False, description="encoders write their shards into the store themselves (a file "
+                                                   "system every node shares); the driver only indexes them")
 
 
 class ExtractParams(Section):
@@ -80,6 +82,8 @@ class ExtractParams(Section):
     loader_workers: Annotated[int, Field(ge=0)] = Field(1, description="processes decoding images; 0 = in the main process")
     store: str | None = Field(None, description="the resumable per-image feature store (outside DVC's outputs); "
                                               "null = $FAKEDETECT_STORE, else the user's cache folder")
+    store_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="dtype of the rows in the store (float16 halves its size); features come back float32")
     imports: dict[str, Annotated[list[ImportSource], Field(min_length=1)]] = Field(
         {}, max_length=1, description="features computed elsewhere, under one name: {name: [entries]}; "
         "they replace the images (top-level `images: []`)")
