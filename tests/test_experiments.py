@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from fakedetect.features import feature_store
+from fakedetect.features import feature_store, shard_files
 from fakedetect.features.feature_store import FeatureStore
 from helpers import DVC, GIT_IDENTITY, PROJECT
 
@@ -64,7 +64,7 @@ def test_four_experiments_encode_each_image_once(queued_grid):
     (entry,) = feature_store.entries(store)  # one backbone: the batch size is not part of its identity
     folder = store / entry.model_id
     reader = FeatureStore(store, entry.identity)
-    keys = [key.decode() for shard in sorted(folder.glob(feature_store.SHARDS)) for key in reader._read_shard(shard)[0]]
+    keys = [key.decode() for shard in sorted(folder.glob(shard_files.SHARDS)) for key in reader._read_shard(shard)[0]]
     # Every shard verifies, and across the four experiments (two at a time, at different batch
     # sizes, so two encodings of one image would sit in different shards) each image was encoded
     # once; so was each of the robustness stage's perturbed images, stored under its own keys.

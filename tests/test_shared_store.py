@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fakedetect.features import backbones, extract, feature_store
+from fakedetect.features import backbones, extract, feature_store, shard_files
 from fakedetect.features.feature_store import STORE_ENV, FeatureStore, store_root, user_cache_dir
 from helpers import PROJECT
 from test_extract import demo_params, write_images
@@ -89,7 +89,7 @@ def test_concurrent_extract_processes_share_a_store_safely(tmp_path):
             np.testing.assert_array_equal(np.load(out / f"{me}.{r}.npy"), single[me])
         (folder,) = (tmp_path / "stores" / str(r)).iterdir()
         store = FeatureStore(folder.parent, backbone.identity)
-        shards = sorted(folder.glob(feature_store.SHARDS))
+        shards = sorted(folder.glob(shard_files.SHARDS))
         keys = [key for shard in shards for key in store._read_shard(shard)[0]]  # None if it did not verify
         assert len(keys) == len(set(keys)) == 18
         assert [f.name for f in folder.iterdir() if f.name.startswith(".") and f.name != ".lock"] == []

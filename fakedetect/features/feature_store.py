@@ -43,7 +43,7 @@ from filelock import FileLock, Timeout
 
 from fakedetect import atomic
 from fakedetect.features import shard_files, store_index
-from fakedetect.features.shard_files import KEY_DTYPE, SHARDS  # noqa: F401  (their home before the index)
+from fakedetect.features.shard_files import KEY_DTYPE
 
 log = logging.getLogger("featurestore")
 STORE_ENV = "FAKEDETECT_STORE"
