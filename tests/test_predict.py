@@ -180,6 +180,8 @@ def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_p
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 4 and set(COLUMNS) <= set(rows[0])
     assert [r["status"] for r in rows] == ["unreadable", "ok", "ok", "ok"]
+    best = best_detector(trained_project / DETECTOR_MODELS)[0]  # its column, though the first row has none
+    assert [r["detector"] for r in rows] == ["", best, best, best] and rows[0]["score"] == "" and rows[1]["score"]
     assert rows[0]["reason"] == "truncated" and "broken.jpg: truncated" in result.stderr
     assert "scored 3 of 4 images in" in result.stderr
 
