@@ -99,7 +99,8 @@ def predict_command(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
     elif args.format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+        columns = list(dict.fromkeys(column for row in rows for column in row))  # an unreadable row has no extras
+        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
     else:
@@ -277,11 +278,11 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("predict", help="is each image real or fake, and which family made a fake?")
     p.add_argument("inputs", nargs="*", help="image files or folders (searched recursively)")
     p.add_argument("--list", action="append", default=[], metavar="FILE", help="a file listing image paths, one per line")
-    p.add_argument("--classifier", choices=["linear", "nn"], default="linear",
-                   help="linear: the trained head (default) | nn: nearest neighbour in the training features")
     p.add_argument("--detector", metavar="NAME", help="score with this detector of the compare stage "
                    "(models/detectors/NAME; `fakedetect detectors` lists them), or 'best': the one with the best "
-                   "validation AP; replaces --classifier")
+                   "validation AP (the default, without --classifier)")
+    p.add_argument("--classifier", choices=["linear", "nn"], help="score with a pipeline stage's head instead: "
+                   "linear: linear_eval's trained head | nn: nn_eval's nearest neighbours in the training features")
     p.add_argument("--all", action="store_true", help="add every compared detector's P(fake) (p_fake_NAME) to each row")
     p.add_argument("--no-family", dest="family", action="store_false",
                    help="P(fake) only, without the GAN/diffusion family: faster, and needs no resnet_attribution run")

@@ -14,8 +14,10 @@ import torch
 from fakedetect.data import images, manifests, preprocess  # torchvision before TensorFlow
 from fakedetect.features import feature_files  # torchvision before TensorFlow
 from fakedetect.attribution import network
-from fakedetect.artifacts import LINEAR_MODEL, LINEAR_REPORT
+from fakedetect.artifacts import DETECTOR_MODELS, LINEAR_MODEL, LINEAR_REPORT
 from fakedetect.cli import COLUMNS
+from fakedetect.detectors import registry
+from fakedetect.detectors.predict import best_detector, needs_noisy_views
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
 
@@ -38,12 +40,13 @@ def pipeline_scores(trained_project):
 
 
 def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_scores):
+    """--classifier linear: linear_eval's head, as the pipeline scored its own images."""
     rows = manifests.read_manifest(trained_project / "data/preprocessed.csv").merge(
         pipeline_scores[["id", "p_fake"]], on="id")
     test = rows[rows.split == "test"].groupby("test_set").head(2)  # raw test files: centre crop + backbone
     train = rows[rows.split == "train"].head(4)  # training images as the pipeline saw them: preprocessed
     inputs = list(test.path) + list(train.image)
-    result = predict(trained_project, "--json", *inputs)
+    result = predict(trained_project, "--classifier", "linear", "--json", *inputs)
     assert result.returncode == 0, result.stderr
     got = [json.loads(line) for line in result.stdout.splitlines()]
     assert [g["path"] for g in got] == inputs
@@ -53,6 +56,70 @@ def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_sco
         assert set(COLUMNS) <= set(g) and g["status"] == "ok" and g["threshold"] == threshold
         assert g["fake"] == (g["p_fake"] > threshold) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
         assert (g["family"] in ("gan", "diffusion")) == g["fake"]
+
+
+def compare_scoring(project, name: str, matrix: np.ndarray, layers: list) -> registry.Scored:
+    """A saved detector's scoring of feature rows as the compare stage scores them (a fusion reads
+    its members' ranking scores)."""
+    folder = project / DETECTOR_MODELS
+    detector = registry.load(folder / name)
+    members = {m: registry.load(folder / m) for m in detector.spec.settings.members} if detector.spec.kind == "fusion" else {}
+
+    def inputs(found, scores=None):
+        return registry.Inputs(*registry.view(matrix, layers, found.spec.features, name), {}, scores or {})
+
+    return detector.score(inputs(detector, {m: d.score(inputs(d)).ranking for m, d in members.items()}))
+
+
+def test_default_is_the_best_detector_and_scores_as_the_compare_stage(trained_project):
+    """Without --detector or --classifier: the saved detector with the best validation AP among
+    those predict can run; P(fake), the score and the verdict are the compare stage's on the
+    pipeline's own features of the same images, at the detector's own calibrated threshold."""
+    saved = registry.saved(trained_project / DETECTOR_MODELS)
+    runnable = {n: d["validation"]["ap"] for n, d in saved.items()
+                if d["kind"] != "noise_sensitivity" and d["validation"].get("ap") is not None
+                and not any(saved[m]["kind"] == "noise_sensitivity" for m in d["params"].get("members", []))}
+    best = max(sorted(runnable), key=runnable.get)
+    assert len(runnable) >= 2 and best == best_detector(trained_project / DETECTOR_MODELS)[0]
+    matrix, features = feature_files.load_features(trained_project / "data/features")
+    layers = feature_files.load_layers(trained_project / "data/features", matrix.shape[1])
+    rows = manifests.read_manifest(trained_project / "data/preprocessed.csv")
+    test = rows[rows.split == "test"].groupby("test_set").head(2)  # raw test files: centre crop + backbone
+    val = rows[rows.split == "val"].head(4)  # validation images as the pipeline saw them: preprocessed
+    inputs = list(test.path) + list(val.image)
+    result = predict(trained_project, "--json", *inputs)
+    assert result.returncode == 0, result.stderr
+    assert "scoring with the linear head" not in result.stderr  # no fallback
+    got = [json.loads(line) for line in result.stdout.splitlines()]
+    positions = features.reset_index().set_index("id").loc[list(test.id) + list(val.id), "index"].to_numpy()
+    expected = compare_scoring(trained_project, best, matrix[positions], layers)
+    thresholds = saved[best]["thresholds"]
+    assert [g["detector"] for g in got] == [best] * len(inputs)
+    np.testing.assert_allclose([g["p_fake"] for g in got], expected.p_fake, atol=1e-5)
+    np.testing.assert_allclose([g["score"] for g in got], expected.ranking, atol=1e-5)
+    for g in got:
+        assert g["status"] == "ok" and g["threshold"] == thresholds["calibrated"]
+        assert g["fake"] == (g["score"] > thresholds["calibrated"]) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
+        assert (g["family"] in ("gan", "diffusion")) == g["fake"]
+
+
+@pytest.mark.fast
+def test_best_detector_leaves_out_those_needing_noisy_views(tmp_path):
+    def save(name, kind, ap, **params):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "detector.json").write_text(json.dumps(
+            {"name": name, "kind": kind, "params": params, "validation": {"ap": ap}}))
+
+    assert best_detector(tmp_path)[0] is None and "compare stage has not run" in best_detector(tmp_path)[1]
+    save("noise", "noise_sensitivity", 99.0)
+    assert best_detector(tmp_path)[0] is None and "need noisy views" in best_detector(tmp_path)[1]
+    save("fused", "fusion", 100.0, members=["knn", "noise"])
+    save("knn", "knn", 90.0)
+    save("probe", "linear_probe", 95.0)
+    save("unfitted", "fcnn", None)
+    assert needs_noisy_views("fused", registry.saved(tmp_path)) and not needs_noisy_views("knn", registry.saved(tmp_path))
+    name, why = best_detector(tmp_path)
+    assert name == "probe" and "95.0" in why and "fused, noise left out" in why
 
 
 def test_families_match_the_saved_level2_network_across_batches(trained_project):
@@ -78,7 +145,8 @@ def test_families_match_the_saved_level2_network_across_batches(trained_project)
 
 def test_without_the_family_network(trained_project, tmp_path):
     """A run that stopped before resnet_attribution still says P(fake) with --no-family; without
-    the flag it is told which stage is missing, and about the flag."""
+    the flag it is told which stage is missing, and about the flag. Without the compare stage's
+    detectors, predict falls back to the linear head and says so."""
     for name in ["dvc.lock", LINEAR_REPORT, LINEAR_MODEL]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(trained_project / name, tmp_path / name)
@@ -88,7 +156,9 @@ def test_without_the_family_network(trained_project, tmp_path):
     assert "attribution/model.json is missing" in refused.stderr and "--no-family" in refused.stderr
     without = predict(tmp_path, "--no-family", "--json", *inputs)
     assert without.returncode == 0, without.stderr
-    full = predict(trained_project, "--json", *inputs)
+    assert "predict: scoring with the linear head (linear_eval's): " in without.stderr
+    assert "holds no fitted detector (the compare stage has not run" in without.stderr
+    full = predict(trained_project, "--classifier", "linear", "--json", *inputs)
     without, full = ([json.loads(line) for line in r.stdout.splitlines()] for r in (without, full))
     assert len(without) == len(inputs) and any(g["fake"] for g in full) and any(not g["fake"] for g in full)
     for a, b in zip(without, full):
@@ -110,6 +180,8 @@ def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_p
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 4 and set(COLUMNS) <= set(rows[0])
     assert [r["status"] for r in rows] == ["unreadable", "ok", "ok", "ok"]
+    best = best_detector(trained_project / DETECTOR_MODELS)[0]  # its column, though the first row has none
+    assert [r["detector"] for r in rows] == ["", best, best, best] and rows[0]["score"] == "" and rows[1]["score"]
     assert rows[0]["reason"] == "truncated" and "broken.jpg: truncated" in result.stderr
     assert "scored 3 of 4 images in" in result.stderr
 

@@ -15,7 +15,8 @@ from PIL import Image
 
 from serve_server import get, post_files, running_server, serve_env
 
-from fakedetect.detectors import neighbours
+from fakedetect.detectors import neighbours, registry
+from fakedetect.detectors.predict import needs_noisy_views
 
 SHARED = ["status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 
@@ -57,25 +58,42 @@ def served(trained_project):
 
 
 def test_api_scores_as_predict_json_does(served):
+    """Every detector the compare stage saved that predict can run, predict's default first (its
+    fields are the image's own: predict's JSON), each at its own saved thresholds."""
     project, url = served
+    saved = registry.saved(project / "models" / "detectors")
+    runnable = [n for n in saved if not needs_noisy_views(n, saved)]
     paths = demo_images(project, 6)
     status, body = post_files(url, [(p.name, p.read_bytes()) for p in paths], "?heatmap=0")
     assert status == 200
     images = body["images"]
     assert [i["path"] for i in images] == [p.name for p in paths]
-    for image, expected in zip(images, predict_json(project, paths)):
-        assert {k: image[k] for k in SHARED} == {k: expected[k] for k in SHARED}
+    default = predict_json(project, paths, "--all")
+    best = default[0]["detector"]
+    other = next(n for n in runnable if n != best)
+    for image, expected in zip(images, default):
+        assert {k: image[k] for k in SHARED + ["detector", "score"]} == {k: expected[k] for k in SHARED + ["detector", "score"]}
         assert "heatmap" not in image
-        assert [d["name"] for d in image["detectors"]] == ["linear", "nn"]
-        linear = image["detectors"][0]
-        assert linear["p_fake"] == expected["p_fake"]
-        assert [d["fake"] for d in linear["decisions"] if d["point"] == "calibrated"] == [expected["fake"]]
-    for image, expected in zip(images, predict_json(project, paths, "--classifier", "nn", "--no-family")):
-        nn = image["detectors"][1]
-        assert (nn["p_fake"], nn["score"], nn["fake"]) == (expected["p_fake"], expected["nn_score"], expected["fake"])
-        labels = [d["label"] for d in nn["decisions"]]
+        names = [d["name"] for d in image["detectors"]]
+        assert names[0] == best and sorted(names) == sorted(runnable)
+        assert [d["default"] for d in image["detectors"]] == [True] + [False] * (len(names) - 1)
+        first = image["detectors"][0]
+        assert (first["p_fake"], first["score"], first["fake"]) == (expected["p_fake"], expected["score"], expected["fake"])
+        assert [d["fake"] for d in first["decisions"] if d["point"] == "calibrated"] == [expected["fake"]]
+        for d in image["detectors"]:
+            assert d["p_fake"] == expected[f"p_fake_{d['name']}"]
+    for image, expected in zip(images, predict_json(project, paths, "--detector", other, "--no-family")):
+        found = next(d for d in image["detectors"] if d["name"] == other)
+        assert (found["p_fake"], found["score"], found["fake"]) == (expected["p_fake"], expected["score"], expected["fake"])
+        labels = [d["label"] for d in found["decisions"]]
         assert labels == ["at the calibrated threshold", "at the 1% false-alarm point", "at the 5% false-alarm point"]
-        assert [d["fake"] for d in nn["decisions"]] == [nn["score"] > d["threshold"] for d in nn["decisions"]]
+        thresholds = saved[other]["thresholds"]
+        assert [d["threshold"] for d in found["decisions"]] == [thresholds[k] for k in ("calibrated", "tpr_at_fpr1", "tpr_at_fpr5")]
+        assert [d["fake"] for d in found["decisions"]] == [found["score"] > d["threshold"] for d in found["decisions"]]
+    info = get(url + "api/info")[1]
+    info = json.loads(info)
+    assert [d["name"] for d in info["detectors"]] == names and info["detectors"][0]["default"]
+    assert sorted(d["name"] for d in info["left_out"]) == sorted(set(saved) - set(runnable))
 
 
 def test_evidence_neighbours_thumbnails_and_heatmap(served):
@@ -141,9 +159,16 @@ def test_decisions_apply_each_operating_point_to_the_detector_score(tmp_path):
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "nn_eval.json").write_text(json.dumps(
         {"calibrated_threshold": 0.01, "operating_thresholds": {"tpr_at_fpr1": 0.05, "tpr_at_fpr5": None}}))
-    points = verdicts.operating_points(tmp_path, "nn")
+    points = verdicts.operating_points(verdicts.report_thresholds(tmp_path, "nn"))
     assert [p["label"] for p in points] == ["at the calibrated threshold", "at the 1% false-alarm point"]
     scored = Prediction(path="a.png", status="ok", p_fake=1.0, fake=True, threshold=0.01, extra={"nn_score": 0.02})
     entry = verdicts.detector_entry("nn", "1-NN", scored, points)
     assert entry["score"] == 0.02 and [d["fake"] for d in entry["decisions"]] == [True, False]
+    # a saved detector: its own thresholds, applied to the ranking score predict reports
+    saved = {"p_fake": 0.5, "calibrated": 0.3, "tpr_at_fpr1": 0.9, "tpr_at_fpr5": 0.6}
+    points = verdicts.operating_points(saved)
+    assert [p["threshold"] for p in points] == [0.3, 0.9, 0.6]
+    scored = Prediction(path="a.png", status="ok", p_fake=0.4, fake=True, threshold=0.3, extra={"detector": "x", "score": 0.7})
+    entry = verdicts.detector_entry("x", "x", scored, points, default=True)
+    assert entry["default"] and entry["score"] == 0.7 and [d["fake"] for d in entry["decisions"]] == [True, False, True]
     assert verdicts.detector_entry("nn", "1-NN", Prediction(path="b", status="unreadable"), points)["decisions"] == []

@@ -10,6 +10,9 @@ import pytest
 
 from serve_server import running_server
 
+from fakedetect.detectors import registry
+from fakedetect.detectors.predict import best_detector, needs_noisy_views
+
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(CHROMIUM is None or DRIVER is None,
                                 reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
@@ -63,9 +66,13 @@ def test_page_scores_a_dropped_image_and_explains_a_bad_one(trained_project, tmp
             card = wait_for(driver, ".card")[0]
             text = card.text
             assert demo.name in text and "Verdict:" in text
+            saved = registry.saved(trained_project / "models" / "detectors")
+            best = best_detector(trained_project / "models" / "detectors")[0]
+            shown = [n for n in saved if not needs_noisy_views(n, saved)]
             for label in ("at the calibrated threshold", "at the 1% false-alarm point", "at the 5% false-alarm point",
-                          "linear head", "NN"):
+                          f"{best} (", "[predict's default]", *(f"{n} (" for n in shown)):
                 assert label in text, label
+            assert text.count("[predict's default]") == 1 and f"by the {best} (" in text
             thumbs = card.find_elements("css selector", ".neighbours img")
             assert len(thumbs) == 5
             wait_for(driver, ".heatmap img")

@@ -67,7 +67,7 @@ def _search_numpy(queries: np.ndarray, bank, bank_rows: np.ndarray, bank_labels:
                   k: int, chunk_size: int) -> dict[int, np.ndarray]:
     best = {label: np.full((len(queries), k), -np.inf, dtype=np.float32) for label in LABELS}
     starts = range(0, len(bank_rows), chunk_size)
-    for start in tqdm(starts, desc="nearest neighbours", unit="chunk", mininterval=2, leave=False):
+    for start in tqdm(starts, desc="nearest neighbours", unit="chunk", mininterval=2, leave=False, disable=len(starts) < 2):
         stop = start + chunk_size
         chunk = normalise(bank[bank_rows[start:stop]])
         chunk_labels = bank_labels[start:stop]

@@ -75,26 +75,67 @@ def _on_engine(p: ExtractParams, engine: str | None, address: str | None) -> Ext
         raise UserError(f"--address: expected auto, ray://host:port or host:port, got {address!r}") from None
 
 
+def needs_noisy_views(name: str, saved: dict[str, dict]) -> bool:
+    """Whether a saved detector (or a fusion's member) is a noise-sensitivity one, which predict cannot run."""
+    details = saved.get(name, {})
+    if details.get("kind") == "noise_sensitivity":
+        return True
+    members = (details.get("params") or {}).get("members", []) if details.get("kind") == "fusion" else []
+    return any(needs_noisy_views(m, saved) for m in members)
+
+
+def best_detector(folder: Path) -> tuple[str | None, str]:
+    """The saved detector with the best AP on the validation split among those predict can run (the
+    first by name on a tie), with why it is the one; or None and why there is none. Reads only the
+    detectors' detector.json (not dvc.lock)."""
+    from fakedetect.detectors import registry
+
+    saved = registry.saved(folder)
+    fitted = {name: d for name, d in saved.items() if (d.get("validation") or {}).get("ap") is not None}
+    runnable = {name: d for name, d in fitted.items() if not needs_noisy_views(name, saved)}
+    if not runnable:
+        why = (f"{folder} holds no fitted detector (the compare stage has not run: dvc repro compare)" if not fitted
+               else f"the detectors in {folder} ({', '.join(sorted(fitted))}) need noisy views of each image")
+        return None, why
+    best = max(sorted(runnable), key=lambda name: runnable[name]["validation"]["ap"])
+    left_out = sorted(set(fitted) - set(runnable))
+    return best, (f"the best validation AP ({runnable[best]['validation']['ap']}%)"
+                  + (f"; {', '.join(left_out)} left out: they need noisy views" if left_out else ""))
+
+
 class Detector:
     """A trained run, loaded once, that scores batches of image files."""
 
-    def __init__(self, project: str | Path = ".", classifier: str = "linear", family: bool = True,
+    def __init__(self, project: str | Path = ".", classifier: str | None = None, family: bool = True,
                  engine: str | None = None, address: str | None = None, detector: str | None = None,
                  all_detectors: bool = False, engine_from: Detector | None = None):
         """`engine` and `address` replace the run's extract.engine and extract.ray.address. `detector`
-        scores with that detector of the compare stage instead of `classifier` ('best': the one with the
-        best validation AP); `all_detectors` adds every saved detector's P(fake) to each prediction's extra.
-        `engine_from` shares another Detector's backbone (loaded once; closed by its owner)."""
+        scores with that detector of the compare stage ('best': the one with the best validation AP);
+        `classifier` (linear | nn) with a pipeline stage's head instead. Without either: the best
+        detector, or the linear head (logged) where the compare stage saved none that predict can run
+        (docs/predict.md "Which detector scores"). `all_detectors` adds every saved detector's P(fake)
+        to each prediction's extra. `engine_from` shares another Detector's backbone (loaded once;
+        closed by its owner)."""
         self.project = Path(project)
-        self.classifier = classifier
-        self.detector, self.all_detectors = detector, all_detectors
+        self.all_detectors = all_detectors
         self.params = p = run_params(self.project)
         if p.extract.source != "backbone":
             raise UserError("the run's features were imported (extract.imports): predict needs the backbone "
                             "that computes them; set images: [demo] or [datasets], empty extract.imports and run "
                             "`make repro`")
-        if detector == "best":
-            self.detector = detector = self._best_detector()
+        if detector is None and classifier is None:
+            detector, why = best_detector(self.project / DETECTOR_MODELS)
+            if detector is None:
+                log.warning("predict: scoring with the linear head (linear_eval's): %s", why)
+                classifier = "linear"
+            else:
+                log.info("predict: scoring with the detector %s: %s", detector, why)
+        elif detector == "best":
+            detector, why = best_detector(self.project / DETECTOR_MODELS)
+            if detector is None:
+                raise UserError(f"--detector best: {why}")
+        self.detector, self.classifier = detector, classifier
+        self.thresholds = {}  # a compare-stage detector's own thresholds (registry.FittedDetector.thresholds)
         self.threshold = self._calibrated_threshold() if detector is None else None
         self.level2, self.families = self._level2() if family else (None, [])
         self._owns_engine = engine_from is None
@@ -165,17 +206,6 @@ class Detector:
 
         return score
 
-    def _best_detector(self) -> str:
-        """The saved detector with the best AP on the validation split."""
-        from fakedetect.detectors import registry
-
-        saved = {name: details for name, details in registry.saved(self.project / DETECTOR_MODELS).items()
-                 if (details.get("validation") or {}).get("ap") is not None}
-        if not saved:
-            raise UserError(f"{self.project / DETECTOR_MODELS} holds no fitted detector: run the compare stage "
-                            "(dvc repro compare)")
-        return max(sorted(saved), key=lambda name: saved[name]["validation"]["ap"])
-
     def _registry_scorer(self, name: str):
         """(features -> (P(fake), ranking score), its calibrated threshold) of a detector of the compare stage."""
         from fakedetect.detectors import registry
@@ -190,6 +220,8 @@ class Detector:
         if any(d.noise_sigma is not None for d in [detector, *members.values()]):
             raise UserError(f"--detector {name}: a noise-sensitivity detector needs noisy views of each image, "
                             "which predict does not compute yet; choose another detector")
+        if name == self.detector:
+            self.thresholds = detector.thresholds
 
         def inputs(x, found, scores=None):
             view, view_layers = registry.view(x, layers, found.spec.features, f"detectors.{found.name}")
@@ -263,8 +295,9 @@ class Detector:
             result.fake = bool(decided[j] > self.threshold) if self.threshold is not None else result.fake_at_0_5
             if ranking is not None and self.detector is None:
                 result.extra["nn_score"] = round(float(ranking[j]), 6)
-            if self.detector is not None:
+            if self.detector is not None:  # its name, and the score its thresholds apply to
                 result.extra["detector"] = self.detector
+                result.extra["score"] = round(float(ranking[j]), 6)
         for name, score in self._others.items():
             for j, p in enumerate(score(features)[0]):
                 batch[j].extra[f"p_fake_{name}"] = round(float(p), 6)

@@ -2,7 +2,8 @@
 the nearest training images and (optionally) the Grad-CAM heatmap.
 
 Scoring goes through `Detector.predict`, the code behind `fakedetect predict`: the primary
-detector's fields of an image are exactly predict's JSON for the same file and run."""
+detector (predict's default) gives an image's own fields, exactly predict's JSON for the same
+file and run; the others (verdicts.others) score the same features."""
 from __future__ import annotations
 
 import threading
@@ -10,7 +11,8 @@ import time
 from pathlib import Path
 
 from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT, NN_REPORT
-from fakedetect.detectors.predict import LOCK, REPORTS, Detector, Prediction
+from fakedetect.detectors.predict import LOCK, Detector, Prediction
+from fakedetect.features import feature_files
 from fakedetect.serve import verdicts
 from fakedetect.serve.evidence import Evidence
 from fakedetect.serve.gradcam import GradCam
@@ -37,22 +39,26 @@ class Service:
     def __init__(self, project: str | Path = ".", k: int = 5):
         self.project = Path(project)
         check_run(self.project)
-        self.primary = Detector(self.project, verdicts.PRIMARY, family=True)
-        self.detectors = {verdicts.PRIMARY: self.primary}
+        self.primary = Detector(self.project, family=True)  # predict's default: the best detector, or the linear head
+        self.default = self.primary.detector or self.primary.classifier
+        self.detectors = {self.default: self.primary}
         try:
-            for name in REPORTS:
-                if name not in self.detectors:
-                    self.detectors[name] = Detector(self.project, name, family=False, engine_from=self.primary)
-            self.points = {name: verdicts.operating_points(self.project, name) for name in self.detectors}
-            nn = self.detectors["nn"]
-            self.evidence = Evidence(self.project, nn.bank_features, nn.bank_rows, k, self.primary.params.nn.chunk_size)
+            listed, self.left_out = verdicts.others(self.project, self.primary)
+            for name, choice in listed.items():
+                self.detectors[name] = Detector(self.project, family=False, engine_from=self.primary, **choice)
+            self.points = {name: verdicts.operating_points(verdicts.thresholds(self.project, d))
+                           for name, d in self.detectors.items()}
+            nn = self.detectors.get("nn")
+            bank = (nn.bank_features, nn.bank_rows) if nn is not None and nn.detector is None \
+                else feature_files.load_features(self.project / FEATURES)
+            self.evidence = Evidence(self.project, *bank, k, self.primary.params.nn.chunk_size)
             self.gradcam = GradCam(self.project / ATTRIBUTION_MODELS)
         except BaseException:
             self.close()
             raise
-        self.titles = {name: verdicts.TITLES.get(name, name) for name in self.detectors}
-        if "nn" in self.titles:
-            self.titles["nn"] = f"{self.primary.params.nn.k}-NN, {verdicts.TITLES['nn']}"
+        self.titles = {name: verdicts.title(self.project, d) for name, d in self.detectors.items()}
+        if "nn" in self.titles and self.detectors["nn"].detector is None:
+            self.titles["nn"] = f"{self.primary.params.nn.k}-NN, {self.titles['nn']}"
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -64,13 +70,15 @@ class Service:
         p = self.primary.params
         return {"project": str(self.project.resolve().name), "backbone": p.extract.model,
                 "families": self.primary.families, "neighbours": self.evidence.k,
-                "detectors": [{"name": n, "title": self.titles[n], "points": self.points[n]} for n in self.detectors]}
+                "detectors": [{"name": n, "title": self.titles[n], "points": self.points[n], "default": n == self.default}
+                              for n in self.detectors],
+                "left_out": [{"name": n, "why": why} for n, why in self.left_out.items()]}
 
     def score(self, paths: list[str], names: list[str], heatmap: bool = True) -> tuple[list[dict], dict]:
         """One result per path (`names` replace the paths in it: the upload's own file names), and
         the seconds spent scoring and drawing heatmaps."""
         others = {name: [Prediction(path=n, status="unreadable") for n in names]
-                  for name in self.detectors if name != verdicts.PRIMARY}
+                  for name in self.detectors if name != self.default}
         nearest, crops = {}, {}
 
         def on_batch(positions, features, pixels):
@@ -92,8 +100,8 @@ class Service:
         for i, (prediction, name) in enumerate(zip(primary, names)):
             prediction.path = name
             row = verdicts.predict_row(prediction)
-            row["detectors"] = [verdicts.detector_entry(verdicts.PRIMARY, self.titles[verdicts.PRIMARY], prediction,
-                                                        self.points[verdicts.PRIMARY])]
+            row["detectors"] = [verdicts.detector_entry(self.default, self.titles[self.default], prediction,
+                                                        self.points[self.default], default=True)]
             row["detectors"] += [verdicts.detector_entry(n, self.titles[n], r[i], self.points[n]) for n, r in others.items()]
             row["neighbours"] = nearest.get(i, [])
             if i in heatmaps:

@@ -1,8 +1,10 @@
 """The detectors a run trained, their decisions at each operating point, and one image's verdicts.
 
-The list of detectors is data: every classifier predict knows (predict.REPORTS) whose artifacts the
-run holds. The first is predict's default, whose fields are the image's own (they equal
-`fakedetect predict --json`); every detector also appears in `detectors` with its decisions.
+The list of detectors is data: every detector the compare stage saved (models/detectors) that
+predict can run, predict's default (the best validation AP) first; a run without them lists the
+pipeline stages' classifiers predict knows (predict.REPORTS), the linear head (predict's fallback)
+first. The first one's fields are the image's own (they equal `fakedetect predict --json`); every
+detector also appears in `detectors` with its decisions at its own thresholds.
 """
 from __future__ import annotations
 
@@ -10,28 +12,64 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from fakedetect.detectors.predict import REPORTS, Prediction
+from fakedetect.artifacts import DETECTOR_MODELS
+from fakedetect.detectors.predict import REPORTS, Detector, Prediction, needs_noisy_views
 
-PRIMARY = "linear"  # predict's default classifier
 TITLES = {"linear": "linear head (linear_eval)", "nn": "nearest neighbours (nn_eval)"}
-# The operating points of docs/serve.md "What the page shows": (key, where the threshold is, label).
-POINTS = (("calibrated", ("calibrated_threshold",), "at the calibrated threshold"),
-          ("fpr1", ("operating_thresholds", "tpr_at_fpr1"), "at the 1% false-alarm point"),
-          ("fpr5", ("operating_thresholds", "tpr_at_fpr5"), "at the 5% false-alarm point"))
+KIND_TITLES = {"knn": "nearest neighbours", "fcnn": "Keras FCNN", "linear_probe": "linear probe",
+               "external_head": "external linear head", "blocks": "per-block weighting (RINE-style)",
+               "fusion": "fusion of detectors", "noise_sensitivity": "noise sensitivity"}
+# The operating points of docs/serve.md "What the page shows": (key, its name in a detector's
+# thresholds, label).
+POINTS = (("calibrated", "calibrated", "at the calibrated threshold"),
+          ("fpr1", "tpr_at_fpr1", "at the 1% false-alarm point"),
+          ("fpr5", "tpr_at_fpr5", "at the 5% false-alarm point"))
 PREDICT_FIELDS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 
 
-def operating_points(project: Path, name: str) -> list[dict]:
-    """The thresholds of one detector's eval report, each with its label (absent ones left out)."""
+def report_thresholds(project: Path, name: str) -> dict:
+    """A pipeline stage classifier's thresholds, from its eval report, named as a saved detector names them."""
     report = json.loads((project / REPORTS[name]).read_text())
-    points = []
-    for key, where, label in POINTS:
-        value = report
-        for part in where:
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is not None:
-            points.append({"point": key, "label": label, "threshold": float(value)})
-    return points
+    return {"calibrated": report.get("calibrated_threshold"), **(report.get("operating_thresholds") or {})}
+
+
+def operating_points(thresholds: dict) -> list[dict]:
+    """A detector's operating points, each with its label (absent ones left out)."""
+    return [{"point": key, "label": label, "threshold": float(thresholds[where])}
+            for key, where, label in POINTS if thresholds.get(where) is not None]
+
+
+def others(project: Path, primary: Detector) -> tuple[dict[str, dict], dict[str, str]]:
+    """The detectors listed beside predict's default: name -> Detector's keyword arguments (torch
+    kinds before Keras ones); and those left out, with why."""
+    if primary.detector is None:
+        return {name: {"classifier": name} for name in REPORTS if name != primary.classifier}, {}
+    from fakedetect.detectors import registry
+
+    saved = registry.saved(project / DETECTOR_MODELS)
+    listed, left_out = {}, {}
+    for name in sorted(saved, key=lambda n: registry.RUN_ORDER.index(saved[n]["kind"])):
+        if needs_noisy_views(name, saved):
+            left_out[name] = "it needs noisy views of each image, which predict does not compute"
+        elif name != primary.detector:
+            listed[name] = {"detector": name}
+    return listed, left_out
+
+
+def title(project: Path, detector: Detector) -> str:
+    """What the page calls a detector."""
+    if detector.detector is None:
+        return TITLES.get(detector.classifier, detector.classifier)
+    from fakedetect.detectors import registry
+
+    details = registry.saved(project / DETECTOR_MODELS)[detector.detector]
+    ap = (details.get("validation") or {}).get("ap")
+    return (f"{detector.detector} ({KIND_TITLES.get(details['kind'], details['kind'])}"
+            + (f", validation AP {ap:.2f}%)" if ap is not None else ")"))
+
+
+def thresholds(project: Path, detector: Detector) -> dict:
+    return detector.thresholds if detector.detector is not None else report_thresholds(project, detector.classifier)
 
 
 def predict_row(prediction: Prediction) -> dict:
@@ -40,12 +78,12 @@ def predict_row(prediction: Prediction) -> dict:
     return {**{c: row[c] for c in PREDICT_FIELDS}, **row["extra"]}
 
 
-def detector_entry(name: str, title: str, prediction: Prediction, points: list[dict]) -> dict:
+def detector_entry(name: str, title: str, prediction: Prediction, points: list[dict], default: bool = False) -> dict:
     """One detector's verdict: P(fake), the score its thresholds apply to, and each decision
-    (`score > threshold`, as predict and the eval stages decide)."""
+    (`score > threshold`, as predict and the eval stages decide); `default`: predict's own."""
     if prediction.status != "ok":
-        return {"name": name, "title": title, "p_fake": None, "score": None, "decisions": []}
-    score = prediction.extra.get("nn_score", prediction.p_fake)
+        return {"name": name, "title": title, "default": default, "p_fake": None, "score": None, "decisions": []}
+    score = prediction.extra.get("score", prediction.extra.get("nn_score", prediction.p_fake))
     decisions = [{**point, "fake": bool(score > point["threshold"])} for point in points]
-    return {"name": name, "title": title, "p_fake": prediction.p_fake, "score": score,
+    return {"name": name, "title": title, "default": default, "p_fake": prediction.p_fake, "score": score,
             "fake": prediction.fake, "decisions": decisions}

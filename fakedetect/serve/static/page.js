@@ -14,12 +14,15 @@ async function loadInfo() {
   try {
     const info = await (await fetch("api/info")).json();
     document.getElementById("run").textContent =
-      `run: ${info.project} · backbone ${info.backbone} · detectors: ${info.detectors.map((d) => d.title).join("; ")}` +
+      `run: ${info.project} · backbone ${info.backbone} · detectors: ${info.detectors.map(titled).join("; ")}` +
+      (info.left_out || []).map((d) => ` · not shown: ${d.name} (${d.why})`).join("") +
       ` · upload cap ${(info.max_upload_bytes / 2 ** 20).toFixed(0)} MB`;
   } catch (e) {
     document.getElementById("run").textContent = "the server does not answer";
   }
 }
+
+const titled = (d) => d.title + (d.default ? " [predict's default]" : "");
 
 function detectorTable(image) {
   const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "detector"), el("th", {}, "P(fake)"),
@@ -30,7 +33,7 @@ function detectorTable(image) {
     for (const point of d.decisions) {
       decisions.append(el("div", {}, verdict(point.fake), ` ${point.label} (score > ${point.threshold.toFixed(4)})`));
     }
-    body.append(el("tr", {}, el("td", {}, d.title), el("td", {}, pct(d.p_fake)),
+    body.append(el("tr", {}, el("td", {}, titled(d)), el("td", {}, pct(d.p_fake)),
       el("td", {}, d.score === null ? "-" : d.score.toFixed(4)), decisions));
   }
   table.append(body);
