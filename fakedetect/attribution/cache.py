@@ -1,4 +1,6 @@
-"""What training re-reads every epoch, kept out of the process's memory: the images (decoded once) and the frozen trunk's activations (computed once, float16), in scratch files read back one batch at a time with pread."""
+"""What training re-reads every epoch, kept out of the process's memory: the images (decoded once) and
+the frozen trunk's activations (computed once, float16), in scratch files read back one batch at a
+time with pread."""
 from __future__ import annotations
 
 import logging

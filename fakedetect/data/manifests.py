@@ -1,4 +1,6 @@
-"""The manifest that ingest writes and four stages read: UnivFD's test-set sampling, one row per file and test set (read once: hash, decode, size, or the reason it was skipped), the counts ingest reports."""
+"""The manifest that ingest writes and four stages read: UnivFD's test-set sampling, one row per file
+and test set (read once: hash, decode, size, or the reason it was skipped), the counts ingest
+reports."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,6 @@
-"""A detector's thresholds on its score, chosen on clean validation data only: the calibrated one (the validation split's most accurate cut) and the operating points (the share of fakes caught when at most 1% or 5% of real photographs are called fake)."""
+"""A detector's thresholds on its score, chosen on clean validation data only: the calibrated one (the
+validation split's most accurate cut) and the operating points (the share of fakes caught when at
+most 1% or 5% of real photographs are called fake)."""
 from __future__ import annotations
 
 import numpy as np

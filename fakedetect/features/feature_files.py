@@ -2,8 +2,7 @@
 
 `rows.csv` holds, for each row, the manifest columns the classifiers need (id, split,
 test_set, label, generator, family, ...). Extracted and imported features share this
-format, so every downstream stage treats them alike. `import_features` reads precomputed
-features (the notebook project's `.pt` tensors, `.npy`, `.npz`) with the labels params give them.
+format, so every downstream stage treats them alike (imported ones: fakedetect.features.imports).
 """
 from __future__ import annotations
 

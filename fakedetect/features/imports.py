@@ -1,4 +1,5 @@
-"""Imported feature files (extract.imports, the stage import_features): rows of tensors or arrays that another project computed, labelled by params, written as the pipeline's own features."""
+"""Imported feature files (extract.imports, the stage import_features): rows of tensors or arrays that
+another project computed, labelled by params, written as the pipeline's own features."""
 from __future__ import annotations
 
 import os

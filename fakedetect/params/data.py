@@ -1,4 +1,5 @@
-"""Params of the data stages: ingest (dataset roots, the demo set, skip rules) and preprocess (the training protocols)."""
+"""Params of the data stages: ingest (dataset roots, the demo set, skip rules) and preprocess (the
+training protocols)."""
 from __future__ import annotations
 
 from typing import Annotated, Literal

@@ -1,4 +1,5 @@
-"""Params of the detectors: nn_eval's k-NN, the linear stages' heads, and the registry's detectors (`detectors`)."""
+"""Params of the detectors: nn_eval's k-NN, the linear stages' heads, and the registry's detectors
+(`detectors`)."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal

@@ -1,4 +1,5 @@
-"""Params of extract_clip and import_features: the backbone, the engine, the feature store, imported files."""
+"""Params of extract_clip and import_features: the backbone, the engine, the feature store, imported
+files."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
