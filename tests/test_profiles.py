@@ -56,11 +56,12 @@ def _stages_run(output: str) -> list[str]:
 
 def test_notebook_features_run_through_dvc_without_image_stages(tmp_path, shared_fixtures):
     """A fresh clone, the profile, plain `dvc repro`: no image stage exists, so nothing builds, reads
-    or encodes images; the classifiers reproduce the notebook's table."""
+    or encodes images; the classifiers reproduce the notebook's table, and compare runs the detectors
+    that imported features can serve."""
     project = copy_project(tmp_path)
     _notebook_features_here(project, shared_fixtures)
     stages = _stages_run(run(DVC + ["repro"], project))
-    assert sorted(stages) == ["import_features@notebook", "linear_eval", "linear_train", "nn_eval", "tsne"]
+    assert sorted(stages) == ["compare", "import_features@notebook", "linear_eval", "linear_train", "nn_eval", "tsne"]
     for folder in ("data/demo", "data/manifest.csv", "data/preprocessed", "data/preprocessed.csv"):
         assert not (project / folder).exists(), folder
     nn = json.loads((project / "reports/nn_eval.json").read_text())["test_sets"]["notebook_glide_100"]
@@ -70,6 +71,13 @@ def test_notebook_features_run_through_dvc_without_image_stages(tmp_path, shared
         assert linear[name]["published_acc"] == published
         assert abs(linear[name]["acc"] - published) < 2.5, (name, linear[name]["acc"])
     assert json.loads((project / "metrics/extract.json").read_text())["source"] == "import"
+    # compare runs the detectors that need only the features; those that need per-block features or
+    # the images (noisy views) are skipped, each with its reason in the report.
+    compared = json.loads((project / "reports/compare.json").read_text())
+    assert {"knn", "fcnn", "linear_probe"} <= set(compared["detectors"])
+    assert {"blocks", "noise_sensitivity"} <= set(compared["skipped"])
+    assert all(reason for reason in compared["skipped"].values())
+    assert compared["detectors"]["knn"]["report"]["test_sets"]["notebook_glide_100"]["acc"] == nn["acc"]
     assert "up to date" in run(DVC + ["status"], project)
     # Plots are declared with their stages: none is missing, none belongs to an image stage.
     shown = json.loads(run(DVC + ["plots", "show", "--json"], project))
