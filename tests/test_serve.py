@@ -16,7 +16,7 @@ from PIL import Image
 from serve_server import get, post_files, running_server, serve_env
 
 from fakedetect.detectors import neighbours, registry
-from fakedetect.detectors.predict import needs_noisy_views
+from fakedetect.detectors.registry import needs_noisy_views
 
 SHARED = ["status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 

@@ -29,10 +29,6 @@ class NoiseSensitivity:
         self.sigma, self.seed, self.name = params.sigma, params.seed, name
 
     @property
-    def noise_sigma(self) -> float:
-        return self.sigma
-
-    @property
     def perturbation(self) -> Perturbation:
         return Perturbation(noise=self.sigma, noise_seed=self.seed or None)
 

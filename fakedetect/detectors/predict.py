@@ -75,15 +75,6 @@ def _on_engine(p: ExtractParams, engine: str | None, address: str | None) -> Ext
         raise UserError(f"--address: expected auto, ray://host:port or host:port, got {address!r}") from None
 
 
-def needs_noisy_views(name: str, saved: dict[str, dict]) -> bool:
-    """Whether a saved detector (or a fusion's member) is a noise-sensitivity one, which predict cannot run."""
-    details = saved.get(name, {})
-    if details.get("kind") == "noise_sensitivity":
-        return True
-    members = (details.get("params") or {}).get("members", []) if details.get("kind") == "fusion" else []
-    return any(needs_noisy_views(m, saved) for m in members)
-
-
 def best_detector(folder: Path) -> tuple[str | None, str]:
     """The saved detector with the best AP on the validation split among those predict can run (the
     first by name on a tie), with why it is the one; or None and why there is none. Reads only the
@@ -92,7 +83,7 @@ def best_detector(folder: Path) -> tuple[str | None, str]:
 
     saved = registry.saved(folder)
     fitted = {name: d for name, d in saved.items() if (d.get("validation") or {}).get("ap") is not None}
-    runnable = {name: d for name, d in fitted.items() if not needs_noisy_views(name, saved)}
+    runnable = {name: d for name, d in fitted.items() if not registry.needs_noisy_views(name, saved)}
     if not runnable:
         why = (f"{folder} holds no fitted detector (the compare stage has not run: dvc repro compare)" if not fitted
                else f"the detectors in {folder} ({', '.join(sorted(fitted))}) need noisy views of each image")
@@ -213,26 +204,20 @@ class Detector:
 
         layers = feature_files.load_layers(self._artifact(FEATURES), self.dim)
         models = self.project / DETECTOR_MODELS
-        detector = registry.load(self._artifact(f"{DETECTOR_MODELS}/{name}", f"; the compare stage saved "
-                                                f"{', '.join(registry.saved(models)) or 'none yet'}"))
-        members = ({m: registry.load(models / m) for m in detector.spec.settings.members}
-                   if detector.spec.kind == "fusion" else {})
-        if any(d.noise_sigma is not None for d in [detector, *members.values()]):
+        saved = registry.saved(models)
+        self._artifact(f"{DETECTOR_MODELS}/{name}", f"; the compare stage saved {', '.join(saved) or 'none yet'}")
+        if registry.needs_noisy_views(name, saved):
             raise UserError(f"--detector {name}: a noise-sensitivity detector needs noisy views of each image, "
                             "which predict does not compute yet; choose another detector")
+        detector, score = registry.score_function(models, name, layers)
         if name == self.detector:
             self.thresholds = detector.thresholds
 
-        def inputs(x, found, scores=None):
-            view, view_layers = registry.view(x, layers, found.spec.features, f"detectors.{found.name}")
-            return registry.Inputs(view, view_layers, {}, scores or {})
-
-        def score(x):
-            scores = {m: d.score(inputs(x, d)).ranking for m, d in members.items()}
-            result = detector.score(inputs(x, detector, scores))
+        def p_fake_and_ranking(x):
+            result = score(x)
             return result.p_fake, result.ranking
 
-        return score, detector.thresholds.get("calibrated")
+        return p_fake_and_ranking, detector.thresholds.get("calibrated")
 
     def _registry_scorers(self) -> dict:
         """Every saved detector that predict can run (not the noise-sensitivity ones), torch kinds first."""
@@ -240,7 +225,7 @@ class Detector:
 
         saved = registry.saved(self.project / DETECTOR_MODELS)
         scorers = {}
-        for name in sorted(saved, key=lambda n: registry.RUN_ORDER.index(saved[n]["kind"])):
+        for name in registry.in_run_order({n: d["kind"] for n, d in saved.items()}):
             try:
                 scorers[name] = self._registry_scorer(name)[0]
             except UserError as exc:

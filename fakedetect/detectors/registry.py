@@ -17,6 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sklearn.metrics import average_precision_score
@@ -120,10 +121,6 @@ class FittedDetector:
         self.thresholds = {"p_fake": 0.5, "calibrated": calibrated, "calibration": how,
                            **operating_thresholds(ranking[np.asarray(y_val) == 0])}
 
-    @property
-    def noise_sigma(self) -> float | None:
-        return getattr(self.model, "noise_sigma", None)
-
     def save(self, folder: str | os.PathLike) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -166,6 +163,38 @@ def load(folder: str | os.PathLike) -> FittedDetector:
     return FittedDetector(details["name"], spec, model, details["thresholds"], details.get("validation", {}))
 
 
+def in_run_order(kinds: dict[str, str]) -> list[str]:
+    """Detector names (name -> kind) in RUN_ORDER: torch kinds before Keras ones, fusions last."""
+    return sorted(kinds, key=lambda name: RUN_ORDER.index(kinds[name]))
+
+
+def needs_noisy_views(name: str, details: dict[str, dict]) -> bool:
+    """Whether a saved detector (details: saved()) is, or fuses, a noise-sensitivity one: scoring it
+    needs noisy views of each image, which only the compare stage computes."""
+    found = details.get(name, {})
+    if found.get("kind") == "noise_sensitivity":
+        return True
+    members = (found.get("params") or {}).get("members", []) if found.get("kind") == "fusion" else []
+    return any(needs_noisy_views(m, details) for m in members)
+
+
+def score_function(folder: str | os.PathLike, name: str,
+                   layers: list[tuple[str, int]]) -> tuple[FittedDetector, Callable[[np.ndarray], Scored]]:
+    """A saved detector and its scoring of feature rows (a fusion's members loaded and scored first),
+    for the detectors that need no noisy views (needs_noisy_views)."""
+    detector = load(Path(folder) / name)
+    members = ({m: load(Path(folder) / m) for m in detector.spec.settings.members}
+               if detector.spec.kind == "fusion" else {})
+
+    def inputs(x: np.ndarray, found: FittedDetector, scores: dict | None = None) -> Inputs:
+        return Inputs(*view(x, layers, found.spec.features, f"detectors.{found.name}"), {}, scores or {})
+
+    def score(x: np.ndarray) -> Scored:
+        return detector.score(inputs(x, detector, {m: d.score(inputs(x, d)).ranking for m, d in members.items()}))
+
+    return detector, score
+
+
 def scorers(folder: str | os.PathLike, layers: list[tuple[str, int]]) -> tuple[dict, dict[str, str]]:
     """The saved detectors as scoring.Scorer (features -> ranking score, decision at P(fake) > 0.5), torch
     kinds first; and those left out, with why (a noise-sensitivity detector needs noisy views)."""
@@ -173,22 +202,17 @@ def scorers(folder: str | os.PathLike, layers: list[tuple[str, int]]) -> tuple[d
 
     details = saved(folder)
     found, left_out = {}, {}
-    for name in sorted(details, key=lambda n: RUN_ORDER.index(details[n]["kind"])):
-        detector = load(Path(folder) / name)
-        members = ({m: load(Path(folder) / m) for m in detector.spec.settings.members}
-                   if detector.spec.kind == "fusion" else {})
-        if any(d.noise_sigma is not None for d in [detector, *members.values()]):
+    for name in in_run_order({n: d["kind"] for n, d in details.items()}):
+        if needs_noisy_views(name, details):
             left_out[name] = "it needs noisy views of each image, which are not computed here"
             continue
+        detector, score = score_function(folder, name, layers)
 
-        def score(x, detector=detector, members=members):
-            def inputs(found, scores=None):
-                return Inputs(*view(x, layers, found.spec.features, f"detectors.{found.name}"), {}, scores or {})
-
-            result = detector.score(inputs(detector, {m: d.score(inputs(d)).ranking for m, d in members.items()}))
+        def ranking_and_decision(x, score=score):
+            result = score(x)
             return result.ranking, result.decision
 
-        found[name] = Scorer(name, f"{name} ({detector.spec.kind})", score)
+        found[name] = Scorer(name, f"{name} ({detector.spec.kind})", ranking_and_decision)
     return found, left_out
 
 

@@ -46,7 +46,7 @@ class Outcome:
 def ordered(detectors: dict[str, DetectorSpec]) -> list[str]:
     """The torch kinds before the Keras ones (torch trained after TensorFlow has loaded crashes the
     process), fusions after the detectors they fuse."""
-    return sorted(detectors, key=lambda name: registry.RUN_ORDER.index(detectors[name].kind))
+    return registry.in_run_order({name: spec.kind for name, spec in detectors.items()})
 
 
 def published_beside(spec: DetectorSpec) -> dict | None:

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from fakedetect.artifacts import DETECTOR_MODELS
-from fakedetect.detectors.predict import REPORTS, Detector, Prediction, needs_noisy_views
+from fakedetect.detectors.predict import REPORTS, Detector, Prediction
 
 TITLES = {"linear": "linear head (linear_eval)", "nn": "nearest neighbours (nn_eval)"}
 KIND_TITLES = {"knn": "nearest neighbours", "fcnn": "Keras FCNN", "linear_probe": "linear probe",
@@ -48,8 +48,8 @@ def others(project: Path, primary: Detector) -> tuple[dict[str, dict], dict[str,
 
     saved = registry.saved(project / DETECTOR_MODELS)
     listed, left_out = {}, {}
-    for name in sorted(saved, key=lambda n: registry.RUN_ORDER.index(saved[n]["kind"])):
-        if needs_noisy_views(name, saved):
+    for name in registry.in_run_order({n: d["kind"] for n, d in saved.items()}):
+        if registry.needs_noisy_views(name, saved):
             left_out[name] = "it needs noisy views of each image, which predict does not compute"
         elif name != primary.detector:
             listed[name] = {"detector": name}
