@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DVC, run
+from helpers import DVC, free_port, run
 
 DOWNSTREAM = ["nn_eval", "linear_train", "linear_eval"]
 METRICS = ["metrics/nn_eval.json", "metrics/linear_eval.json"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
