@@ -3,8 +3,12 @@ declares, named once for the stage scripts, the predictor and the benchmarks (a 
 that dvc.yaml declares every one)."""
 
 MANIFEST = "data/manifest.csv"  # ingest
+FILE_FACTS = "data/file_facts.csv"  # ingest: each file's header facts (format, size, JPEG quality, ...)
 INGEST_METRICS = "metrics/ingest.json"
 INGEST_REPORT = "reports/ingest.json"  # the details behind each metrics file's headline figures
+AUDIT_METRICS = "metrics/audit.json"  # audit: the shortcut audit of the file facts
+AUDIT_REPORT = "reports/audit.json"
+AUDIT_PLOT = "plots/audit.csv"
 PREPROCESSED = "data/preprocessed"  # preprocess: the images
 PREPROCESSED_MANIFEST = "data/preprocessed.csv"
 PREPROCESS_PLOT = "plots/preprocess.png"

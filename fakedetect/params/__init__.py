@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from fakedetect.stage import UserError
 from fakedetect.params.base import Section
-from fakedetect.params.data import (BlurJpegProtocol, DatasetSource, DemoParams, IngestParams, LAYOUTS,
+from fakedetect.params.data import (AuditParams, BlurJpegProtocol, DatasetSource, DemoParams, IngestParams, LAYOUTS,
                                     NotebookProtocol, PreprocessParams, SPLITS)
 from fakedetect.params.features import DEMO_LAYERS, CropPolicy, ExtractParams, ImportSource, RayParams
 from fakedetect.params.detectors import (DEMO_DETECTORS, DETECTOR_PARAMS, DetectorSpec, FcnnRecipe, LinearParams,
@@ -28,7 +28,7 @@ from fakedetect.params.evaluation import Perturbation, RobustnessParams, TsnePar
 
 # Every section's schema, importable from here: `from fakedetect.params import ExtractParams`.
 __all__ = [
-    "AttributionParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS", "DEMO_LAYERS", "DETECTOR_PARAMS",
+    "AttributionParams", "AuditParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS", "DEMO_LAYERS", "DETECTOR_PARAMS",
     "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource",
     "DemoParams", "ExtractParams", "FAKE_FAMILIES", "FamilyLevelParams", "FcnnRecipe",
     "GroupSplitParams", "HierarchyParams", "ImportSource", "IngestParams", "LAYOUTS", "Level3Params",
@@ -49,6 +49,7 @@ class Params(Section):
         ["demo"], max_length=1, description="the image stages' data: [demo] (ingest.demo) | [datasets] "
         "(ingest.datasets) | [] = no image stages: the features come from extract.imports")
     ingest: IngestParams = IngestParams()
+    audit: AuditParams = AuditParams()
     preprocess: PreprocessParams = PreprocessParams()
     extract: ExtractParams = ExtractParams()
     tsne: TsneParams = TsneParams()
