@@ -1,4 +1,5 @@
-"""Command line: `fakedetect predict IMAGES...`, `fakedetect serve`, `fakedetect profile NAME` and `fakedetect store` (also `python -m fakedetect`).
+"""Command line: `fakedetect predict IMAGES...`, `fakedetect serve`, `fakedetect datasets ROOT...`, `fakedetect profile NAME`
+and `fakedetect store` (also `python -m fakedetect`).
 
 predict's exit status: 0 when every input was scored, 1 when some could not be read (they are
 listed with their reason; the others are still scored), 2 for usage errors and for a missing
@@ -176,6 +177,12 @@ def detectors_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def datasets_command(args: argparse.Namespace) -> int:
+    from fakedetect.data import inventory
+
+    return inventory.command(args)
+
+
 def profile_command(args: argparse.Namespace) -> int:
     from fakedetect.params import ParamsError
     from fakedetect.profiles import apply_profile
@@ -309,6 +316,14 @@ def parser() -> argparse.ArgumentParser:
     det = commands.add_parser("detectors", help="list the detector kinds (with their params) and the configured detectors")
     det.add_argument("--project", default=".", help="the project whose params.yaml configures them (default: here)")
     det.set_defaults(run=detectors_command)
+    ds = commands.add_parser("datasets", help="fingerprints and file facts of dataset folders (headers only, no pipeline)")
+    ds.add_argument("roots", nargs="+", metavar="ROOT", help="dataset folders, read as ingest reads them")
+    ds.add_argument("--layout", default="generic", choices=["generic", "cnndetection_test", "univfd_diffusion", "wang2020"],
+                    help="how to read each root (default generic: one set of its 0_real/1_fake folders)")
+    ds.add_argument("--split", default="test", choices=["train", "val", "test"], help="the split (wang2020: its folder)")
+    ds.add_argument("--json", action="store_true", help="the whole report as JSON")
+    ds.add_argument("--workers", type=_whole_number(0), default=0, help="processes hashing files (0: one per core)")
+    ds.set_defaults(run=datasets_command)
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")
     prof.set_defaults(run=profile_command)
