@@ -12,7 +12,7 @@ import logging
 import time
 
 from fakedetect import atomic, stage
-from fakedetect.data import demo, fingerprints, layouts, manifests
+from fakedetect.data import demo, fingerprints, layouts, manifests, reading
 from fakedetect.artifacts import FILE_FACTS, INGEST_METRICS, INGEST_REPORT, MANIFEST
 from fakedetect.data.images import Limits
 from fakedetect.params import load_params
@@ -49,13 +49,13 @@ def main() -> None:
     limits = Limits(max_pixels=p.max_pixels, max_bytes=int(p.max_file_mb * 2**20),
                     min_side=p.min_side, keep_only_rgb=p.keep_only_rgb)
     start = time.perf_counter()
-    manifest, facts = manifests.build_manifest(candidates, limits, n_workers)
+    manifest, facts = reading.build_manifest(candidates, limits, n_workers)
     seconds = time.perf_counter() - start
     atomic.write_csv(MANIFEST, manifest)
     atomic.write_csv(FILE_FACTS, facts)
-    report = {"source": source, **manifests.summarize(manifest, found, facts, cards)}
+    report = {"source": source, **reading.summarize(manifest, found, facts, cards)}
     atomic.write_json(INGEST_REPORT, report)
-    atomic.write_json(INGEST_METRICS, {"source": source, **manifests.headline(report)})
+    atomic.write_json(INGEST_METRICS, {"source": source, **reading.headline(report)})
     files, rows = report["files"], report["rows"]
     log.info("%d files read (%d ok, %d skipped) in %.1f s: %.0f files/s with %d workers", files["read"], files["ok"],
              files["skipped"], seconds, files["read"] / max(seconds, 1e-9), n_workers)
