@@ -116,6 +116,9 @@ class BlurJpegProtocol(Section):
 
 class PreprocessParams(Section):
     train_protocol: Literal["notebook", "blur_jpeg"] = "notebook"
+    align_train_jpeg: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        None, description="null = off | a JPEG quality: every training image, real and fake, re-encoded at it (Pillow) "
+        "before the training protocol, so that no compression history tells the classes apart (docs/shortcuts.md)")
     size: Annotated[int, Field(ge=32)] = 224
     seed: int = 0
     notebook: NotebookProtocol = NotebookProtocol()
