@@ -386,3 +386,32 @@ def test_page_lists_a_declared_plot_whose_files_dvc_could_not_load(plots_project
     assert shown.errors.splitlines() == [f"{missing}: no data: DVC could not load this plot's files "
                                          "(see the warnings of dvc plots show)"]
     assert shown.rendered == vega  # the others still render, and are not reported
+
+
+@needs_chromium
+def test_the_shortcut_audit_renders_offline(tmp_path, capsys):
+    """plots/audit.csv as the audit stage writes it (a flagged set among clean ones), drawn with the
+    template dvc.yaml names."""
+    folder = tmp_path / "audit_plots"
+    folder.mkdir()
+    run(["git", "init", "-q"], folder)
+    run(DVC + ["init", "-q"], folder)
+    shutil.copy2(PROJECT / ".dvc" / "config", folder / ".dvc" / "config")
+    shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
+    declared = [entry for entry in stage_plots("audit") if isinstance(entry, dict)]
+    (folder / "plots").mkdir()
+    (folder / "plots/audit.csv").write_text(
+        "set,auc,value,flagged\ntest/biased,shortcut,1.0,True\ntest/biased,transfer,0.62,True\n"
+        "test/clean,shortcut,0.5,False\ntest/clean,transfer,0.5,False\ntrain,shortcut,0.5,False\n")
+    (folder / "dvc.yaml").write_text(yaml.safe_dump({"plots": declared}, sort_keys=False))
+    shown_plots = declared_plots(folder)
+    assert set(shown_plots.values()) == {"vega"} and len(shown_plots) == 1
+    run(DVC + ["plots", "show"], folder)
+    page = folder / "dvc_plots" / "index.html"
+    shown = RenderedPage(chromium(page, tmp_path / "profile", "--dump-dom"), set(shown_plots))
+    assert shown.errors == ""
+    assert shown.rendered == set(shown_plots) and all(shown.marks[plot] >= 1 for plot in shown_plots)
+    screenshot = tmp_path / "audit_plot.png"
+    chromium(page, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=900,500")
+    with capsys.disabled():
+        print(f"\naudit plot screenshot: {screenshot}")
