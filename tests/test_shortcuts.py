@@ -99,7 +99,7 @@ def test_a_corrupt_header_is_a_recorded_skip(tmp_path):
     (tmp_path / "text.png").write_bytes(b"not an image at all")
     (tmp_path / "empty.png").write_bytes(b"")
     table = file_facts.scan([str(tmp_path / n) for n in ("good.jpg", "cut.jpg", "text.png", "empty.png")], workers=1)
-    assert list(table.reason) == ["", "corrupt", "not_an_image", "empty_file"]
+    assert list(table.reason) == ["", "truncated", "not_an_image", "empty_file"]  # as ingest names them
     assert table.format.iloc[0] == "JPEG" and table.jpeg_quality.iloc[0] == 90
 
 

@@ -11,13 +11,12 @@ clip to 1..255, so a file they wrote gives its quality back exactly; a file with
 """
 from __future__ import annotations
 
-import io
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
-from PIL import Image, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin
 from tqdm import tqdm
 
 from fakedetect.data import fingerprints, images
@@ -66,15 +65,7 @@ def _bit_depth(im: Image.Image, data: bytes) -> int:
 
 def header_facts(data: bytes) -> dict:
     """The facts of an image file's bytes, from its header only; BadImage when the header cannot be read."""
-    try:
-        im = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        raise BadImage("not_an_image") from None
-    except Image.DecompressionBombError as exc:
-        raise BadImage("decompression_bomb", str(exc)) from None
-    except Exception as exc:  # Pillow raises many types for malformed headers
-        raise BadImage("corrupt", f"{type(exc).__name__}: {exc}") from None
-    with im:
+    with images.open_header(data) as im:
         width, height = im.size
         jpeg = im.format == "JPEG"
         quantization = getattr(im, "quantization", None) or {}
