@@ -8,17 +8,13 @@ or incompatible trained run.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from fakedetect.data.images import IMAGE_EXTENSIONS
-
-COLUMNS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 
 
 def collect(inputs: list[str], list_files: list[str]) -> list[str]:
@@ -39,27 +35,6 @@ def collect(inputs: list[str], list_files: list[str]) -> list[str]:
     return paths
 
 
-def _row(prediction) -> dict:
-    row = asdict(prediction)
-    return {**{c: row[c] for c in COLUMNS}, **row["extra"]}
-
-
-def _table(rows: list[dict]) -> str:
-    def cell(value):
-        if value is None:
-            return "-"
-        if isinstance(value, bool):
-            return "fake" if value else "real"
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    header = ["file", "P(fake)", "verdict", "threshold", "at 0.5", "family", "P(family)"]
-    body = [[r["path"], cell(r["p_fake"]), cell(r["fake"]), cell(r["threshold"]), cell(r["fake_at_0_5"]),
-             cell(r["family"]), cell(r["p_family"])] if r["status"] == "ok"
-            else [r["path"], "-", f"unreadable: {r['reason']}", "", "", "", ""] for r in rows]
-    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header] + body)
-
-
 def _whole_number(minimum: int):
     """An argparse type: a whole number of at least `minimum`."""
     def parse(text: str) -> int:
@@ -70,6 +45,7 @@ def _whole_number(minimum: int):
 
 
 def predict_command(args: argparse.Namespace) -> int:
+    from fakedetect.detectors import predict_output
     from fakedetect.detectors.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
     from fakedetect.stage import UserError
 
@@ -83,37 +59,23 @@ def predict_command(args: argparse.Namespace) -> int:
         return 2
     try:
         detector = Detector(args.project, args.classifier, args.family, args.engine, args.address, args.detector,
-                            args.all)
+                            args.all, aligned=args.aligned)
         try:
             start = time.perf_counter()
             extract = detector.params.extract
             batch_size = extract.batch_size if args.batch_size is None else args.batch_size
             workers = extract.loader_workers if args.workers is None else args.workers
-            rows = [_row(p) for p in detector.predict(paths, batch_size, workers)]
+            rows = [predict_output.row(p) for p in detector.predict(paths, batch_size, workers)]
             seconds = time.perf_counter() - start
         finally:
             detector.close()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.format == "json":
-        for row in rows:
-            print(json.dumps(row, sort_keys=True))
-    elif args.format == "csv":
-        columns = list(dict.fromkeys(column for row in rows for column in row))  # an unreadable row has no extras
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        print(_table(rows))
-    unreadable = [r for r in rows if r["status"] != "ok"]
-    print(f"scored {len(rows) - len(unreadable)} of {len(rows)} images in {seconds:.1f} s "
-          f"({len(rows) / seconds:.1f} images/s)", file=sys.stderr)
-    if unreadable:
-        print(f"{len(unreadable)} of {len(rows)} inputs could not be read:", file=sys.stderr)
-        for r in unreadable:
-            print(f"  {r['path']}: {r['reason']}", file=sys.stderr)
-    return 1 if unreadable else 0
+    predict_output.write(rows, args.format)
+    for line in predict_output.closing(rows, seconds):
+        print(line, file=sys.stderr)
+    return 1 if any(r["status"] != "ok" for r in rows) else 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -291,6 +253,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", choices=["linear", "nn"], help="score with a pipeline stage's head instead: "
                    "linear: linear_eval's trained head | nn: nn_eval's nearest neighbours in the training features")
     p.add_argument("--all", action="store_true", help="add every compared detector's P(fake) (p_fake_NAME) to each row")
+    p.add_argument("--no-aligned", dest="aligned", action="store_false", help="skip the second scoring after the "
+                   "run's aligned re-encoding (JPEG 96) that says whether a verdict rests on the file: twice as fast")
     p.add_argument("--no-family", dest="family", action="store_false",
                    help="P(fake) only, without the GAN/diffusion family: faster, and needs no resnet_attribution run")
     out = p.add_mutually_exclusive_group()

@@ -15,7 +15,7 @@ from fakedetect.data import images, manifests, preprocess  # torchvision before 
 from fakedetect.features import feature_files  # torchvision before TensorFlow
 from fakedetect.attribution import network
 from fakedetect.artifacts import DETECTOR_MODELS, LINEAR_MODEL, LINEAR_REPORT
-from fakedetect.cli import COLUMNS
+from fakedetect.detectors.predict_output import COLUMNS
 from fakedetect.detectors import registry
 from fakedetect.detectors.predict import best_detector
 from fakedetect.detectors.registry import needs_noisy_views

@@ -9,7 +9,6 @@ detector also appears in `detectors` with its decisions at its own thresholds.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from fakedetect.artifacts import DETECTOR_MODELS
@@ -24,7 +23,6 @@ KIND_TITLES = {"knn": "nearest neighbours", "fcnn": "Keras FCNN", "linear_probe"
 POINTS = (("calibrated", "calibrated", "at the calibrated threshold"),
           ("fpr1", "tpr_at_fpr1", "at the 1% false-alarm point"),
           ("fpr5", "tpr_at_fpr5", "at the 5% false-alarm point"))
-PREDICT_FIELDS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 
 
 def report_thresholds(project: Path, name: str) -> dict:
@@ -70,12 +68,6 @@ def title(project: Path, detector: Detector) -> str:
 
 def thresholds(project: Path, detector: Detector) -> dict:
     return detector.thresholds if detector.detector is not None else report_thresholds(project, detector.classifier)
-
-
-def predict_row(prediction: Prediction) -> dict:
-    """The fields `fakedetect predict --json` prints for one image (cli._row's)."""
-    row = asdict(prediction)
-    return {**{c: row[c] for c in PREDICT_FIELDS}, **row["extra"]}
 
 
 def detector_entry(name: str, title: str, prediction: Prediction, points: list[dict], default: bool = False) -> dict:
