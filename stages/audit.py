@@ -23,7 +23,7 @@ def main() -> None:
     manifest = manifests.read_manifest(MANIFEST)
     facts = file_facts.read_table(FILE_FACTS).drop(columns=["sha256", "reason"])
     rows = manifest[manifest.status == "ok"][["path", "split", "test_set", "label"]].merge(facts, on="path")
-    rows = shortcuts.sample(rows, p.max_per_class, p.seed)
+    rows = manifests.sample_rows(rows, p.max_per_class, p.seed).reset_index(drop=True)
     found = shortcuts.audit(rows, list(p.facts), p.threshold, p.folds, p.seed)
     atomic.write_json(AUDIT_REPORT, {"facts": list(p.facts), "threshold": p.threshold, "folds": p.folds,
                                      "max_per_class": p.max_per_class,

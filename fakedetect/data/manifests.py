@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 
+import numpy as np
 import pandas as pd
 
 from fakedetect.data.layouts import SPLIT_ORDER, Candidate
@@ -31,6 +32,16 @@ def sample_test_sets(candidates: list[Candidate], max_per_class: int | None, see
             rng.shuffle(files)
             kept.extend(files[:max_per_class])
     return kept
+
+
+def sample_rows(rows: pd.DataFrame, max_per_class: int | None, seed: int) -> pd.DataFrame:
+    """At most max_per_class rows of each class of each split and test set (a sample seeded by `seed`), the
+    rows kept in their order and index; None keeps them all."""
+    if max_per_class is None:
+        return rows
+    kept = [group.index if len(group) <= max_per_class else group.sample(max_per_class, random_state=seed).index
+            for _, group in rows.groupby(["split", "test_set", "label"], sort=False)]
+    return rows.loc[sorted(np.concatenate(kept))] if kept else rows
 
 
 def sort_key(row: dict) -> tuple:

@@ -97,15 +97,6 @@ def in_words(rows: pd.DataFrame, separating: list[dict]) -> str:
     return f"{described} (separated by {named})" if named else described
 
 
-def sample(rows: pd.DataFrame, max_per_class: int | None, seed: int) -> pd.DataFrame:
-    """At most max_per_class rows of each class of each split and test set (seeded; the rest kept in order)."""
-    if max_per_class is None:
-        return rows.reset_index(drop=True)
-    kept = [group.index if len(group) <= max_per_class else group.sample(max_per_class, random_state=seed).index
-            for _, group in rows.groupby(["split", "test_set", "label"], sort=False)]
-    return rows.loc[sorted(np.concatenate(kept))].reset_index(drop=True)
-
-
 def audit(rows: pd.DataFrame, facts: list[str], threshold: float, folds: int, seed: int) -> dict:
     """Per split and test set of `rows` (usable manifest rows joined to their file facts, indexed
     0..n-1): counts, shortcut_auc, transfer_auc (test sets), flagged, the separating facts and the

@@ -73,6 +73,10 @@ class AlignedParams(Section):
         96, description="Pillow JPEG quality (96: DDA's and Grommelt et al.'s control); null = no aligned condition")
     size: Annotated[int, Field(ge=8)] | None = Field(
         None, description="null | the shorter side every test image is resized to first (Pillow's bicubic)")
+    max_per_class: PositiveInt | None = Field(
+        50, description="at most this many real and fake images per test set (a seeded sample; the clean figures "
+        "beside are on the same images); null = all")
+    seed: int = 0
 
     def perturbation(self) -> Perturbation | None:
         """The condition as a perturbation (the feature store's key), or None when it is off."""
