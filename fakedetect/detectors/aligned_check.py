@@ -21,8 +21,9 @@ def described(alignment: Perturbation) -> str:
 
 
 def check(detector, results: list, paths: list[str], batch_size: int, workers: int) -> None:
-    """Add to each scored prediction its file facts and, after `detector.alignment`, its P(fake) and
-    verdict at the same threshold, and `verdict_rests_on_file`: whether that verdict differs."""
+    """Add to each scored prediction its file facts and, after `detector.alignment`, its P(fake), the score
+    the threshold applies to and the verdict at the same threshold, and `verdict_rests_on_file`: whether
+    that verdict differs."""
     scored = [i for i, result in enumerate(results) if result.status == "ok"]
     for i in scored:
         facts = file_facts.read_facts(paths[i])
@@ -34,8 +35,9 @@ def check(detector, results: list, paths: list[str], batch_size: int, workers: i
             results[scored[position]].extra |= {"aligned_as": as_words, "aligned_reason": reason}
         if not batch.positions:
             continue
-        p_fake, fake = detector.verdicts(batch.features)
+        p_fake, score, fake = detector.verdicts(batch.features)
         for j, position in enumerate(batch.positions):
             result = results[scored[position]]
             result.extra |= {"aligned_as": as_words, "aligned_p_fake": round(float(p_fake[j]), 6),
-                             "aligned_fake": bool(fake[j]), "verdict_rests_on_file": bool(fake[j]) != result.fake}
+                             "aligned_score": round(float(score[j]), 6), "aligned_fake": bool(fake[j]),
+                             "verdict_rests_on_file": bool(fake[j]) != result.fake}

@@ -298,10 +298,10 @@ class Detector:
         decided = p_fake if ranking is None else ranking
         return decided > self.threshold if self.threshold is not None else scoring.decide(p_fake).astype(bool)
 
-    def verdicts(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(P(fake), the verdict) of encoded images, as predict decides them."""
+    def verdicts(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(P(fake), the score the threshold applies to, the verdict) of encoded images, as predict decides them."""
         p_fake, ranking = self._score(features)
-        return p_fake, self._decide(p_fake, ranking)
+        return p_fake, p_fake if ranking is None else ranking, self._decide(p_fake, ranking)
 
     def _name_families(self, fakes: list[Prediction], pixels: torch.Tensor) -> None:
         """Level 2's family (GAN or diffusion) and its probability for images judged fake."""
