@@ -38,4 +38,5 @@ ROBUSTNESS_PICTURE = "plots/robustness.png"
 DETECTOR_MODELS = "models/detectors"  # compare: one folder per configured detector
 COMPARE_METRICS = "metrics/compare.json"
 COMPARE_REPORT = "reports/compare.json"
+FORMAT_RELIANCE_METRICS = "metrics/format_reliance.json"  # compare: each detector's change when the format is aligned
 COMPARE_PLOTS = "plots/compare"  # sets.csv (detector x test set), headline.csv (detector x figure)

@@ -1,7 +1,7 @@
 """Stage audit: how well the file facts alone (format, size, JPEG quality, ...; never a pixel) tell real
 from fake in each split and test set -> reports/audit.json (per set: shortcut_auc, transfer_auc, the
 flag, the separating facts in words), metrics/audit.json (the highest shortcut AUC and the number of
-flagged sets) and plots/audit.csv (docs/shortcuts.md "The shortcut audit").
+flagged sets: shortcut_auc, flagged) and plots/audit.csv (docs/shortcuts.md "The shortcut audit").
 
 A stage of its own after ingest, not part of it: its params (threshold, folds, facts) change without
 reading and hashing every file again, and ingest stays the stage that reads files.
@@ -40,8 +40,8 @@ def main() -> None:
             log.info("%s: shortcut AUC %s%s", name, entry["shortcut_auc"] if entry["shortcut_auc"] is not None
                      else f"none ({entry['why_no_auc']})", transfer)
     headline = found["headline"]
-    log.info("%d of %d sets flagged (shortcut AUC >= %s); highest shortcut AUC %s", headline["flagged_sets"],
-             len(found["sets"]), p.threshold, headline["max_shortcut_auc"])
+    log.info("%d of %d sets flagged (shortcut AUC >= %s); highest shortcut AUC %s", headline["flagged"],
+             len(found["sets"]), p.threshold, headline["shortcut_auc"])
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def test_the_audit_flags_the_sets_whose_reals_are_jpeg_and_the_card_is_checked(r
         entry = audit[name if name in ("train", "val") else f"test/{name}"]
         assert entry["shortcut_auc"] == 0.5 and not entry["flagged"]
     assert audit["test/guided"]["in_words"].startswith("reals: JPEG q90 at 500x375; fakes: PNG at")
-    assert read(project, "metrics/audit.json") == {"flagged_sets": 4, "max_shortcut_auc": 1.0}
+    assert read(project, "metrics/audit.json") == {"flagged": 4, "shortcut_auc": 1.0}
     assert "test/guided: FLAGGED" in logs["audit"]
     cards = read(project, "reports/ingest.json")["benchmark_cards"]
     assert cards["guided"]["agrees"] is False and cards["guided"]["found"] == {"real": 3, "fake": 3}

@@ -126,8 +126,7 @@ def test_the_audit_flags_a_biased_set_and_not_a_clean_one(tmp_path):
     assert clean["shortcut_auc"] == 0.5 and not clean["flagged"]
     assert {f["fact"] for f in biased["separating_facts"]} >= {"format", "jpeg_quality"}
     assert biased["in_words"].startswith("reals: JPEG q96 at 224-288 px (short side); fakes: PNG at 256x256")
-    assert clean["separating_facts"] == [] and found["headline"] == {"max_shortcut_auc": biased["shortcut_auc"],
-                                                                      "flagged_sets": 1}
+    assert clean["separating_facts"] == [] and found["headline"] == {"shortcut_auc": biased["shortcut_auc"], "flagged": 1}
     assert biased["transfer_auc"] is None  # no training split to fit on
 
 
@@ -197,7 +196,7 @@ def test_ingest_warns_of_a_card_mismatch_and_the_audit_flags_the_demo_set(tmp_pa
     for name in ("train", "val", "test/upsample_nearest", "test/transposed_conv", "test/noise_denoise"):
         assert report["sets"][name]["shortcut_auc"] == 0.5
     assert "FLAGGED" in audit.stderr and "test/format_biased" in audit.stderr
-    assert json.loads((tmp_path / "metrics/audit.json").read_text()) == {"flagged_sets": 1, "max_shortcut_auc": 1.0}
+    assert json.loads((tmp_path / "metrics/audit.json").read_text()) == {"flagged": 1, "shortcut_auc": 1.0}
     ingest = json.loads((tmp_path / "reports/ingest.json").read_text())
     assert ingest["file_facts"]["test/format_biased"]["fake"]["in_words"] == "PNG at 256x256"
     assert ingest["fingerprints"]["test/format_biased"]["real"] == 6
