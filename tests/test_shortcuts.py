@@ -1,6 +1,5 @@
 """File facts, the shortcut audit, fingerprints and the benchmark card, on small folders of known
 formats, sizes and JPEG qualities (docs/shortcuts.md)."""
-import io
 import json
 import logging
 import shutil
