@@ -24,6 +24,7 @@ FACT_NAMES = {"format": "format", "size": "size", "jpeg_quality": "JPEG quality"
               "bytes_per_pixel": "bytes per pixel"}
 CATEGORICAL = ("format", "chroma_subsampling", "mode")
 CONTINUOUS = ("bytes_per_pixel",)
+HEADLINE = ("shortcut_auc", "flagged")  # metrics/audit.json: short names, as `dvc metrics show` prints one table
 SEPARATING = 0.5  # a fact whose classes differ by at least this much (0..1) is named as separating them
 TREES = 50
 
@@ -122,8 +123,7 @@ def audit(rows: pd.DataFrame, facts: list[str], threshold: float, folds: int, se
         entry["in_words"] = in_words(group, entry["separating_facts"])
         sets[fingerprints.set_name(split, test_set)] = entry
     rated = [entry["shortcut_auc"] for entry in sets.values() if entry["shortcut_auc"] is not None]
-    # metrics/audit.json: two short names, as `dvc metrics show` prints every metrics file in one table
-    headline = {"shortcut_auc": max(rated, default=None), "flagged": sum(entry["flagged"] for entry in sets.values())}
+    headline = dict(zip(HEADLINE, (max(rated, default=None), sum(entry["flagged"] for entry in sets.values()))))
     return {"sets": sets, "headline": headline}
 
 
