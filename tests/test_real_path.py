@@ -116,7 +116,7 @@ def test_ingest_finds_every_test_set_with_its_family(real_path):
     # The 4 LAION reals serve 3 sets (ldm_200, glide_100_27, dalle): one file each, one row per set.
     ingest = read(project, "metrics/ingest.json")
     assert ingest["files"]["read"] == 16 + 8 + 36 + 4 + 3 + 12
-    assert ingest["rows"]["total"] == 16 + 8 + 36 + 3 * 4 + 3 + 12
+    assert read(project, "reports/ingest.json")["rows"]["total"] == 16 + 8 + 36 + 3 * 4 + 3 + 12
     assert ingest["test_sets"] == 10 and ingest["ignored_image_folders"] == 0
     assert "files read" in logs["ingest"] and "manifest rows" in logs["ingest"]
 

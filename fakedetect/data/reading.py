@@ -84,8 +84,9 @@ def summarize(manifest: pd.DataFrame, scan_result: Scan, facts: pd.DataFrame, ca
 
 
 def headline(report: dict) -> dict:
-    """The figures of metrics/ingest.json (what `dvc metrics show` prints): files and rows, the number
-    of test sets, and how many image folders were not read; the rest stays in the report."""
-    return {"files": report["files"], "rows": report["rows"],
+    """The figures of metrics/ingest.json (what `dvc metrics show` prints, every metrics file in one table):
+    the files, the number of test sets, and how many image folders were not read; the rest (the rows
+    among them) stays in the report."""
+    return {"files": report["files"],
             "test_sets": sum(name.startswith("test/") for name in report["sets"]),
             "ignored_image_folders": len(report["image_folders"]["ignored"])}
