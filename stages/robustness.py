@@ -12,7 +12,7 @@ import logging
 from fakedetect import atomic, stage
 from pathlib import Path
 
-from fakedetect.detectors import registry, scoring
+from fakedetect.detectors import pipeline_detectors, registry, scoring
 from fakedetect.features import engines, feature_files
 from fakedetect.data import manifests
 from fakedetect.evaluation import plots, robustness
@@ -46,15 +46,17 @@ def main() -> None:
         log.warning("%d test images skipped (see %s): %s", len(perturbed.skipped), ROBUSTNESS_REPORT,
                     ", ".join(sorted({s["reason"] for s in perturbed.skipped})))
 
-    # The compare stage's detectors, torch kinds first: before the Keras head loads TensorFlow.
-    found, left_out = ({}, {}) if not Path(DETECTOR_MODELS).is_dir() else registry.scorers(
+    # The compare stage's detectors, torch-side kinds first: before the Keras head loads TensorFlow.
+    found, left_out = ({}, {}) if not Path(DETECTOR_MODELS).is_dir() else scoring.saved(
         DETECTOR_MODELS, feature_files.load_layers(FEATURES, matrix.shape[1]))
     for name, why in left_out.items():
         log.info("detector %s is not scored here: %s", name, why)
-    from fakedetect.detectors import linear_head  # Keras, if the head is Keras: after torch's loaders are done
-
-    head = linear_head.load(params.linear, matrix.shape[1])
-    scorers = [scoring.nearest_neighbour(matrix, rows, params.nn, FEATURES), scoring.head(head.predict, head.name)]
+    knn = pipeline_detectors.fit_knn(params, matrix, rows, FEATURES)
+    head = pipeline_detectors.linear_detector(params, matrix, rows)  # Keras, if the head is Keras: after torch's loaders
+    whole = [("all", matrix.shape[1])]
+    scorers = [scoring.of("nn", lambda x: knn.score(registry.Inputs(x, whole)), f"{params.nn.k}-NN"),
+               scoring.of("linear", lambda x: head.score(registry.Inputs(x, whole)),
+                          "external UnivFD head" if params.linear.external_head else params.linear.head)]
     named = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
     detectors = {(name if name not in named else f"detector_{name}"): robustness.evaluate(s, matrix, rows, chosen,
                                                                                           perturbed)

@@ -12,7 +12,7 @@ import torch  # before any Keras
 import yaml
 from sklearn.metrics import average_precision_score
 
-from fakedetect.detectors import registry
+from fakedetect.detectors import registry, scoring
 from fakedetect.detectors.registry import Inputs
 from fakedetect.evaluation import compare, metrics, perturbations
 from fakedetect.features import backbones, feature_files, noisy_views
@@ -142,6 +142,8 @@ def test_ece_and_brier_match_a_direct_computation():
     ({"x": {"kind": "knn", "params": {"k": 0}}}, "detectors.x.params.k: Input should be greater than 0"),
     ({"x": {"kind": "knn", "colour": 1}}, "detectors.x.colour: unknown key"),
     ({"f": {"kind": "fusion", "params": {"members": ["ghost"]}}}, "detectors.f.params.members: 'ghost'"),
+    ({"x": {"kind": "knn", "params": {"k": 3}}}, "detectors.x.params: a knn detector's recipe lives in params nn"),
+    ({"x": {"kind": "fcnn", "params": {"units": 3}}}, "recipe lives in params linear.fcnn and linear.seed"),
 ])
 def test_the_registry_rejects_unknown_kinds_and_params_naming_the_key(tmp_path, edit, expected):
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
@@ -239,11 +241,12 @@ def test_the_compare_stage_runs_as_a_subprocess(tmp_path):
     feature_files.save_features(tmp_path / "data" / "features", x, rows)
     feature_files.save_layers(tmp_path / "data" / "features", LAYERS)
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["linear"]["fcnn"].update(epochs=1, units=8)
     params["detectors"] = {
-        "knn": {"kind": "knn", "features": "all", "params": {"k": 1}},
+        "knn": {"kind": "knn", "features": "all", "params": {}},
         "blocks": {"kind": "blocks", "features": "layers", "params": {"epochs": 3}},
         "block_a": {"kind": "knn", "features": "layer:a", "params": {}},
-        "fcnn": {"kind": "fcnn", "features": "all", "params": {"epochs": 1, "units": 8}},
+        "fcnn": {"kind": "fcnn", "features": "all", "params": {}},
         "noise_sensitivity": {"kind": "noise_sensitivity", "features": "all", "params": {}},
         "fusion": {"kind": "fusion", "features": "all", "params": {"members": ["knn", "blocks"]}}}
     result = run_stage("compare", tmp_path, params)
@@ -320,7 +323,7 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
                                     inputs(x), y, inputs(xv, members=members), yv)
     for name, detector in fitted.items():
         detector.save(models / name)
-    scorers, left_out = registry.scorers(models, LAYERS)
+    scorers, left_out = scoring.saved(models, LAYERS)
     assert set(scorers) == {"knn", "block_b", "fusion"} and set(left_out) == {"noise"}
     ranking, decision = scorers["fusion"].score(xv)
     np.testing.assert_allclose(ranking, fitted["fusion"].score(inputs(xv, members=members)).ranking)
@@ -330,7 +333,7 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
     from fakedetect import cli
 
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    params["detectors"] = {"knn": {"kind": "knn", "features": "all", "params": {"k": 1}},
+    params["detectors"] = {"knn": {"kind": "knn", "features": "all", "params": {}},
                            "later": {"kind": "blocks", "features": "layers", "params": {}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert cli.main(["detectors", "--project", str(tmp_path)]) == 0
@@ -338,3 +341,4 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
     assert "blocks: projection: 128" in shown and "fusion: members: required" in shown
     assert "knn: kind knn, features all" in shown and "fitted, validation AP" in shown
     assert "later: kind blocks" in shown and "not fitted" in shown
+    assert "predict's default: knn: the best out-of-sample validation AP" in shown

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from fakedetect.detectors.thresholds import FALSE_POSITIVE_RATES, best_threshold, calibrate, operating_thresholds
+from fakedetect.detectors import thresholds as thresholds_module
+from fakedetect.detectors.thresholds import FALSE_POSITIVE_RATES, best_threshold
 from fakedetect.evaluation import published
 from fakedetect.stage import UserError
 
@@ -116,19 +117,22 @@ def _mean(rows: list[dict]) -> dict:
 
 
 def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method: str,
-           probabilities: np.ndarray | None = None) -> dict:
+           probabilities: np.ndarray | None = None, thresholds: dict | None = None) -> dict:
     """The metrics file of one method: per test set, their mean, the published numbers beside them.
 
     `rows` (split, test_set, label) are the scored rows, SCORED_SPLITS only, aligned with `scores`
-    and `predicted`: validation rows calibrate the threshold, test rows are measured. `method`
-    names the published table to compare with (a published.DETECTION key, or any other name for none).
-    `probabilities` (P(fake), aligned too) add ECE and the Brier score per set and for the mean.
+    and `predicted`: validation rows calibrate the thresholds (thresholds.choose) unless the
+    detector's own are given (`thresholds`: a registry detector's, e.g. cross-fitted), test rows are
+    measured. `method` names the published table to compare with (a published.DETECTION key, or any
+    other name for none). `probabilities` (P(fake), aligned too) add ECE and the Brier score.
     """
     split, labels = rows.split.to_numpy(), rows.label.to_numpy()
     scores, predicted = np.asarray(scores), np.asarray(predicted)
-    threshold, calibration = calibrate(labels[split == "val"], scores[split == "val"])
     val_reals = (split == "val") & (labels == 0)
-    operating = operating_thresholds(scores[val_reals])
+    if thresholds is None:
+        thresholds = thresholds_module.choose(labels[split == "val"], scores[split == "val"])
+    threshold, calibration = thresholds["calibrated"], thresholds["calibration"]
+    operating = {name: thresholds[name] for name in FALSE_POSITIVE_RATES}
     sets = {}
     for name in sorted(rows.test_set[split == "test"].unique()):
         mask = (split == "test") & (rows.test_set == name).to_numpy()
@@ -157,7 +161,23 @@ def report(rows: pd.DataFrame, scores: np.ndarray, predicted: np.ndarray, method
                              if val_reals.any() else "none: the validation split has no real images"),
         "test_sets": sets,
         "mean": mean,
+        "warnings": warnings(sets, calibration),
     }
+
+
+def warnings(sets: dict, calibration: str) -> list[str]:
+    """What a reader of the figures must know: no calibrated threshold, or one that calls a whole
+    real-only control set fake."""
+    found = [] if not calibration.startswith("none") else [f"no calibrated threshold ({calibration})"]
+    found += [f"the calibrated threshold calls every image of the real-only set {name} fake"
+              for name, row in sets.items() if row["n_real"] and not row["n_fake"] and row["acc_calibrated"] == 0.0]
+    return found
+
+
+def log_warnings(log, name: str, report: dict) -> None:
+    """The report's warnings in the stage log."""
+    for warning in report["warnings"]:
+        log.warning("%s: %s", name, warning)
 
 
 def _pick(figures: dict, names: tuple[str, ...]) -> dict:
