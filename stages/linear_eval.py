@@ -39,7 +39,7 @@ def main() -> None:
                             thresholds=head.thresholds)
     report["head"] = p.external_head or p.head
     atomic.write_json(LINEAR_REPORT, report)
-    atomic.write_json(LINEAR_METRICS, metrics.headline(report))
+    atomic.write_json(LINEAR_METRICS, metrics.headline(report, p.head if not p.external_head else "external_head"))
     skipped = plots.save_curves(LINEAR_CURVES, rows.iloc[scored], result.ranking)
     if skipped:
         log.info("no ROC/PR curves for one-class test sets: %s", ", ".join(skipped))

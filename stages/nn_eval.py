@@ -42,7 +42,7 @@ def main() -> None:
     bank = rows.label[rows.split == "train"]
     report["bank"] = {"n_real": int((bank == 0).sum()), "n_fake": int((bank == 1).sum())}
     atomic.write_json(NN_REPORT, report)
-    atomic.write_json(NN_METRICS, metrics.headline(report))
+    atomic.write_json(NN_METRICS, metrics.headline(report, pipeline_detectors.KNN))
     skipped = plots.save_curves(NN_CURVES, rows.iloc[scored], result.ranking)
     if skipped:
         log.info("no ROC/PR curves for one-class test sets: %s", ", ".join(skipped))

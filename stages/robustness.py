@@ -19,7 +19,7 @@ from fakedetect.evaluation import plots, robustness
 from fakedetect.artifacts import (DETECTOR_MODELS, FEATURES, MANIFEST, ROBUSTNESS_CURVES, ROBUSTNESS_METRICS,
                                   ROBUSTNESS_PICTURE, ROBUSTNESS_REPORT)
 from fakedetect.features.feature_store import FeatureStore, store_root
-from fakedetect.params import load_params
+from fakedetect.params import DetectorSpec, load_params
 
 log = logging.getLogger("robustness")
 
@@ -58,10 +58,17 @@ def main() -> None:
                scoring.of("linear", lambda x: head.score(registry.Inputs(x, whole)),
                           "external UnivFD head" if params.linear.external_head else params.linear.head)]
     named = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
-    detectors = {(name if name not in named else f"detector_{name}"): robustness.evaluate(s, matrix, rows, chosen,
-                                                                                          perturbed)
-                 for name, s in found.items()}
-    methods = {**named, **detectors}
+    # keyed by detector name, as in the eval and compare metrics files; a compare detector that is one of
+    # the named stages' (the same kind, features and params) is scored once
+    names = {"nn": pipeline_detectors.KNN, "linear": "external_head" if params.linear.external_head else params.linear.head}
+    same = {names["nn"]: knn.spec, names["linear"]: head.spec}
+    saved = registry.saved(DETECTOR_MODELS) if found else {}
+    methods = {names[key]: method for key, method in named.items()}
+    for name, s in found.items():
+        spec = DetectorSpec(kind=saved[name]["kind"], features=saved[name]["features"], params=saved[name]["params"])
+        if same.get(name) != spec:
+            methods[name if name not in methods else f"detector_{name}"] = robustness.evaluate(s, matrix, rows, chosen,
+                                                                                               perturbed)
     report = robustness.report(methods, rows, chosen, perturbed, p.perturbations)
     atomic.write_json(ROBUSTNESS_REPORT, report)
     atomic.write_json(ROBUSTNESS_METRICS, robustness.headline(report))

@@ -23,9 +23,8 @@ from fakedetect.params import DetectorSpec
 
 log = logging.getLogger("compare")
 
-# The headline figures of each detector (metrics/compare.json): the mean over the test sets with both
-# classes, at the calibrated threshold where a threshold is involved, and the worst such set.
-HEADLINE = ("acc_calibrated", "ap", "auc", "tpr_at_fpr1", "tpr_at_fpr5", "ece", "brier", "worst_acc_calibrated")
+# The figures of the plots' bars (plots/compare/headline.csv); metrics/compare.json holds metrics.HEADLINE.
+BARS = ("acc_calibrated", "ap", "auc", "tpr_at_fpr1", "tpr_at_fpr5", "worst_acc_calibrated")
 # sigma, seed, row indices -> the noisy features of those rows, or a reason why there are none
 NoisySource = Callable[[float, int, np.ndarray], "np.ndarray | str"]
 
@@ -128,9 +127,6 @@ def detector_report(name: str, spec: DetectorSpec, detector: FittedDetector, row
     method = registry.published_as(spec) or name
     report = metrics.report(rows, result.ranking, result.decision, method, probabilities=result.p_fake,
                             thresholds=detector.thresholds)
-    two_class = [row for row in report["test_sets"].values() if row["n_real"] and row["n_fake"]]
-    report["mean"]["worst_acc_calibrated"] = min(
-        (row["acc_calibrated"] for row in two_class if row["acc_calibrated"] is not None), default=None)
     entry = {"kind": spec.kind, "features": spec.features, "params": spec.settings.model_dump(mode="json"),
              "thresholds": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in detector.thresholds.items()},
              "validation": detector.validation, "p_fake": type(detector.model).p_fake,
@@ -140,9 +136,9 @@ def detector_report(name: str, spec: DetectorSpec, detector: FittedDetector, row
 
 
 def headline(outcome: Outcome) -> dict:
-    """metrics/compare.json: a few figures per detector."""
-    return {name: {figure: entry["report"]["mean"].get(figure) for figure in HEADLINE}
-            for name, entry in outcome.reports.items()}
+    """metrics/compare.json: each detector's metrics.HEADLINE figures (named as nn_eval's and linear_eval's)."""
+    return {name: figures for entry_name, entry in outcome.reports.items()
+            for name, figures in metrics.headline(entry["report"], entry_name).items()}
 
 
 def tables(outcome: Outcome) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -151,6 +147,6 @@ def tables(outcome: Outcome) -> tuple[pd.DataFrame, pd.DataFrame]:
              for name, entry in outcome.reports.items() for test_set, row in entry["report"]["test_sets"].items()]
     bars = [{"detector": name, "figure": figure, "value": entry["report"]["mean"].get(figure)}
             for name, entry in outcome.reports.items()
-            for figure in ("acc_calibrated", "ap", "auc", "tpr_at_fpr1", "tpr_at_fpr5", "worst_acc_calibrated")]
+            for figure in BARS]
     return (pd.DataFrame(cells, columns=["detector", "test_set", "acc_calibrated", "ap"]),
             pd.DataFrame(bars, columns=["detector", "figure", "value"]))
