@@ -129,8 +129,7 @@ def test_ece_and_brier_match_a_direct_computation():
     report = metrics.report(rows, probs, (probs > 0.5).astype(int), "x", probabilities=probs)
     assert report["test_sets"]["s"]["brier"] == round(metrics.brier(rows.label[4:], probs[4:]), 6)
     assert report["mean"]["worst_acc"] == report["test_sets"]["s"]["acc"]
-    assert set(metrics.headline(report)["mean"]) == {"acc", "ap", "tpr_at_fpr1", "tpr_at_fpr5", "ece", "brier",
-                                                      "worst_acc"}
+    assert metrics.headline(report, "x") == {"x": {k: report["mean"][k] for k in ("ap", "acc_calibrated", "tpr_at_fpr5")}}
 
 
 @pytest.mark.fast
@@ -253,7 +252,7 @@ def test_the_compare_stage_runs_as_a_subprocess(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     headline = json.loads((tmp_path / "metrics" / "compare.json").read_text())
     assert set(headline) == {"knn", "blocks", "block_a", "fcnn", "fusion"}
-    assert set(headline["knn"]) == set(compare.HEADLINE)
+    assert set(headline["knn"]) == set(metrics.HEADLINE)
     report = json.loads((tmp_path / "reports" / "compare.json").read_text())
     assert "imported" in report["skipped"]["noise_sensitivity"]
     assert set(report["detectors"]["knn"]["report"]["test_sets"]) == {"seen", "other"}
@@ -284,7 +283,7 @@ def test_the_comparison_charts_render_offline(tmp_path):
     outcome = compare.Outcome(reports={
         name: {"report": {"test_sets": {s: {"acc_calibrated": 50 + i + j, "ap": 60 + i * j if s != "ctl" else None}
                                         for j, s in enumerate(["seen", "unseen", "ctl"])},
-                          "mean": {f: 40.0 + 10 * i for f in compare.HEADLINE}}}
+                          "mean": {f: 40.0 + 10 * i for f in compare.BARS}}}
         for i, name in enumerate(["knn", "blocks", "fusion"])})
     sets, bars = compare.tables(outcome)
     (tmp_path / "plots" / "compare").mkdir(parents=True)
@@ -342,3 +341,20 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
     assert "knn: kind knn, features all" in shown and "fitted, validation AP" in shown
     assert "later: kind blocks" in shown and "not fitted" in shown
     assert "predict's default: knn: the best out-of-sample validation AP" in shown
+
+
+def test_the_named_stages_figures_are_compares(trained_project):
+    """nn_eval scores compare's `knn` and linear_eval compare's `fcnn` (linear_train's head, fitted once):
+    the same figures per test set, the same thresholds."""
+    report = json.loads((trained_project / "reports" / "compare.json").read_text())["detectors"]
+    for stage, name in (("nn_eval", "knn"), ("linear_eval", "fcnn")):
+        theirs = json.loads((trained_project / "reports" / f"{stage}.json").read_text())
+        ours = report[name]["report"]
+        assert theirs["test_sets"] == ours["test_sets"], stage
+        assert theirs["calibrated_threshold"] == ours["calibrated_threshold"]
+        assert theirs["operating_thresholds"] == ours["operating_thresholds"]
+        assert json.loads((trained_project / "metrics" / f"{stage}.json").read_text())[name] == \
+            json.loads((trained_project / "metrics" / "compare.json").read_text())[name]
+    assert not (trained_project / "models" / "detectors" / "knn" / "arrays.npz").stat().st_size > 100_000  # no bank copy
+    saved = np.load(trained_project / "models" / "detectors" / "knn" / "arrays.npz")
+    assert set(saved.files) == {"labels", "rows"}
