@@ -303,8 +303,8 @@ def out_of_sample(details: dict) -> bool:
 
 def default_detector(details: dict[str, dict]) -> tuple[str | None, str]:
     """predict's default among saved detectors (name -> detector.json): the best validation AP among
-    those whose validation figures are out-of-sample and that need no noisy views (the first by name
-    on a tie), with why; or None and why there is none."""
+    those whose validation figures are out-of-sample and that need no noisy views (on a tie the kind
+    earlier in run order, then the first by name), with why; or None and why there is none."""
     fitted = {name: d for name, d in details.items() if (d.get("validation") or {}).get("ap") is not None}
     runnable = {name: d for name, d in fitted.items() if not needs_noisy_views(name, details)}
     fair = {name: d for name, d in runnable.items() if out_of_sample(d)}
@@ -313,9 +313,12 @@ def default_detector(details: dict[str, dict]) -> tuple[str | None, str]:
                f"the fitted detectors ({', '.join(sorted(fitted))}) need noisy views of each image" if not runnable
                else f"no detector has out-of-sample validation figures ({', '.join(sorted(runnable))})")
         return None, why
-    best = max(sorted(fair), key=lambda name: fair[name]["validation"]["ap"])
+    # on a tie, the simpler: the kind earlier in run order (a fusion after its members), then the name
+    best = min(fair, key=lambda name: (-fair[name]["validation"]["ap"], kind_class(fair[name]["kind"]).order, name))
     left_out = [f"{name} (needs noisy views)" for name in sorted(set(fitted) - set(runnable))]
     left_out += [f"{name} ({fair_or['validation']['how']})" for name, fair_or in sorted(runnable.items())
                  if name not in fair]
+    tied = sorted(n for n in fair if n != best and fair[n]["validation"]["ap"] == fair[best]["validation"]["ap"])
     return best, (f"the best out-of-sample validation AP ({fair[best]['validation']['ap']}%, "
-                  f"{fair[best]['validation']['how']})" + (f"; left out: {', '.join(left_out)}" if left_out else ""))
+                  f"{fair[best]['validation']['how']})" + (f", tied with {', '.join(tied)}: the simpler kind" if tied else "")
+                  + (f"; left out: {', '.join(left_out)}" if left_out else ""))
