@@ -174,12 +174,12 @@ class ExternalHead(Kind):
 
     def __init__(self, params, name: str):
         super().__init__(params, name)
-        self.path = params.path
+        self.path, self.key = params.path, f"detectors.{name}.params.path"  # the key its errors name
 
     def fit(self, train, y_train, val, y_val) -> None:
         from fakedetect.detectors import univfd_head
 
-        self.weight, self.bias = univfd_head.load(self.path, train.x.shape[1], f"detectors.{self.name}.params.path")
+        self.weight, self.bias = univfd_head.load(self.path, train.x.shape[1], self.key)
 
     def predict(self, inputs):
         p = expit(inputs.x.astype(np.float64) @ self.weight[0] + self.bias[0])

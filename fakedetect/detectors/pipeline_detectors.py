@@ -54,11 +54,12 @@ def linear_detector(params: Params, matrix: np.ndarray, rows: pd.DataFrame,
     labels, spec = rows.label.to_numpy(), linear_spec(params)
     layers = [("all", matrix.shape[1])]
     val_inputs = registry.inputs(matrix, layers, spec, val, LINEAR)
-    if params.linear.external_head:
-        return registry.fit(LINEAR, spec, registry.inputs(matrix, layers, spec, train[:1], LINEAR), labels[train[:1]],
-                            val_inputs, labels[val])
-    if not os.path.isfile(model_path):
-        raise UserError(f"{model_path} is missing: run the linear_train stage (dvc repro linear_train)")
     model = registry.build(LINEAR, spec)
-    model.restore_model(model_path, matrix.shape[1])
+    if params.linear.external_head:  # nothing to fit: the head is read and checked against the features
+        model.key = "linear.external_head"
+        model.fit(registry.Inputs(matrix[:1], layers), labels[:1], None, None)
+    elif not os.path.isfile(model_path):
+        raise UserError(f"{model_path} is missing: run the linear_train stage (dvc repro linear_train)")
+    else:
+        model.restore_model(model_path, matrix.shape[1])
     return registry.adopt(LINEAR, spec, model, val_inputs, labels[val])

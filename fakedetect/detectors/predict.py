@@ -174,6 +174,7 @@ class Detector:
         spec = pipeline_detectors.linear_spec(self.params)
         model = registry.build(pipeline_detectors.LINEAR, spec)
         if self.params.linear.external_head:
+            model.key = "linear.external_head"
             model.fit(registry.Inputs(np.zeros((1, self.dim), np.float32), []), None, None, None)
         else:
             model.restore_model(self.project / LINEAR_MODEL, self.dim)
