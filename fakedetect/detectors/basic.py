@@ -29,6 +29,7 @@ class Knn(Kind):
     folder's features.npy when it scores."""
 
     Params = detector_params.KnnDetectorParams
+    title = "nearest neighbours"
     p_fake = "the vote fraction of the k nearest (0 or 1 for k = 1); ranking by the similarity gap"
 
     @classmethod
@@ -157,12 +158,12 @@ class KerasHead(Kind):
 
 class Fcnn(KerasHead):
     Params = detector_params.FcnnDetectorParams
-    head, published = "fcnn", "notebook_fcnn"
+    head, published, title = "fcnn", "notebook_fcnn", "Keras FCNN"
 
 
 class LinearProbe(KerasHead):
     Params = detector_params.LinearProbeDetectorParams
-    head, published = "linear_probe", "univfd_linear_probe"
+    head, published, title = "linear_probe", "univfd_linear_probe", "linear probe"
     in_sample = "its early stopping watches the validation accuracy"
 
 
@@ -170,7 +171,7 @@ class ExternalHead(Kind):
     """A released UnivFD head (fakedetect.detectors.univfd_head): nothing to fit."""
 
     Params = detector_params.ExternalHeadDetectorParams
-    published = "univfd_linear_probe"
+    published, title = "univfd_linear_probe", "external linear head"
 
     def __init__(self, params, name: str):
         super().__init__(params, name)
@@ -198,7 +199,7 @@ class Fusion(Kind):
     cross-fitted (registry.fit), so they are out-of-sample."""
 
     Params = detector_params.FusionDetectorParams
-    order, fits_on_validation = READS_MEMBERS, True
+    order, fits_on_validation, title = READS_MEMBERS, True, "fusion of detectors"
 
     def __init__(self, params, name: str):
         super().__init__(params, name)

@@ -34,7 +34,7 @@ class _Network(torch.nn.Module):
 
 class Blocks(Kind):
     Params = BlocksDetectorParams
-    published = "rine"
+    published, title = "rine", "per-block weighting (RINE-style)"
 
     def _network(self, widths: list[int]) -> _Network:
         return _Network(widths, self.params.projection, self.params.units)

@@ -23,6 +23,7 @@ class Kind:
     # The published table its figures stand beside (fakedetect.evaluation.published), or None.
     published = None
     p_fake = "the detector's probability, also its ranking score"  # what its P(fake) is, for the report
+    title = None  # what serve's page calls it (None: the kind's name)
 
     def __init__(self, params, name: str):
         self.params, self.name = params, name

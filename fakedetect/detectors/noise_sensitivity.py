@@ -29,7 +29,7 @@ def raw_score(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
 
 class NoiseSensitivity(Kind):
     Params = NoiseSensitivityDetectorParams
-    fits_on_validation = True
+    fits_on_validation, title = True, "noise sensitivity"
 
     def __init__(self, params, name: str):
         super().__init__(params, name)
