@@ -35,7 +35,7 @@ __all__ = [
     "LevelParams", "LinearParams", "LinearProbeRecipe", "NnParams", "NotebookProtocol", "PARAMS_FILE",
     "Params", "ParamsError", "Perturbation", "PreprocessParams", "RESNET_ARCHS", "RESNET_STAGES",
     "RayParams", "RobustnessParams", "SPLITS", "Section", "Selection", "TsneParams", "describe_errors",
-    "load_params"
+    "kind_schema", "load_params", "recipe"
 ]
 
 PARAMS_FILE = "params.yaml"
