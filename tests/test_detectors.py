@@ -358,3 +358,35 @@ def test_the_named_stages_figures_are_compares(trained_project):
     assert not (trained_project / "models" / "detectors" / "knn" / "arrays.npz").stat().st_size > 100_000  # no bank copy
     saved = np.load(trained_project / "models" / "detectors" / "knn" / "arrays.npz")
     assert set(saved.files) == {"labels", "rows"}
+
+
+@pytest.mark.fast
+def test_no_silent_fallback_without_a_two_class_validation_split():
+    """noise_sensitivity and fusion need both classes on validation: skipped with the reason, never a
+    silent slope of 1; imported features (empty image paths) are named as such."""
+    x, y, noisy = synthetic(160, 0)
+    one_class = np.zeros(20, int)
+    for kind, params in (("noise_sensitivity", {}), ("fusion", {"members": ["knn"]})):
+        why = registry.cannot_fit(DetectorSpec(kind=kind, params=params), y, one_class)
+        assert why and "needs real and fake rows" in why
+        with pytest.raises(UserError, match="needs real and fake rows"):
+            registry.fit(kind, DetectorSpec(kind=kind, params=params), inputs(x, noisy), y,
+                         inputs(x[:20], noisy[:20], {"knn": x[:20, 0]}), one_class)
+    imported = pd.DataFrame({"image": ["", ""], "image_sha256": ["", ""]})
+    assert "imported features have none" in noisy_views.unavailable(imported)
+
+
+@pytest.mark.fast
+def test_a_fusions_validation_figures_are_cross_fitted():
+    """The fusion's validation AP and thresholds come from out-of-fold scores (seeded: the same twice),
+    not from the rows it was fitted on."""
+    rng = np.random.default_rng(0)
+    yv = np.arange(60) % 2
+    members = {"a": yv + rng.normal(0, 0.8, 60), "b": rng.normal(0, 1, 60)}
+    empty = np.zeros((60, 1), np.float32)
+    spec = DetectorSpec(kind="fusion", params={"members": ["a", "b"]})
+    first = registry.fit("fusion", spec, inputs(empty[:0]), yv[:0], inputs(empty, members=members), yv)
+    again = registry.fit("fusion", spec, inputs(empty[:0]), yv[:0], inputs(empty, members=members), yv)
+    assert first.validation == again.validation and first.validation["how"].startswith("cross-fitted: 5")
+    in_sample = 100 * average_precision_score(yv, first.score(inputs(empty, members=members)).ranking)
+    assert first.validation["ap"] != round(in_sample, 4)
