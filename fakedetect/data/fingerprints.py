@@ -41,6 +41,13 @@ def of_sets(rows) -> dict:
     return out
 
 
+def of_rows(rows) -> dict | str:
+    """The fingerprints of a feature folder's sets (its rows name each original file's SHA-256), or why none."""
+    if "sha256" not in rows or rows.sha256.isna().any() or (rows.sha256.astype(str) == "").any():
+        return "the features name no original files (imported features): no fingerprints"
+    return of_sets(rows)
+
+
 def load_cards(path: str | Path = CARDS_FILE) -> dict[str, dict]:
     """Set name -> {benchmark, title, source, real, fake} of every set the card lists."""
     document = yaml.safe_load(Path(path).read_text())

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from fakedetect.data import manifests
+from fakedetect.data import fingerprints, manifests
 from fakedetect.detectors import registry
 from fakedetect.detectors.registry import Inputs
 from fakedetect.evaluation import metrics, perturbations
@@ -109,7 +109,7 @@ def run(outcome, rows: pd.DataFrame, layers: list[tuple[str, int]], views: Align
                  worst["ap"], worst["acc_calibrated"])
     images = frame.groupby(["test_set", "label"]).size()
     return {**named, "images": {f"{s}/{'fake' if label else 'real'}": int(n) for (s, label), n in images.items()},
-            "detectors": out}
+            "fingerprints": fingerprints.of_sets(frame), "detectors": out}
 
 
 def headline(result: dict) -> dict:
