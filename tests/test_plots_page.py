@@ -388,21 +388,29 @@ def test_page_lists_a_declared_plot_whose_files_dvc_could_not_load(plots_project
     assert shown.rendered == vega  # the others still render, and are not reported
 
 
+# plots the shortcut audit and the format-aligned condition write, as their stages write them
+AUDIT_CSV = ("set,auc,value,flagged\ntest/biased,shortcut,1.0,True\ntest/biased,transfer,0.62,True\n"
+             "test/clean,shortcut,0.5,False\ntest/clean,transfer,0.5,False\ntrain,shortcut,0.5,False\n")
+ALIGNED_CSV = ("detector,test_set,condition,ap,acc_calibrated\nknn,biased,clean,100.0,95.0\nknn,biased,aligned,99.0,90.0\n"
+               "knn,real_jpeg80,clean,,92.0\nknn,real_jpeg80,aligned,,90.0\nprobe,biased,clean,36.2,\n"
+               "probe,biased,aligned,35.3,\n")
+
+
 @needs_chromium
-def test_the_shortcut_audit_renders_offline(tmp_path, capsys):
-    """plots/audit.csv as the audit stage writes it (a flagged set among clean ones), drawn with the
-    template dvc.yaml names."""
-    folder = tmp_path / "audit_plots"
+@pytest.mark.parametrize("stage, path, text", [("audit", "plots/audit.csv", AUDIT_CSV),
+                                               ("compare", "plots/compare/aligned.csv", ALIGNED_CSV)])
+def test_the_shortcut_audit_and_the_aligned_condition_render_offline(tmp_path, capsys, stage, path, text):
+    """Drawn with the templates dvc.yaml names, from files shaped as the stages write them (a flagged
+    set; a detector without AP on a real-only set, another without a calibrated accuracy)."""
+    folder = tmp_path / "plots_project"
     folder.mkdir()
     run(["git", "init", "-q"], folder)
     run(DVC + ["init", "-q"], folder)
     shutil.copy2(PROJECT / ".dvc" / "config", folder / ".dvc" / "config")
     shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
-    declared = [entry for entry in stage_plots("audit") if isinstance(entry, dict)]
-    (folder / "plots").mkdir()
-    (folder / "plots/audit.csv").write_text(
-        "set,auc,value,flagged\ntest/biased,shortcut,1.0,True\ntest/biased,transfer,0.62,True\n"
-        "test/clean,shortcut,0.5,False\ntest/clean,transfer,0.5,False\ntrain,shortcut,0.5,False\n")
+    declared = [entry for entry in stage_plots(stage) if isinstance(entry, dict) and path in entry]
+    (folder / path).parent.mkdir(parents=True, exist_ok=True)
+    (folder / path).write_text(text)
     (folder / "dvc.yaml").write_text(yaml.safe_dump({"plots": declared}, sort_keys=False))
     shown_plots = declared_plots(folder)
     assert set(shown_plots.values()) == {"vega"} and len(shown_plots) == 1
@@ -411,7 +419,7 @@ def test_the_shortcut_audit_renders_offline(tmp_path, capsys):
     shown = RenderedPage(chromium(page, tmp_path / "profile", "--dump-dom"), set(shown_plots))
     assert shown.errors == ""
     assert shown.rendered == set(shown_plots) and all(shown.marks[plot] >= 1 for plot in shown_plots)
-    screenshot = tmp_path / "audit_plot.png"
-    chromium(page, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=900,500")
+    screenshot = tmp_path / f"{stage}_plot.png"
+    chromium(page, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=900,700")
     with capsys.disabled():
-        print(f"\naudit plot screenshot: {screenshot}")
+        print(f"\n{stage} plot screenshot: {screenshot}")
