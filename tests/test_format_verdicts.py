@@ -106,3 +106,36 @@ def test_serve_flags_it_and_the_page_says_so_in_words(flipping):
             assert "the verdict changes when the image is re-saved as JPEG 96" in row
         finally:
             driver.quit()
+
+
+def test_compare_reports_every_detector_clean_and_aligned_side_by_side(trained_project):
+    """reports/compare.json: per detector and test set the clean and the aligned figures on the same images
+    and their change; metrics/format_reliance.json: two figures per detector, named as compare.json's;
+    the test sets' fingerprints equal ingest's."""
+    def read(name):
+        return json.loads((trained_project / name).read_text())
+
+    report, headline, reliance = read("reports/compare.json"), read("metrics/compare.json"), read(
+        "metrics/format_reliance.json")
+    aligned = report["aligned"]
+    assert aligned["condition"] == "jpeg96" and aligned["images"]["format_biased/fake"] == 6
+    assert set(aligned["detectors"]) == set(headline) == set(reliance)
+    for name, entry in aligned["detectors"].items():
+        assert set(reliance[name]) == {"ap", "acc_calibrated"} <= set(headline[name])
+        changes = {f: [row["change"][f] for row in entry["test_sets"].values() if row["change"][f] is not None]
+                   for f in ("ap", "acc_calibrated")}
+        assert reliance[name] == {f: min(found) if found else None for f, found in changes.items()}
+        row = entry["test_sets"]["format_biased"]
+        assert (row["n_real"], row["n_fake"]) == (6, 6)
+        assert row["change"]["ap"] == round(row["aligned"]["ap"] - row["clean"]["ap"], 4)
+    ingest = read("reports/ingest.json")["fingerprints"]
+    assert report["fingerprints"]["test/format_biased"] == ingest["test/format_biased"]
+    assert aligned["fingerprints"]["test/format_biased"] == ingest["test/format_biased"]  # 6 + 6: the whole set
+
+
+def test_a_second_compare_encodes_no_aligned_image(flipping):
+    project, _, _ = flipping
+    result = subprocess.run([sys.executable, "stages/compare.py"], cwd=project, env=serve_env(), capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "aligned condition: 0 images encoded in this run" in result.stderr
