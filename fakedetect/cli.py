@@ -1,4 +1,4 @@
-"""Command line: `fakedetect predict IMAGES...`, `fakedetect serve`, `fakedetect profile NAME` and `fakedetect store` (also `python -m fakedetect`).
+"""Command line: `fakedetect predict IMAGES...`, `serve`, `detectors`, `profile NAME`, `store` and `deps` (also `python -m fakedetect`).
 
 predict's exit status: 0 when every input was scored, 1 when some could not be read (they are
 listed with their reason; the others are still scored), 2 for usage errors and for a missing
@@ -189,6 +189,12 @@ def profile_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def deps_command(args: argparse.Namespace) -> int:
+    from fakedetect.stage_deps import command
+
+    return command(args.project, args.write)
+
+
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -322,6 +328,13 @@ def parser() -> argparse.ArgumentParser:
                                     "$FAKEDETECT_STORE, else the user's cache folder)")
     st.add_argument("--project", default=".", help="the project whose params.yaml may name the store (default: here)")
     st.set_defaults(run=store_command)
+    dp = commands.add_parser("deps", help="check (or --write) every stage's code deps in dvc.yaml against its imports")
+    mode = dp.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_false", dest="write", help="name each stage's missing and extra "
+                      "modules; exit 1 if any (the default)")
+    mode.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code deps as generated")
+    dp.add_argument("--project", default=".", help="the project holding dvc.yaml (default: here)")
+    dp.set_defaults(run=deps_command)
     return top
 
 
