@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from fakedetect import params
-from fakedetect.features import engines, extract
+from fakedetect.features import extract, local_engine
 from fakedetect.data import manifests
 from fakedetect.attribution import network
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
@@ -48,7 +48,7 @@ def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
     """Milliseconds per image of each network alone on one batch, the median of three: the
     backbone, which every image needs, and the family network, which each image judged fake needs."""
     backbone = detector.engine.backbone
-    pixels = torch.from_numpy(np.concatenate([engines.read(engines.Item(path), detector.params.preprocess.size,
+    pixels = torch.from_numpy(np.concatenate([local_engine.read(local_engine.Item(path), detector.params.preprocess.size,
                                                            detector.limits)[0] for path in paths]))
     inputs = backbone.transform.batch(pixels.numpy())
 

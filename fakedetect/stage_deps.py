@@ -20,21 +20,6 @@ PACKAGE = "fakedetect"
 DVC_FILE = "dvc.yaml"
 
 
-def imported_names(source: Path) -> set[str]:
-    """Dotted names of the package that `source` imports anywhere in its code: `from fakedetect.a
-    import b` gives fakedetect.a and fakedetect.a.b (b may be a module or a name defined in a)."""
-    names = set()
-    for node in ast.walk(ast.parse(source.read_text(), filename=str(source))):
-        if isinstance(node, ast.Import):
-            found = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        else:
-            continue
-        names.update(n for n in found if n == PACKAGE or n.startswith(PACKAGE + "."))
-    return names
-
-
 def module_path(project: Path, name: str) -> str | None:
     """The file (relative to the project) of the module or package `name`, or None when `name` is
     not a module (a function or class imported from one)."""
@@ -45,17 +30,29 @@ def module_path(project: Path, name: str) -> str | None:
     return None
 
 
+def named_modules(project: Path, source: str) -> set[str]:
+    """The package modules (paths relative to the project) that `source` names in an import, at the
+    top or in a function: `from fakedetect.a import b` names the module b, or a when b is a name
+    that a defines."""
+    names = set()
+    for node in ast.walk(ast.parse((project / source).read_text(), filename=source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.update(f"{node.module}.{alias.name}" if module_path(project, f"{node.module}.{alias.name}")
+                         else node.module for alias in node.names)
+    return {module_path(project, n) for n in names if n.split(".")[0] == PACKAGE} - {None}
+
+
 def imported_modules(project: Path, source: str) -> set[str]:
-    """The package modules (paths relative to the project) that running `source` executes first:
-    those it names, and the `__init__.py` of each package above them."""
+    """The package modules that running `source`'s imports executes: those it names, and the
+    `__init__.py` of each package above them (importing a.b runs a/__init__.py first)."""
     found = set()
-    for name in imported_names(project / source):
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):
-            path = module_path(project, ".".join(parts[:i]))
-            if path is not None:
-                found.add(path)
-    return found
+    for path in named_modules(project, source):
+        parts = Path(path).parent.parts
+        found.update(f"{'/'.join(parts[:i])}/__init__.py" for i in range(1, len(parts) + 1))
+        found.add(path)
+    return {p for p in found if (project / p).is_file()}
 
 
 def stage_code(project: Path, script: str) -> set[str]:

@@ -14,7 +14,8 @@ import torch
 import yaml
 from PIL import Image
 
-from fakedetect.data import manifests, vocabulary
+from fakedetect import vocabulary
+from fakedetect.data import manifests
 from fakedetect.evaluation import plots
 from fakedetect.attribution import cache, data, network, reports, training
 from fakedetect.attribution.levels import LEVELS
