@@ -34,8 +34,10 @@ test: setup
 test-fast: setup
 	$(RUN) $(BIN)/python -m pytest -m fast
 
+# Every bench script, each to the end (docs/benchmarks.md); `make bench BENCH_ARGS=--smoke`: tiny sizes, minutes.
+BENCH_ARGS ?=
 bench: setup
-	for b in bench/*.py; do $(RUN) $(BIN)/python $$b || exit 1; done
+	for b in bench/*.py; do echo "== $$b"; $(RUN) $(BIN)/python $$b $(BENCH_ARGS) || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)
