@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fakedetect import atomic
+from fakedetect.round_trip import round_trip_yaml
 
 PACKAGE = "fakedetect"
 DVC_FILE = "dvc.yaml"
@@ -90,16 +91,6 @@ class StageDeps:
         return f"{self.name}: {'; '.join(found)}" if found else None
 
 
-def _yaml():
-    from ruamel.yaml import YAML
-
-    rt = YAML()
-    rt.indent(mapping=2, sequence=4, offset=2)
-    rt.width = 4096  # never wrap a long comment or command
-    rt.preserve_quotes = True
-    return rt
-
-
 def _definitions(document) -> dict:
     """Each stage's definition; a foreach group's `do` (one definition for every entry)."""
     return {name: stage.get("do", stage) for name, stage in document["stages"].items()}
@@ -120,7 +111,7 @@ def _is_code(dep) -> bool:
 def stages(project: Path, document=None) -> list[StageDeps]:
     """Every stage of the project's dvc.yaml, its code deps listed and generated."""
     if document is None:
-        document = _yaml().load((project / DVC_FILE).read_text())
+        document = round_trip_yaml().load((project / DVC_FILE).read_text())
     return [StageDeps(name, [str(d) for d in stage["deps"] if _is_code(d)], generated_deps(project, _script(name, stage)))
             for name, stage in _definitions(document).items()]
 
@@ -135,7 +126,7 @@ def write(project: Path) -> list[str]:
     kept). Returns the names of the stages that changed."""
     from ruamel.yaml.comments import CommentedSeq
 
-    rt = _yaml()
+    rt = round_trip_yaml()
     document = rt.load((project / DVC_FILE).read_text())
     changed = []
     for stage, definition in zip(stages(project, document), _definitions(document).values()):

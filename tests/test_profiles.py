@@ -7,6 +7,7 @@ import shutil
 import pytest
 import yaml
 
+from fakedetect import cli
 from fakedetect.params import ParamsError, load_params
 from fakedetect.profiles import apply_profile
 from helpers import DVC, PROJECT, copy_project, run
@@ -32,6 +33,21 @@ def test_each_profile_applies_validates_and_keeps_comments(tmp_path, name):
     text = (tmp_path / "params.yaml").read_text()
     assert "# Parameters of every stage" in text and "# 0 = one process per CPU core" in text
     assert [line for line in text.splitlines() if line != line.rstrip()] == []  # wrapped lists left trailing spaces
+
+
+@pytest.mark.parametrize("name", [name for name in PROFILES if name != "demo"])
+@pytest.mark.fast
+def test_the_demo_profile_restores_the_shipped_values(tmp_path, monkeypatch, name):
+    """`fakedetect profile NAME`, then `fakedetect profile demo`: params.yaml holds the committed
+    values again (the demo profile sets every key that the others set)."""
+    shutil.copy(PROJECT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(PROJECT / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    shipped = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    assert cli.main(["profile", name]) == 0
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) != shipped
+    assert cli.main(["profile", "demo"]) == 0
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == shipped
 
 
 @pytest.mark.fast
