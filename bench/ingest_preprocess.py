@@ -51,9 +51,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make_dataset(folder / "in")
-        params = small_demo_params(source="datasets", max_per_class=None, datasets=[
+        params = small_demo_params(max_per_class=None, datasets=[
             {"layout": "wang2020", "root": "in", "split": "train"},
             {"layout": "cnndetection_test", "root": "in/test"}])
+        params["images"] = ["datasets"]  # the image stages read ingest.datasets, not the demo
         print(f"images: {N_IMAGES}")
         print(f"cores: {os.cpu_count()}")
         results = {}
