@@ -158,7 +158,7 @@ def test_shared_sets_with_one_group_cannot_be_split(tiny):
 @pytest.mark.fast
 def test_frozen_stages_stay_bit_identical(tiny, reuse):
     rows = _rows(tiny)
-    p = tiny_params(freeze=["stem", "layer1"], reuse_frozen=reuse, crop_size=None, max_epochs=2)
+    p = tiny_params(freeze=["stem", "layer1"], reuse_frozen=reuse, crop_size=None, max_epochs=1)
     level = data.prepare(rows, p)["level1"]
     bank = cache.ImageBank(list(rows.image))
     model, frozen = training.new_model(p, 2, None)
