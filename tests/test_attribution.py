@@ -208,7 +208,6 @@ def test_precise_batchnorm_recomputes_the_trainable_statistics_on_whole_images(t
     assert all(m.momentum == 0.1 for m in bns) and model.training  # as they were
 
 
-@pytest.mark.fast
 def test_cached_trunk_predicts_as_the_whole_network(tiny):
     rows = _rows(tiny)
     p = tiny_params(freeze=["stem", "layer1", "layer2"])
@@ -382,7 +381,6 @@ def test_split_by_image_keeps_every_test_set(tiny, caplog):
     assert "['transposed_conv'] have no test rows" in caplog.text
 
 
-@pytest.mark.fast
 def test_training_data_lives_in_scratch_files_and_test_images_stream(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rows = _rows(tiny)
