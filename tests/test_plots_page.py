@@ -26,7 +26,7 @@ from dvc_render.html import PAGE_HTML
 from matplotlib.colors import to_hex
 
 from fakedetect.evaluation.plots import CLASS_COLOURS, save_curves
-from helpers import PROJECT, write_image
+from helpers import PROJECT, private_copy, write_image
 
 DVC = [sys.executable, "-m", "dvc"]
 TEMPLATE = PROJECT / "plots_template" / "offline.html"
@@ -199,13 +199,14 @@ def test_dvc_default_page_stays_blank_without_network(plots_project, tmp_path):
 def test_the_pipelines_training_curves_render_offline(trained_project, tmp_path):
     """The training curves drawn from DVCLive's files (linear_train, resnet_attribution's levels),
     on the page `dvc plots show` makes for a trained demo."""
-    declared = declared_plots(trained_project)
+    project = private_copy(trained_project, tmp_path / "project")
+    declared = declared_plots(project)
     curves = {Renderer.remove_special_chars(f"dvclive/{stage}/plots/metrics/{part}/{figure}.tsv")
               for stage, parts in (("linear_train", ["train", "eval"]),
                                    ("resnet_attribution", [f"level{n}/{split}" for n in (1, 2, 3) for split in ("train", "eval")]))
               for part in parts for figure in ("loss", "accuracy")}
     assert curves <= {plot for plot, kind in declared.items() if kind == "vega"}
-    run(DVC + ["plots", "show", "-o", str(tmp_path / "page")], trained_project)
+    run(DVC + ["plots", "show", "-o", str(tmp_path / "page")], project)
     shown = RenderedPage(chromium(tmp_path / "page" / "index.html", tmp_path / "profile", "--dump-dom"), set(declared))
     assert shown.errors == ""
     assert curves <= shown.rendered and all(shown.marks[plot] >= 1 for plot in curves)
