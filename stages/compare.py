@@ -6,6 +6,7 @@ the fitted detectors under models/detectors/<name>/ (read by `fakedetect predict
 No image is decoded when the features exist: only a noise-sensitivity detector reads the images
 again, for its noisy views, each encoded once through the feature store (docs/detectors.md "The compare stage").
 """
+from fakedetect.runtime import cpu_numerics  # noqa: F401  first: pins TensorFlow's kernels and instruction sets before numpy, torch and TensorFlow load
 import logging
 import shutil
 from pathlib import Path

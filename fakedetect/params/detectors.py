@@ -49,6 +49,9 @@ class FcnnRecipe(Section):
 class LinearProbeRecipe(Section):
     """UnivFD's linear probe: one sigmoid unit on the features, AdamW, early stopping with lr drops."""
 
+    standardize: bool = Field(
+        True, description="first standardise each feature with the training rows' mean and std, kept in the saved "
+                          "model: UnivFD's lr 1e-4 then learns on features of any scale (docs/detectors.md \"The linear probe's inputs\")")
     batch_size: PositiveInt = 256
     learning_rate: Annotated[float, Field(gt=0)] = 1e-4
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
