@@ -36,7 +36,7 @@ def main() -> None:
         detector = Detector(project)  # while the server idles: the two never compute at once
         try:
             batch_size = detector.params.extract.batch_size
-            expected = [p.p_fake for p in detector.predict([str(f) for f in files], batch_size, 0)]
+            expected = [p.row()["p_fake"] for p in detector.predict([str(f) for f in files], batch_size, 0)]
             for f, upload in zip(files[:N_WARM_UP], uploads):
                 detector.predict([str(f)], batch_size, 0)
                 post_files(url, [upload], "?heatmap=1")
