@@ -76,10 +76,10 @@ def running_stub(max_upload_bytes: int, tmpdir: Path, timeout: float = 60):
         yield started
 
 
-def multipart(files: list[tuple[str, Iterable[bytes]]], boundary: str) -> Iterator[bytes]:
-    """The multipart/form-data body of files (name, their bytes in pieces) in field `files`, piece by piece."""
+def multipart(files: list[tuple[str, Iterable[bytes]]], boundary: str, field: str = "files") -> Iterator[bytes]:
+    """The multipart/form-data body of files (name, their bytes in pieces) in `field`, piece by piece."""
     for name, pieces in files:
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"{name}\"\r\n"
+        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
                "Content-Type: application/octet-stream\r\n\r\n").encode()
         yield from pieces
         yield b"\r\n"
@@ -100,16 +100,16 @@ def post_files(url: str, files: list[tuple[str, bytes]], query: str = "") -> tup
 
 
 def stream_files(url: str, files: list[tuple[str, int, Iterable[bytes]]], chunked: bool,
-                 query: str = "") -> tuple[int, dict, int]:
-    """POST files (name, size, their bytes in pieces) to url/api/score as a client that streams:
+                 field: str = "files") -> tuple[int, dict, int]:
+    """POST files (name, size, their bytes in pieces) in `field` to url/api/score as a client that streams:
     with a Content-Length, or chunked (no length), piece by piece, and stops sending as soon as
     the server answers or closes. (status, JSON, how many bytes of the body it had handed to its
     socket by then). Its send buffer is kept small, so that little more than what the server
     took in has left the client."""
     boundary = uuid.uuid4().hex
     address = urllib.parse.urlsplit(url)
-    length = len(b"".join(multipart([(name, []) for name, _, _ in files], boundary))) + sum(s for _, s, _ in files)
-    head = (f"POST /api/score{query} HTTP/1.1\r\nHost: {address.netloc}\r\n"
+    length = len(b"".join(multipart([(name, []) for name, _, _ in files], boundary, field))) + sum(s for _, s, _ in files)
+    head = (f"POST /api/score HTTP/1.1\r\nHost: {address.netloc}\r\n"
             f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
             + ("Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {length}\r\n") + "\r\n")
     sent = 0
@@ -119,7 +119,7 @@ def stream_files(url: str, files: list[tuple[str, int, Iterable[bytes]]], chunke
         sock.connect((address.hostname, address.port))
         sock.sendall(head.encode())
         try:
-            for piece in multipart([(name, pieces) for name, _, pieces in files], boundary):
+            for piece in multipart([(name, pieces) for name, _, pieces in files], boundary, field):
                 if select.select([sock], [], [], 0)[0]:  # an answer (or the close) came: stop
                     break
                 sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
