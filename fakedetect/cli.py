@@ -12,12 +12,9 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from fakedetect.data.images import IMAGE_EXTENSIONS
-
-COLUMNS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 
 
 def collect(inputs: list[str], list_files: list[str]) -> list[str]:
@@ -36,11 +33,6 @@ def collect(inputs: list[str], list_files: list[str]) -> list[str]:
         else:
             paths.append(item)
     return paths
-
-
-def _row(prediction) -> dict:
-    row = asdict(prediction)
-    return {**{c: row[c] for c in COLUMNS}, **row["extra"]}
 
 
 def _table(rows: list[dict]) -> str:
@@ -88,7 +80,7 @@ def predict_command(args: argparse.Namespace) -> int:
             extract = detector.params.extract
             batch_size = extract.batch_size if args.batch_size is None else args.batch_size
             workers = extract.loader_workers if args.workers is None else args.workers
-            rows = [_row(p) for p in detector.predict(paths, batch_size, workers)]
+            rows = [p.row() for p in detector.predict(paths, batch_size, workers)]
             seconds = time.perf_counter() - start
         finally:
             detector.close()

@@ -99,7 +99,7 @@ class Service:
         results = []
         for i, (prediction, name) in enumerate(zip(primary, names)):
             prediction.path = name
-            row = verdicts.predict_row(prediction)
+            row = prediction.row()
             row["detectors"] = [verdicts.detector_entry(self.default, self.titles[self.default], prediction,
                                                         self.points[self.default], default=True)]
             row["detectors"] += [verdicts.detector_entry(n, self.titles[n], r[i], self.points[n]) for n, r in others.items()]
