@@ -100,8 +100,8 @@ def peak_memory(chunk_size: int) -> None:
 
 
 APPROX_BANK, APPROX_QUERIES, CLUSTERS = (20_000, 200, 100) if SMOKE else (1_000_000, 1_000, 2_000)
-# The recommended settings for 768-d features (docs/capacity.md "Approximate search").
-RECOMMENDED = {"nlist": 64 if SMOKE else 1024, "nprobe": 32, "pq_bytes": 96, "refine": 64,
+# The settings measured for 768-d features (docs/capacity.md "Approximate search").
+SETTINGS = {"nlist": 64 if SMOKE else 1024, "nprobe": 32, "pq_bytes": 96, "refine": 64,
                "train_rows": 10_000 if SMOKE else 50_000}
 TIE = 1e-5  # re-ranked and exact similarities of the same row differ by float32 rounding only
 
@@ -125,7 +125,7 @@ def approximate() -> None:
     bank, queries = mixture(rng, centres, spreads, APPROX_BANK), mixture(rng, centres, spreads, APPROX_QUERIES)
     labels = rng.integers(0, 2, APPROX_BANK)
     rows = np.arange(APPROX_BANK)
-    ivf = neighbours.Ivf(**RECOMMENDED, recall_queries=APPROX_QUERIES)
+    ivf = neighbours.Ivf(**SETTINGS, recall_queries=APPROX_QUERIES)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_nn_index_") as cache:
         built, build_s = timed(lambda: neighbours.IvfBank(bank, rows, labels, ivf, chunk_size, cache_folder=cache))
@@ -139,7 +139,7 @@ def approximate() -> None:
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"ivf_bank_rows: {APPROX_BANK}")
     print(f"ivf_queries: {APPROX_QUERIES}")
-    for key, value in RECOMMENDED.items():
+    for key, value in SETTINGS.items():
         print(f"ivf_{key}: {value}")
     print(f"ivf_exact_search_s: {exact_s:.2f}")
     print(f"ivf_approximate_search_s: {search_s:.3f}")
