@@ -210,8 +210,10 @@ class IvfBank:
         block = max(1, self.chunk_size * 16 // rows.shape[1])
         for q in range(0, len(rows), block):
             part = rows[q:q + block]
-            candidates = normalise(self.bank[np.maximum(part, 0).ravel()]).reshape(*part.shape, -1)
-            similarities[q:q + block] = np.matmul(candidates, unit_queries[q:q + block, :, None])[..., 0]
+            candidates = np.asarray(self.bank[np.maximum(part, 0).ravel()], dtype=np.float32).reshape(*part.shape, -1)
+            norms = np.sqrt(np.einsum("qrd,qrd->qr", candidates, candidates))  # no normalised copy of the rows
+            dots = np.einsum("qrd,qd->qr", candidates, unit_queries[q:q + block])
+            similarities[q:q + block] = dots / np.maximum(norms, np.float32(1e-12))
         return similarities
 
     def search(self, queries: np.ndarray, k: int = 1) -> Neighbours:
