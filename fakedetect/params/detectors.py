@@ -17,6 +17,8 @@ class IvfParams(Section):
     nprobe: PositiveInt = Field(32, description="cells searched per query: more = higher recall, slower")
     pq_bytes: Annotated[int, Field(ge=0)] = Field(
         0, description="0 = flat codes (the rows themselves) | bytes per row of a product-quantizer code (divides the dimension)")
+    refine: Annotated[int, Field(ge=0)] = Field(
+        0, description="PQ codes: candidates per class re-ranked by their exact rows (read from the bank) | 0 = none")
     train_rows: PositiveInt = Field(50_000, description="seeded sample of the bank the cells (and PQ) are trained on")
     recall_queries: PositiveInt = Field(1000, description="seeded sample of queries whose recall@1 against exact search is reported")
     seed: int = 0
