@@ -162,9 +162,14 @@ def detectors_command(args: argparse.Namespace) -> int:
     print("configured (params.yaml detectors):")
     for name, spec in configured.items():
         details = Path(args.project) / DETECTOR_MODELS / name / "detector.json"
-        fitted = (f"fitted, validation AP {json.loads(details.read_text()).get('validation', {}).get('ap')}%"
+        validation = json.loads(details.read_text()).get("validation", {}) if details.is_file() else {}
+        fitted = (f"fitted, validation AP {validation.get('ap')}% ({validation.get('how', 'in-sample')})"
                   if details.is_file() else "not fitted: dvc repro compare")
         print(f"  {name}: kind {spec.kind}, features {spec.features}, params {spec.params or '{}'} ({fitted})")
+    from fakedetect.detectors.predict import best_detector
+
+    best, why = best_detector(Path(args.project) / DETECTOR_MODELS)
+    print(f"predict's default: {best or 'the linear head (linear_eval)'}: {why}")
     return 0
 
 
