@@ -25,7 +25,7 @@ from fakedetect.data import manifests
 from fakedetect.attribution import network
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.features.feature_store import FeatureStore
-from fakedetect.detectors.predict import Detector
+from fakedetect.predict import Detector
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMOKE = "--smoke" in sys.argv

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from serve_server import post_files, running_server  # noqa: E402
 
-from fakedetect.detectors.predict import Detector  # noqa: E402
+from fakedetect.predict import Detector  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 SIZES = {"full": dict(images=24, warm_up=3, repeats=3, sequential=50, concurrent=8),  # the best repeat is reported

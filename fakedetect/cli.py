@@ -61,7 +61,7 @@ def _whole_number(minimum: int):
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from fakedetect.detectors.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
+    from fakedetect.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
     from fakedetect.stage import UserError
 
     try:
@@ -166,7 +166,7 @@ def detectors_command(args: argparse.Namespace) -> int:
         fitted = (f"fitted, validation AP {validation.get('ap')}% ({validation.get('how', 'in-sample')})"
                   if details.is_file() else "not fitted: dvc repro compare")
         print(f"  {name}: kind {spec.kind}, features {spec.features}, params {spec.params or '{}'} ({fitted})")
-    from fakedetect.detectors.predict import best_detector
+    from fakedetect.predict import best_detector
 
     best, why = best_detector(Path(args.project) / DETECTOR_MODELS)
     print(f"predict's default: {best or 'the linear head (linear_eval)'}: {why}")

@@ -151,25 +151,10 @@ def test_no_import_cycle_between_modules():
     assert cycle(import_graph()) == []
 
 
-# The one package cycle left: detectors/predict.py (scoring image files with a whole trained run)
-# imports attribution/, whose levels import detectors/thresholds.py. predict belongs above both
-# packages; it moves there with the detectors rewrite, and then this and the xfail below go.
-PENDING = ("fakedetect/detectors/predict.py", "fakedetect/attribution/")
-
-
 @pytest.mark.fast
-def test_no_import_cycle_between_packages_but_the_pending_one():
+def test_no_import_cycle_between_packages():
     """The packages form layers (params < data < features < detectors < evaluation < attribution, ...):
     each one can be read, tested and changed knowing only those below it."""
-    graph = import_graph()
-    module, package = PENDING
-    graph[module] = {m for m in graph.get(module, ()) if not m.startswith(package)}
-    assert cycle(package_graph(graph)) == []
-
-
-@pytest.mark.fast
-@pytest.mark.xfail(strict=True, reason="the pending cycle (PENDING): remove this mark when predict has moved")
-def test_no_import_cycle_between_packages():
     assert cycle(package_graph(import_graph())) == []
 
 

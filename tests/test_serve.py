@@ -157,7 +157,7 @@ def test_a_workspace_without_a_trained_run_names_the_stage_to_run(tmp_path):
 
 @pytest.mark.fast
 def test_decisions_apply_each_operating_point_to_the_detector_score(tmp_path):
-    from fakedetect.detectors.predict import Prediction
+    from fakedetect.predict import Prediction
     from fakedetect.serve import verdicts
 
     (tmp_path / "reports").mkdir()
@@ -184,7 +184,7 @@ def test_one_decision_per_score_near_the_threshold():
     as float32 as detectors give them: serve's decision at each point is the comparison predict's
     `fake` comes from, on the unrounded score; the rounding (6 decimals, where all three read
     3e-06) is only what is shown."""
-    from fakedetect.detectors.predict import Detector, Prediction
+    from fakedetect.predict import Detector, Prediction
     from fakedetect.serve import verdicts
 
     threshold = 3e-6

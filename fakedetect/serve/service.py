@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT, NN_REPORT
-from fakedetect.detectors.predict import LOCK, Detector, Prediction
+from fakedetect.predict import LOCK, Detector, Prediction
 from fakedetect.features import feature_files
 from fakedetect.serve import verdicts
 from fakedetect.serve.evidence import Evidence

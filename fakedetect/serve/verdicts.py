@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from fakedetect.artifacts import DETECTOR_MODELS
-from fakedetect.detectors.predict import REPORTS, Detector, Prediction
+from fakedetect.predict import REPORTS, Detector, Prediction
 
 TITLES = {"linear": "linear head (linear_eval)", "nn": "nearest neighbours (nn_eval)"}
 # The operating points of docs/serve.md "What the page shows": (key, its name in a detector's
