@@ -13,7 +13,7 @@ from PIL import Image
 
 from fakedetect.artifacts import DETECTOR_MODELS
 from fakedetect.data import manifests
-from fakedetect.detectors.predict import best_detector
+from fakedetect.predict import best_detector
 from serve_server import post_files, running_server, serve_env
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict", "--no-family"]

@@ -15,9 +15,9 @@ from fakedetect.data import images, manifests, preprocess  # torchvision before 
 from fakedetect.features import feature_files  # torchvision before TensorFlow
 from fakedetect.attribution import network
 from fakedetect.artifacts import DETECTOR_MODELS, LINEAR_MODEL, LINEAR_REPORT
-from fakedetect.detectors.predict_output import COLUMNS
+from fakedetect.predict import FIELDS
 from fakedetect.detectors import registry
-from fakedetect.detectors.predict import best_detector
+from fakedetect.predict import best_detector
 from fakedetect.detectors.registry import needs_noisy_views
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
@@ -54,7 +54,7 @@ def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_sco
     np.testing.assert_allclose([g["p_fake"] for g in got], list(test.p_fake) + list(train.p_fake), atol=1e-5)
     threshold = json.loads((trained_project / LINEAR_REPORT).read_text())["calibrated_threshold"]
     for g in got:
-        assert set(COLUMNS) <= set(g) and g["status"] == "ok" and g["threshold"] == threshold
+        assert set(FIELDS) <= set(g) and g["status"] == "ok" and g["threshold"] == threshold
         assert g["fake"] == (g["p_fake"] > threshold) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
         assert (g["family"] in ("gan", "diffusion")) == g["fake"]
 
@@ -182,7 +182,7 @@ def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_p
     result = predict(trained_project, "--csv", folder)
     assert result.returncode == 1
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert len(rows) == 4 and set(COLUMNS) <= set(rows[0])
+    assert len(rows) == 4 and set(FIELDS) <= set(rows[0])
     assert [r["status"] for r in rows] == ["unreadable", "ok", "ok", "ok"]
     best = best_detector(trained_project / DETECTOR_MODELS)[0]  # its column, though the first row has none
     assert [r["detector"] for r in rows] == ["", best, best, best] and rows[0]["score"] == "" and rows[1]["score"]

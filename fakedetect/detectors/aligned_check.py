@@ -38,6 +38,6 @@ def check(detector, results: list, paths: list[str], batch_size: int, workers: i
         p_fake, score, fake = detector.verdicts(batch.features)
         for j, position in enumerate(batch.positions):
             result = results[scored[position]]
-            result.extra |= {"aligned_as": as_words, "aligned_p_fake": round(float(p_fake[j]), 6),
-                             "aligned_score": round(float(score[j]), 6), "aligned_fake": bool(fake[j]),
+            result.extra |= {"aligned_as": as_words, "aligned_p_fake": float(p_fake[j]),
+                             "aligned_score": float(score[j]), "aligned_fake": bool(fake[j]),
                              "verdict_rests_on_file": bool(fake[j]) != result.fake}

@@ -1,19 +1,10 @@
-"""What `fakedetect predict` prints for each image (JSON lines, CSV or a table) and its closing lines on
-stderr; serve's rows carry the same fields (docs/predict.md)."""
+"""How `fakedetect predict` prints its rows (each Prediction.row(): JSON lines, CSV or a table) and its
+closing lines on stderr (docs/predict.md)."""
 from __future__ import annotations
 
 import csv
 import json
 import sys
-from dataclasses import asdict
-
-COLUMNS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
-
-
-def row(prediction) -> dict:
-    """One prediction's fields: COLUMNS, then its extras (detector, score, file facts, aligned verdict, ...)."""
-    fields = asdict(prediction)
-    return {**{c: fields[c] for c in COLUMNS}, **fields["extra"]}
 
 
 def table(rows: list[dict]) -> str:

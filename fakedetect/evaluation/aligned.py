@@ -15,10 +15,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from fakedetect.data import fingerprints, manifests
+from fakedetect.data import fingerprints, manifests, perturbations
 from fakedetect.detectors import registry
 from fakedetect.detectors.registry import Inputs
-from fakedetect.evaluation import metrics, perturbations
+from fakedetect.evaluation import metrics
 from fakedetect.params import AlignedParams
 
 log = logging.getLogger("compare")

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from fakedetect.evaluation import perturbations
+from fakedetect.data import perturbations
 from fakedetect.features import crops
 from fakedetect.features.engines import Item
 from fakedetect.features.noisy_views import NoisyViews, encoded_rows

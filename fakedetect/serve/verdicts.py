@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from fakedetect.artifacts import DETECTOR_MODELS
-from fakedetect.detectors.predict import REPORTS, Detector, Prediction
+from fakedetect.predict import REPORTS, Detector, Prediction
 
 TITLES = {"linear": "linear head (linear_eval)", "nn": "nearest neighbours (nn_eval)"}
 # The operating points of docs/serve.md "What the page shows": (key, its name in a detector's
@@ -68,11 +68,14 @@ def thresholds(project: Path, detector: Detector) -> dict:
 
 
 def detector_entry(name: str, title: str, prediction: Prediction, points: list[dict], default: bool = False) -> dict:
-    """One detector's verdict: P(fake), the score its thresholds apply to, and each decision
-    (`score > threshold`, as predict and the eval stages decide); `default`: predict's own."""
+    """One detector's verdict: P(fake), the score its thresholds apply to, and each decision:
+    `score > threshold` on the unrounded score, the comparison predict's `fake` comes from, so the
+    two agree at the calibrated threshold however close the score is to it. The numbers shown are
+    rounded as predict prints them. `default`: predict's own detector."""
     if prediction.status != "ok":
         return {"name": name, "title": title, "default": default, "p_fake": None, "score": None, "decisions": []}
-    score = prediction.extra.get("score", prediction.extra.get("nn_score", prediction.p_fake))
-    decisions = [{**point, "fake": bool(score > point["threshold"])} for point in points]
-    return {"name": name, "title": title, "default": default, "p_fake": prediction.p_fake, "score": score,
-            "fake": prediction.fake, "decisions": decisions}
+    key = next((k for k in ("score", "nn_score") if k in prediction.extra), "p_fake")
+    score = prediction.extra.get(key, prediction.p_fake)
+    shown = prediction.row()
+    return {"name": name, "title": title, "default": default, "p_fake": shown["p_fake"], "score": shown[key],
+            "fake": prediction.fake, "decisions": [{**point, "fake": score > point["threshold"]} for point in points]}
