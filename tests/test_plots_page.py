@@ -296,6 +296,16 @@ def pipeline_plots(tmp_path_factory) -> Path:
     return folder
 
 
+def with_templates(folder: Path) -> Path:
+    """A new git and DVC project at `folder` with this repository's .dvc/config and plot templates."""
+    folder.mkdir(parents=True)
+    run(["git", "init", "-q"], folder)
+    run(DVC + ["init", "-q"], folder)
+    shutil.copy2(PROJECT / ".dvc" / "config", folder / ".dvc" / "config")
+    shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
+    return folder
+
+
 def stage_plots(stage: str) -> list:
     """The plots a stage of this repository's dvc.yaml declares (a foreach group: its `do`)."""
     declared = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"][stage]
@@ -377,12 +387,7 @@ def test_training_curves_show_the_learning_rate_schedule(tmp_path):
     """linear_train's DVCLive curves as dvc.yaml declares them: each epoch's value drawn as it is; the
     learning rate on a log scale with its ticks in powers of ten (DVC's default template drew the FCNN's
     constant 0.001 as a flat line on an axis labelled 0), a stepped schedule as even steps."""
-    project = tmp_path / "project"
-    project.mkdir()
-    run(["git", "init", "-q"], project)
-    run(DVC + ["init", "-q"], project)
-    shutil.copy2(PROJECT / ".dvc" / "config", project / ".dvc" / "config")
-    shutil.copytree(PROJECT / "plots_template", project / "plots_template")
+    project = with_templates(tmp_path / "project")
     (declared,) = [entry for entry in stage_plots("linear_train") if "dvclive/linear_train/plots" in entry]
     folder = project / "dvclive/linear_train/plots/metrics"
     series = {"train/loss": [0.69, 0.5, 0.41, 0.4, 0.39, 0.39],
@@ -449,12 +454,7 @@ ALIGNED_CSV = ("detector,test_set,condition,ap,acc_calibrated\nknn,biased,clean,
 def test_the_shortcut_audit_and_the_aligned_condition_render_offline(tmp_path, capsys, stage, path, text):
     """Drawn with the templates dvc.yaml names, from files shaped as the stages write them (a flagged
     set; a detector without AP on a real-only set, another without a calibrated accuracy)."""
-    folder = tmp_path / "plots_project"
-    folder.mkdir()
-    run(["git", "init", "-q"], folder)
-    run(DVC + ["init", "-q"], folder)
-    shutil.copy2(PROJECT / ".dvc" / "config", folder / ".dvc" / "config")
-    shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
+    folder = with_templates(tmp_path / "plots_project")
     declared = [entry for entry in stage_plots(stage) if isinstance(entry, dict) and path in entry]
     (folder / path).parent.mkdir(parents=True, exist_ok=True)
     (folder / path).write_text(text)
