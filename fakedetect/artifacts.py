@@ -35,3 +35,6 @@ DETECTOR_MODELS = "models/detectors"  # compare: one folder per configured detec
 COMPARE_METRICS = "metrics/compare.json"
 COMPARE_REPORT = "reports/compare.json"
 COMPARE_PLOTS = "plots/compare"  # sets.csv (detector x test set), headline.csv (detector x figure)
+PROTOCOLS_METRICS = "metrics/protocols.json"  # protocols: per detector, mean and worst held-out AP
+PROTOCOLS_REPORT = "reports/protocols.json"  # every fold, detector and held-out set
+PROTOCOLS_PLOTS = "plots/protocols"  # held_out.csv (detector x held-out generator), windows.csv (AUC per window)

@@ -1,0 +1,126 @@
+"""The protocols stage's work: every configured detector fitted on each fold's training side and judged
+on its held-out side (leave one generator out; chronological windows), from the stored features
+alone (docs/protocols.md). The folds come from fakedetect.evaluation.folds; the fitting, scoring and
+thresholds are the compare stage's, through one adapter (`fit_and_score`)."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from fakedetect.data import generator_dates
+from fakedetect.evaluation import compare, folds
+from fakedetect.evaluation.folds import CHRONOLOGICAL, LOGO, NEXT, Fold
+from fakedetect.params import DetectorSpec
+
+log = logging.getLogger("protocols")
+
+# Per fold, detector and held-out set (reports/protocols.json); the threshold-free AP and AUC, and the
+# accuracy and TPRs at the thresholds the fold's detector chose on its own validation rows.
+FIGURES = ("ap", "auc", "acc_calibrated", "tpr_at_fpr1", "tpr_at_fpr5")
+
+
+def fit_and_score(matrix: np.ndarray, rows: pd.DataFrame, layers, detectors: dict[str, DetectorSpec],
+                  noisy: compare.NoisySource) -> tuple[dict[str, dict], dict[str, str]]:
+    """The one place the protocols meet the detector registry: every detector fitted on the rows of split
+    `train` (and `val`: thresholds, fusions) and scored on the `test` rows exactly as the compare stage
+    does -> (detector -> test set -> FIGURES and its calibrated threshold, detector -> why it was skipped)."""
+    outcome = compare.run(matrix, rows, layers, detectors, noisy)
+    found = {name: {test_set: {figure: row[figure] for figure in FIGURES} | {"threshold": entry["thresholds"]["calibrated"]}
+                    for test_set, row in entry["report"]["test_sets"].items()}
+             for name, entry in outcome.reports.items()}
+    return found, outcome.skipped
+
+
+def fold_rows(rows: pd.DataFrame, fold: Fold) -> tuple[np.ndarray, pd.DataFrame]:
+    """The fold as the compare stage reads rows: (indices into the stored rows, the rows relabelled with
+    split train / val / test and the held-out set as test_set; a row of two sets appears twice)."""
+    parts = [(fold.train, "train", ""), (fold.val, "val", "")] + [(i, "test", n) for n, i in fold.test.items()]
+    index = np.concatenate([part for part, _, _ in parts]).astype(np.int64)
+    relabelled = rows.iloc[index].reset_index(drop=True).assign(
+        split=np.concatenate([[s] * len(p) for p, s, _ in parts]),
+        test_set=np.concatenate([[n] * len(p) for p, _, n in parts]))
+    return index, relabelled
+
+
+def build_folds(rows: pd.DataFrame, params, demo: bool) -> tuple[list[Fold], dict]:
+    """The folds params.protocols asks for (params: evaluation), and what ordered the windows."""
+    pairs, photos = folds.pairing(rows), folds.photographs(rows, demo)
+    found, about = [], {}
+    if LOGO in params.protocols:
+        found += folds.leave_one_generator_out(rows, pairs, photos, params)
+    if CHRONOLOGICAL in params.protocols:
+        found += folds.chronological(rows, pairs, photos, params)
+        windows, undated = folds.windows(rows, params)
+        about = {"windows": windows, "undated": undated,
+                 "dates": {g: dict(zip(("date", "source"), generator_dates.date_of(g, params.generator_dates)))
+                           for window in windows for g in window}}
+        if undated:
+            log.warning("chronological: no date for %s, left out (add one in evaluation.generator_dates)",
+                        ", ".join(undated))
+    return found, about
+
+
+def run(matrix: np.ndarray, rows: pd.DataFrame, layers, detectors: dict[str, DetectorSpec],
+        noisy: compare.NoisySource, params, demo: bool,
+        progress: Callable[[Fold], None] = lambda fold: None) -> dict:
+    """reports/protocols.json: every fold of every protocol asked for, fitted and judged
+    (`noisy(sigma, seed, row_indices)` gives noisy features of stored rows, as for the compare stage)."""
+    found, about = build_folds(rows, params, demo)
+    report = {"protocols": list(params.protocols), "chronological": about, "folds": []}
+    for fold in found:
+        entry = {"protocol": fold.protocol, "fold": fold.name, "training_generators": fold.training,
+                 "held_out": fold.held_out, "photographs": fold.photographs, "counts": folds.counts(rows, fold)}
+        if fold.skipped:
+            log.warning("%s fold %s skipped: %s", fold.protocol, fold.name, fold.skipped)
+            report["folds"].append(entry | {"skipped": fold.skipped})
+            continue
+        index, relabelled = fold_rows(rows, fold)
+        figures, skipped = fit_and_score(matrix[index], relabelled, layers, detectors,
+                                         lambda sigma, seed, at: noisy(sigma, seed, index[at]))
+        report["folds"].append(entry | {"detectors": figures, "skipped_detectors": skipped})
+        progress(fold)
+    return report
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.mean(values)), 2) if values else None
+
+
+def held_out(report: dict, detector: str, protocol: str, test_set: str | None = None) -> list[float | None]:
+    """A detector's held-out AP on each fold of a protocol that ran (chronological: on `test_set`)."""
+    return [fold["detectors"][detector][test_set or fold["fold"]]["ap"] for fold in report["folds"]
+            if fold["protocol"] == protocol and detector in fold.get("detectors", {})]
+
+
+def headline(report: dict) -> dict:
+    """metrics/protocols.json, at most three figures per detector: `ap` and `worst_ap`, the mean and the
+    worst held-out AP over the leave-one-generator-out folds, and `next_ap`, the mean AP on the next
+    window over the chronological folds (those that ran)."""
+    names = sorted({name for fold in report["folds"] for name in fold.get("detectors", {})})
+    found = {}
+    for name in names:
+        logo, next_window = held_out(report, name, LOGO), held_out(report, name, CHRONOLOGICAL, NEXT)
+        figures = {"ap": _mean(logo), "worst_ap": min((v for v in logo if v is not None), default=None)} if logo else {}
+        found[name] = figures | ({"next_ap": _mean(next_window)} if next_window else {})
+    return found
+
+
+def tables(report: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The plots' data: (detector x held-out generator: calibrated accuracy and AP; detector x window: AUC
+    on the next window and on every later one)."""
+    cells, lines = [], []
+    for fold in report["folds"]:
+        for name, sets in fold.get("detectors", {}).items():
+            if fold["protocol"] == LOGO:
+                row = sets[fold["fold"]]
+                cells.append({"detector": name, "held_out": fold["fold"], "acc_calibrated": row["acc_calibrated"],
+                              "ap": row["ap"]})
+            else:
+                lines += [{"detector": name, "window": int(fold["fold"].removeprefix("window")), "set": test_set,
+                           "auc": row["auc"]} for test_set, row in sets.items()]
+    return (pd.DataFrame(cells, columns=["detector", "held_out", "acc_calibrated", "ap"]),
+            pd.DataFrame(lines, columns=["detector", "window", "set", "auc"]))
