@@ -12,7 +12,7 @@ from fakedetect import atomic, stage
 from fakedetect.features import feature_files  # torch before any Keras head
 from fakedetect.features.noisy_views import NoisyViews
 from fakedetect.evaluation import protocols
-from fakedetect.artifacts import FEATURES, PROTOCOLS_METRICS, PROTOCOLS_PLOTS, PROTOCOLS_REPORT
+from fakedetect.artifacts import DETECTOR_MODELS, FEATURES, PROTOCOLS_METRICS, PROTOCOLS_PLOTS, PROTOCOLS_REPORT
 from fakedetect.params import load_params
 
 log = logging.getLogger("protocols")
@@ -25,7 +25,7 @@ def main() -> None:
     noisy = NoisyViews(params, rows)
     try:
         report = protocols.run(matrix, rows, layers, params.detectors, noisy, params.evaluation,
-                               demo=params.image_source == "demo",
+                               demo=params.image_source == "demo", models=DETECTOR_MODELS,
                                progress=lambda fold: log.info("%s fold %s done", fold.protocol, fold.name))
     finally:
         noisy.close()

@@ -64,10 +64,11 @@ def build_folds(rows: pd.DataFrame, params, demo: bool) -> tuple[list[Fold], dic
 
 
 def run(matrix: np.ndarray, rows: pd.DataFrame, layers, detectors: dict[str, DetectorSpec],
-        noisy: compare.NoisySource, params, demo: bool,
+        noisy: compare.NoisySource, params, demo: bool, models=None,
         progress: Callable[[Fold], None] = lambda fold: None) -> dict:
     """reports/protocols.json: every fold of every protocol asked for, fitted and judged
-    (`noisy(sigma, seed, row_indices)` gives noisy features of stored rows, as for the compare stage)."""
+    (`noisy(sigma, seed, row_indices)` gives noisy features of stored rows, as for the compare stage),
+    and predict's default chosen among the compare stage's detectors saved in `models` (`choose`)."""
     found, about = build_folds(rows, params, demo)
     report = {"protocols": list(params.protocols), "chronological": about, "folds": []}
     for fold in found:
@@ -82,6 +83,7 @@ def run(matrix: np.ndarray, rows: pd.DataFrame, layers, detectors: dict[str, Det
                                          lambda sigma, seed, at: noisy(sigma, seed, index[at]))
         report["folds"].append(entry | {"detectors": figures, "skipped_detectors": skipped})
         progress(fold)
+    report["choice"] = choose(report, found, rows, matrix, layers, models) if models is not None else None
     return report
 
 
@@ -124,3 +126,36 @@ def tables(report: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
                            "auc": row["auc"]} for test_set, row in sets.items()]
     return (pd.DataFrame(cells, columns=["detector", "held_out", "acc_calibrated", "ap"]),
             pd.DataFrame(lines, columns=["detector", "window", "set", "auc"]))
+
+
+def choose(report: dict, found: list[Fold], rows: pd.DataFrame, matrix: np.ndarray, layers, models) -> dict | None:
+    """predict's default when a protocol ran: among the saved detectors of the compare stage (`models`)
+    that predict can run, the one with the best mean held-out AP (leave one generator out, else the
+    next window), and its threshold calibrated on the folds' held-out calibration rows of generators
+    the saved detector never trained on; None when no protocol judged a runnable detector."""
+    from fakedetect.detectors import registry
+    from fakedetect.detectors.thresholds import calibrate, operating_thresholds
+
+    protocol = LOGO if any(f["protocol"] == LOGO and "detectors" in f for f in report["folds"]) else CHRONOLOGICAL
+    figure = "ap" if protocol == LOGO else "next_ap"
+    saved = registry.saved(models)
+    means = {name: figures.get(figure) for name, figures in headline(report).items()
+             if name in saved and not registry.needs_noisy_views(name, saved) and figures.get(figure) is not None}
+    if not means:
+        return None
+    best = max(sorted(means), key=lambda name: means[name])
+    pairs = folds.pairing(rows)
+    seen = set(rows.generator[(rows.label == 1) & rows.split.isin(["train", "val"])])  # what compare fitted on
+    calibration = sorted({i for f in found if f.protocol == protocol and not f.skipped for i in f.calibration
+                          if not pairs[i] & seen and rows.split.iat[i] == "test"})
+    labels = rows.label.to_numpy()[calibration]
+    _, score = registry.score_function(models, best, layers)
+    ranking = score(matrix[calibration]).ranking if calibration else np.empty(0)
+    threshold, how = calibrate(labels, ranking) if calibration else (None, "no held-out row of a generator it never saw")
+    return {"detector": best, "protocol": protocol, "held_out_ap": means[best], "held_out_aps": means,
+            "threshold": None if threshold is None else round(threshold, 6),
+            "operating_thresholds": {k: None if t is None else round(t, 6)
+                                     for k, t in operating_thresholds(ranking[labels == 0]).items()},
+            "calibration": (f"{int((labels == 0).sum())} real and {int((labels == 1).sum())} fake held-out rows of "
+                            f"generators the saved detector never trained on ({how})" if threshold is not None
+                            else f"none: {how}; the detector's own calibrated threshold applies")}
