@@ -51,11 +51,11 @@ def pairing(rows: pd.DataFrame) -> list[frozenset]:
 
 
 def photographs(rows: pd.DataFrame, demo: bool) -> np.ndarray:
-    """Each row's source photograph: the demo's source photo (`category`), else the file's SHA-256,
+    """Each row's source photograph: the demo's source photo (`category`), else the image file's SHA-256,
     else the row (imported features name no file)."""
     if demo:
         return rows.category.to_numpy(str)
-    for column in ("sha256", "source"):
+    for column in ("image_sha256", "source"):
         if column in rows and (rows[column].astype(str) != "").all():
             return rows[column].to_numpy(str)
     return rows.id.astype(str).to_numpy()

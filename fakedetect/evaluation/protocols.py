@@ -106,7 +106,8 @@ def headline(report: dict) -> dict:
     found = {}
     for name in names:
         logo, next_window = held_out(report, name, LOGO), held_out(report, name, CHRONOLOGICAL, NEXT)
-        figures = {"ap": _mean(logo), "worst_ap": min((v for v in logo if v is not None), default=None)} if logo else {}
+        worst = min((v for v in logo if v is not None), default=None)
+        figures = {"ap": _mean(logo), "worst_ap": None if worst is None else round(worst, 2)} if logo else {}
         found[name] = figures | ({"next_ap": _mean(next_window)} if next_window else {})
     return found
 
@@ -157,5 +158,5 @@ def choose(report: dict, found: list[Fold], rows: pd.DataFrame, matrix: np.ndarr
             "operating_thresholds": {k: None if t is None else round(t, 6)
                                      for k, t in operating_thresholds(ranking[labels == 0]).items()},
             "calibration": (f"{int((labels == 0).sum())} real and {int((labels == 1).sum())} fake held-out rows of "
-                            f"generators the saved detector never trained on ({how})" if threshold is not None
+                            f"generators the saved detector never trained on" if threshold is not None
                             else f"none: {how}; the detector's own calibrated threshold applies")}
