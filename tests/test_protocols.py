@@ -211,3 +211,41 @@ def test_the_protocol_charts_render_offline(tmp_path):
                          set(declared))
     assert shown.errors == ""
     assert shown.rendered == set(declared) and all(shown.marks[plot] >= 1 for plot in declared)
+
+
+def two_signal_rows(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+    """demo_like rows where family a's fakes move column 0 only, b's and c's column 2 only."""
+    x, rows = demo_like(per_photo=8, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    x = rng.normal(scale=0.3, size=x.shape).astype(np.float32) + 2.0
+    for family, column in {"a": 0, "b": 2, "c": 2}.items():
+        x[((rows.generator == family) & (rows.label == 1)).to_numpy(), column] += 4.0
+    return x, rows
+
+
+def test_the_protocol_chooses_the_detector_that_generalises(tmp_path):
+    """Constructed case: `narrow` reads column 0 only, the one family a (the training split's) moves, so it is
+    perfect in-sample; `wide` reads every column. Held out, b is found from c (column 2) by `wide` alone:
+    the protocol picks `wide`, with a threshold calibrated on held-out rows, where the validation AP picks
+    `narrow`."""
+    from fakedetect.evaluation import compare
+
+    x, rows = two_signal_rows()
+    layers = [("first", 2), ("rest", 4)]
+    detectors = {"narrow": DetectorSpec(kind="knn", features="layer:first", params={"k": 1}),
+                 "wide": DetectorSpec(kind="knn", features="all", params={"k": 1})}
+    fitted = compare.run(x, rows, layers, detectors, lambda *a: "none").fitted
+    for name, detector in fitted.items():
+        detector.save(tmp_path / name)
+    from fakedetect.detectors.predict import best_detector
+
+    assert fitted["narrow"].validation["ap"] >= fitted["wide"].validation["ap"]
+    assert best_detector(tmp_path)[0] == "narrow"  # the in-sample choice (first by name on a tie)
+    report = protocols.run(x, rows, layers, detectors, lambda *a: "none",
+                           params(protocols=["leave_one_generator_out"]), demo=True, models=tmp_path)
+    held = protocols.headline(report)
+    assert held["wide"]["ap"] > held["narrow"]["ap"] + 10
+    choice = report["choice"]
+    assert choice["detector"] == "wide" and choice["protocol"] == "leave_one_generator_out"
+    assert choice["held_out_ap"] == held["wide"]["ap"] and choice["threshold"] is not None
+    assert "held-out rows of generators the saved detector never trained on" in choice["calibration"]
