@@ -183,16 +183,10 @@ def test_the_protocols_stage_runs_as_a_subprocess(tmp_path):
 def test_the_protocol_charts_render_offline(tmp_path):
     """The protocols stage's plots as dvc.yaml declares them, drawn by `dvc plots show` with the offline
     template, in headless Chromium (skipped without one): the heatmap and the AUC lines."""
-    import shutil
-
-    from test_plots_page import CHROMIUM, DVC, RenderedPage, chromium, declared_plots, run
+    from test_plots_page import CHROMIUM, assert_stage_charts_render
 
     if CHROMIUM is None:
         pytest.skip("no Chromium on PATH (set CHROMIUM=/path/to/it; .ci/run installs Debian's chromium)")
-    run(["git", "init", "-q"], tmp_path)
-    run(DVC + ["init", "-q"], tmp_path)
-    shutil.copy2(PROJECT / ".dvc" / "config", tmp_path / ".dvc" / "config")
-    shutil.copytree(PROJECT / "plots_template", tmp_path / "plots_template")
     x, rows = demo_like()
     report = protocols.run(x, rows, [("final", 6)], {n: DetectorSpec(**s) for n, s in KNN.items()},
                            lambda *a: "no noisy views", params(generator_dates={"a": "2016", "b": "2019", "c": "2022"}),
@@ -202,15 +196,7 @@ def test_the_protocol_charts_render_offline(tmp_path):
     (tmp_path / "plots" / "protocols").mkdir(parents=True)
     held_out.to_csv(tmp_path / "plots" / "protocols" / "held_out.csv", index=False)
     windows.to_csv(tmp_path / "plots" / "protocols" / "windows.csv", index=False)
-    stage = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"]["protocols"]
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"plots": stage["plots"]}))
-    declared = declared_plots(tmp_path)
-    assert set(declared.values()) == {"vega"} and len(declared) == 2
-    run(DVC + ["plots", "show"], tmp_path)
-    shown = RenderedPage(chromium(tmp_path / "dvc_plots" / "index.html", tmp_path / "profile", "--dump-dom"),
-                         set(declared))
-    assert shown.errors == ""
-    assert shown.rendered == set(declared) and all(shown.marks[plot] >= 1 for plot in declared)
+    assert_stage_charts_render(tmp_path, "protocols", 2)
 
 
 def two_signal_rows(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
