@@ -1,7 +1,9 @@
 """Stage protocols: the generalisation protocols of params `evaluation` (leave one generator out,
 chronological windows) over the stored features and every detector of params `detectors` ->
-reports/protocols.json (every fold, detector and held-out set), metrics/protocols.json (per detector,
-the mean and worst held-out AP and the next window's AP) and plots/protocols/*.csv (drawn by dvc plots).
+reports/protocols.json (every fold, detector and held-out set; predict's default detector among those
+the compare stage saved, chosen on held-out generators, with its threshold), metrics/protocols.json (per
+detector, the mean and worst held-out AP and the next window's AP) and plots/protocols/*.csv (drawn by
+dvc plots).
 
 No image is encoded when the features exist: folds re-split the stored rows; only a noise-sensitivity
 detector reads noisy views, from the feature store (docs/protocols.md).
