@@ -173,6 +173,10 @@ def detectors_command(args: argparse.Namespace) -> int:
         fitted = (f"fitted, validation AP {json.loads(details.read_text()).get('validation', {}).get('ap')}%"
                   if details.is_file() else "not fitted: dvc repro compare")
         print(f"  {name}: kind {spec.kind}, features {spec.features}, params {spec.params or '{}'} ({fitted})")
+    from fakedetect.detectors.predict import default_detector  # torch before Keras
+
+    name, _, why = default_detector(Path(args.project))
+    print(f"predict's default: {name or 'the linear head (linear_eval)'}: {why}")
     return 0
 
 

@@ -209,29 +209,33 @@ def two_signal_rows(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
     return x, rows
 
 
-def test_the_protocol_chooses_the_detector_that_generalises(tmp_path):
-    """Constructed case: `narrow` reads column 0 only, the one family a (the training split's) moves, so it is
-    perfect in-sample; `wide` reads every column. Held out, b is found from c (column 2) by `wide` alone:
-    the protocol picks `wide`, with a threshold calibrated on held-out rows, where the validation AP picks
-    `narrow`."""
+def test_the_default_detector_changes_when_the_protocol_says_another_generalises_better(tmp_path):
+    """Constructed case: `narrow` reads columns 0 and 1, where only family a (the training split's) moves,
+    so it is perfect in-sample; `wide` reads every column. Held out, b is found from c (column 2) by `wide`
+    alone: the protocol picks `wide`, with a threshold calibrated on held-out rows, and predict's default
+    follows it; without the protocol's report the in-sample choice, `narrow`, stands."""
+    from fakedetect.detectors.predict import default_detector
     from fakedetect.evaluation import compare
 
     x, rows = two_signal_rows()
     layers = [("first", 2), ("rest", 4)]
     detectors = {"narrow": DetectorSpec(kind="knn", features="layer:first", params={"k": 1}),
                  "wide": DetectorSpec(kind="knn", features="all", params={"k": 1})}
+    models = tmp_path / "models" / "detectors"
     fitted = compare.run(x, rows, layers, detectors, lambda *a: "none").fitted
     for name, detector in fitted.items():
-        detector.save(tmp_path / name)
-    from fakedetect.detectors.predict import best_detector
-
+        detector.save(models / name)
     assert fitted["narrow"].validation["ap"] >= fitted["wide"].validation["ap"]
-    assert best_detector(tmp_path)[0] == "narrow"  # the in-sample choice (first by name on a tie)
+    assert default_detector(tmp_path)[0] == "narrow"  # no protocol: the validation AP (first by name on a tie)
     report = protocols.run(x, rows, layers, detectors, lambda *a: "none",
-                           params(protocols=["leave_one_generator_out"]), demo=True, models=tmp_path)
+                           params(protocols=["leave_one_generator_out"]), demo=True, models=models)
     held = protocols.headline(report)
     assert held["wide"]["ap"] > held["narrow"]["ap"] + 10
     choice = report["choice"]
     assert choice["detector"] == "wide" and choice["protocol"] == "leave_one_generator_out"
     assert choice["held_out_ap"] == held["wide"]["ap"] and choice["threshold"] is not None
     assert "held-out rows of generators the saved detector never trained on" in choice["calibration"]
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "protocols.json").write_text(json.dumps(report))
+    name, chosen, why = default_detector(tmp_path)
+    assert name == "wide" and chosen["threshold"] == choice["threshold"] and "held-out AP" in why
