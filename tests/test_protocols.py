@@ -18,6 +18,7 @@ from fakedetect.params import DetectorSpec, EvaluationParams, ParamsError, load_
 from helpers import PROJECT, run_stage
 
 KNN = {"knn": {"kind": "knn", "features": "all", "params": {"k": 1}}}
+KNN_SPECS = {name: DetectorSpec(**spec) for name, spec in KNN.items()}
 
 
 def demo_like(per_photo: int = 6, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
@@ -101,7 +102,7 @@ def test_a_real_shared_by_two_sets_lands_on_one_side():
 @pytest.mark.fast
 def test_holding_out_the_family_only_its_own_feature_separates_drops_its_ap():
     x, rows = demo_like(per_photo=8)
-    report = protocols.run(x, rows, [("final", 6)], {name: DetectorSpec(**spec) for name, spec in KNN.items()}, lambda *a: "no noisy views",
+    report = protocols.run(x, rows, [("final", 6)], KNN_SPECS, lambda *a: "no noisy views",
                            params(protocols=["leave_one_generator_out"]), demo=True)
     ap = {fold["fold"]: fold["detectors"]["knn"][fold["fold"]]["ap"] for fold in report["folds"]}
     assert ap["a"] > 90 and ap["b"] > 90  # the other of a and b taught column 0
@@ -188,7 +189,7 @@ def test_the_protocol_charts_render_offline(tmp_path):
     if CHROMIUM is None:
         pytest.skip("no Chromium on PATH (set CHROMIUM=/path/to/it; .ci/run installs Debian's chromium)")
     x, rows = demo_like()
-    report = protocols.run(x, rows, [("final", 6)], {n: DetectorSpec(**s) for n, s in KNN.items()},
+    report = protocols.run(x, rows, [("final", 6)], KNN_SPECS,
                            lambda *a: "no noisy views", params(generator_dates={"a": "2016", "b": "2019", "c": "2022"}),
                            demo=True)
     held_out, windows = protocols.tables(report)

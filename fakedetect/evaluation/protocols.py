@@ -28,9 +28,11 @@ def fit_and_score(matrix: np.ndarray, rows: pd.DataFrame, layers, detectors: dic
     `train` (and `val`: thresholds, fusions) and scored on the `test` rows exactly as the compare stage
     does -> (detector -> test set -> FIGURES and its calibrated threshold, detector -> why it was skipped)."""
     outcome = compare.run(matrix, rows, layers, detectors, noisy)
-    found = {name: {test_set: {figure: row[figure] for figure in FIGURES} | {"threshold": entry["thresholds"]["calibrated"]}
-                    for test_set, row in entry["report"]["test_sets"].items()}
-             for name, entry in outcome.reports.items()}
+    found = {}
+    for name, entry in outcome.reports.items():
+        threshold = entry["thresholds"]["calibrated"]
+        found[name] = {test_set: {figure: row[figure] for figure in FIGURES} | {"threshold": threshold}
+                       for test_set, row in entry["report"]["test_sets"].items()}
     return found, outcome.skipped
 
 
