@@ -11,6 +11,7 @@ import pytest
 import torch  # noqa: F401  (before any Keras)
 import yaml
 
+from fakedetect import cli
 from fakedetect.data import generator_dates, vocabulary
 from fakedetect.evaluation import folds, protocols
 from fakedetect.features import feature_files
@@ -210,7 +211,7 @@ def two_signal_rows(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
     return x, rows
 
 
-def test_the_default_detector_changes_when_the_protocol_says_another_generalises_better(tmp_path):
+def test_the_default_detector_changes_when_the_protocol_says_another_generalises_better(tmp_path, capsys):
     """Constructed case: `narrow` reads columns 0 and 1, where only family a (the training split's) moves,
     so it is perfect in-sample; `wide` reads every column. Held out, b is found from c (column 2) by `wide`
     alone: the protocol picks `wide`, with a threshold calibrated on held-out rows, and predict's default
@@ -240,3 +241,8 @@ def test_the_default_detector_changes_when_the_protocol_says_another_generalises
     (tmp_path / "reports" / "protocols.json").write_text(json.dumps(report))
     name, chosen, why = default_detector(tmp_path)
     assert name == "wide" and chosen["threshold"] == choice["threshold"] and "held-out AP" in why
+    settings = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    settings["detectors"] = {name: spec.model_dump() for name, spec in detectors.items()}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(settings))
+    assert cli.main(["detectors", "--project", str(tmp_path)]) == 0
+    assert "predict's default: wide: the best mean held-out AP" in capsys.readouterr().out
