@@ -50,7 +50,7 @@ def smoke_project(folder: Path) -> None:
     x = rng.normal(size=(len(rows), 8)).astype(np.float32) + 2 + 3 * rows.label.to_numpy()[:, None]
     feature_files.save_features(folder / "data" / "features", x, rows)
     settings = yaml.safe_load((ROOT / "params.yaml").read_text())
-    settings["detectors"] = {"knn": {"kind": "knn", "features": "all", "params": {"k": 1}}}
+    settings["detectors"] = {"knn": {"kind": "knn", "features": "all", "params": {}}}
     (folder / "params.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
 
 

@@ -18,7 +18,7 @@ from fakedetect.features import feature_files
 from fakedetect.params import DetectorSpec, EvaluationParams, ParamsError, load_params
 from helpers import PROJECT, run_stage
 
-KNN = {"knn": {"kind": "knn", "features": "all", "params": {"k": 1}}}
+KNN = {"knn": {"kind": "knn", "features": "all", "params": {}}}  # k: params nn (1)
 KNN_SPECS = {name: DetectorSpec(**spec) for name, spec in KNN.items()}
 
 
@@ -166,13 +166,13 @@ def test_the_protocols_stage_runs_as_a_subprocess(tmp_path):
     x, rows = demo_like()
     feature_files.save_features(tmp_path / "data" / "features", x, rows)
     settings = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    settings["detectors"] = KNN | {"blocks": {"kind": "knn", "features": "all", "params": {"k": 3}}}
+    settings["detectors"] = KNN | {"knn_b": {"kind": "knn", "features": "all", "params": {}}}
     settings["evaluation"]["generator_dates"] = {"a": "2016", "b": "2019"}
     result = run_stage("protocols", tmp_path, settings)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "no date for c" in result.stderr
     metrics = json.loads((tmp_path / "metrics" / "protocols.json").read_text())
-    assert set(metrics) == {"knn", "blocks"} and all(len(f) <= 3 for f in metrics.values())
+    assert set(metrics) == {"knn", "knn_b"} and all(len(f) <= 3 for f in metrics.values())
     assert set(metrics["knn"]) == {"ap", "worst_ap", "next_ap"}
     report = json.loads((tmp_path / "reports" / "protocols.json").read_text())
     assert [f["fold"] for f in report["folds"]] == ["a", "b", "c", "window1"]
@@ -221,8 +221,8 @@ def test_the_default_detector_changes_when_the_protocol_says_another_generalises
 
     x, rows = two_signal_rows()
     layers = [("first", 2), ("rest", 4)]
-    detectors = {"narrow": DetectorSpec(kind="knn", features="layer:first", params={"k": 1}),
-                 "wide": DetectorSpec(kind="knn", features="all", params={"k": 1})}
+    detectors = {"narrow": DetectorSpec(kind="knn", features="layer:first"),
+                 "wide": DetectorSpec(kind="knn", features="all")}
     models = tmp_path / "models" / "detectors"
     fitted = compare.run(x, rows, layers, detectors, lambda *a: "none").fitted
     for name, detector in fitted.items():
