@@ -154,7 +154,8 @@ def choose(report: dict, found: list[Fold], rows: pd.DataFrame, matrix: np.ndarr
     labels = rows.label.to_numpy()[calibration]
     _, score = registry.score_function(models, best, layers)
     ranking = score(matrix[calibration]).ranking if calibration else np.empty(0)
-    threshold, how = calibrate(labels, ranking) if calibration else (None, "none: no held-out row of a generator it never saw")
+    threshold, how = (calibrate(labels, ranking) if calibration
+                      else (None, "none: no held-out row of a generator it never saw"))
     return {"detector": best, "protocol": protocol, "held_out_ap": means[best], "held_out_aps": means,
             "threshold": None if threshold is None else round(threshold, 6),
             "operating_thresholds": {k: None if t is None else round(t, 6)
