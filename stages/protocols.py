@@ -1,9 +1,9 @@
 """Stage protocols: the generalisation protocols of params `evaluation` (leave one generator out,
 chronological windows) over the stored features and every detector of params `detectors` ->
 reports/protocols.json (every fold, detector and held-out set; predict's default detector among those
-the compare stage saved, chosen on held-out generators, with its threshold), metrics/protocols.json (per
-detector, the mean and worst held-out AP and the next window's AP) and plots/protocols/*.csv (drawn by
-dvc plots).
+the compare stage saved, chosen on held-out generators, with its threshold), metrics/protocols.json, metrics/protocols_worst.json
+and metrics/protocols_next.json (per detector, the mean and the worst held-out AP, the next window's AP)
+and plots/protocols/*.csv (drawn by dvc plots).
 
 No image is encoded when the features exist: folds re-split the stored rows; only a noise-sensitivity
 detector reads noisy views, from the feature store (docs/protocols.md).
@@ -14,7 +14,8 @@ from fakedetect import atomic, stage
 from fakedetect.features import feature_files  # torch before any Keras head
 from fakedetect.features.noisy_views import NoisyViews
 from fakedetect.evaluation import protocols
-from fakedetect.artifacts import DETECTOR_MODELS, FEATURES, PROTOCOLS_METRICS, PROTOCOLS_PLOTS, PROTOCOLS_REPORT
+from fakedetect.artifacts import (DETECTOR_MODELS, FEATURES, PROTOCOLS_METRICS, PROTOCOLS_NEXT_METRICS,
+                                  PROTOCOLS_PLOTS, PROTOCOLS_REPORT, PROTOCOLS_WORST_METRICS)
 from fakedetect.params import load_params
 
 log = logging.getLogger("protocols")
@@ -32,7 +33,9 @@ def main() -> None:
     finally:
         noisy.close()
     atomic.write_json(PROTOCOLS_REPORT, report)
-    atomic.write_json(PROTOCOLS_METRICS, protocols.headline(report))
+    headline = protocols.headline(report)
+    for path, figure in ((PROTOCOLS_METRICS, "mean"), (PROTOCOLS_WORST_METRICS, "worst"), (PROTOCOLS_NEXT_METRICS, "next")):
+        atomic.write_json(path, headline[figure])
     held_out, windows = protocols.tables(report)
     atomic.write_csv(f"{PROTOCOLS_PLOTS}/held_out.csv", held_out)
     atomic.write_csv(f"{PROTOCOLS_PLOTS}/windows.csv", windows)

@@ -100,17 +100,21 @@ def held_out(report: dict, detector: str, protocol: str, test_set: str | None = 
             if fold["protocol"] == protocol and detector in fold.get("detectors", {})]
 
 
-def headline(report: dict) -> dict:
-    """metrics/protocols.json, at most three figures per detector: `ap` and `worst_ap`, the mean and the
-    worst held-out AP over the leave-one-generator-out folds, and `next_ap`, the mean AP on the next
-    window over the chronological folds (those that ran)."""
+def headline(report: dict) -> dict[str, dict]:
+    """The metrics files (metrics.HEADLINE's names, so that `dvc metrics show` adds rows, not columns: each
+    detector's `ap`): `mean` and `worst`, the mean and the worst held-out AP over the leave-one-generator-out
+    folds, and `next`, the mean AP on the next window over the chronological folds; one figure per
+    detector in each, empty where that protocol did not run."""
     names = sorted({name for fold in report["folds"] for name in fold.get("detectors", {})})
-    found = {}
+    found = {"mean": {}, "worst": {}, "next": {}}
     for name in names:
         logo, next_window = held_out(report, name, LOGO), held_out(report, name, CHRONOLOGICAL, NEXT)
-        worst = min((v for v in logo if v is not None), default=None)
-        figures = {"ap": _mean(logo), "worst_ap": None if worst is None else round(worst, 2)} if logo else {}
-        found[name] = figures | ({"next_ap": _mean(next_window)} if next_window else {})
+        if logo:
+            worst = min((v for v in logo if v is not None), default=None)
+            found["mean"][name] = {"ap": _mean(logo)}
+            found["worst"][name] = {"ap": None if worst is None else round(worst, 2)}
+        if next_window:
+            found["next"][name] = {"ap": _mean(next_window)}
     return found
 
 
@@ -140,10 +144,9 @@ def choose(report: dict, found: list[Fold], rows: pd.DataFrame, matrix: np.ndarr
     from fakedetect.detectors.thresholds import calibrate, operating_thresholds
 
     protocol = LOGO if any(f["protocol"] == LOGO and "detectors" in f for f in report["folds"]) else CHRONOLOGICAL
-    figure = "ap" if protocol == LOGO else "next_ap"
     saved = registry.saved(models)
-    means = {name: figures.get(figure) for name, figures in headline(report).items()
-             if name in saved and not registry.needs_noisy_views(name, saved) and figures.get(figure) is not None}
+    means = {name: figures["ap"] for name, figures in headline(report)["mean" if protocol == LOGO else "next"].items()
+             if name in saved and not registry.needs_noisy_views(name, saved) and figures["ap"] is not None}
     if not means:
         return None
     best = max(sorted(means), key=lambda name: means[name])
