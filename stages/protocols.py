@@ -28,8 +28,7 @@ def main() -> None:
     noisy = NoisyViews(params, rows)
     try:
         report = protocols.run(matrix, rows, layers, params.detectors, noisy, params.evaluation,
-                               demo=params.image_source == "demo", models=DETECTOR_MODELS,
-                               progress=lambda fold: log.info("%s fold %s done", fold.protocol, fold.name))
+                               demo=params.image_source == "demo", models=DETECTOR_MODELS)
     finally:
         noisy.close()
     atomic.write_json(PROTOCOLS_REPORT, report)

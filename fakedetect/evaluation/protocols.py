@@ -27,7 +27,12 @@ def fit_and_score(matrix: np.ndarray, rows: pd.DataFrame, layers, detectors: dic
     """The one place the protocols meet the detector registry: every detector fitted on the rows of split
     `train` (and `val`: thresholds, fusions) and scored on the `test` rows exactly as the compare stage
     does -> (detector -> test set -> FIGURES and its calibrated threshold, detector -> why it was skipped)."""
-    outcome = compare.run(matrix, rows, layers, detectors, noisy)
+    compare_log, level = logging.getLogger("compare"), logging.getLogger("compare").level
+    compare_log.setLevel(logging.WARNING)  # its lines speak of the compare stage's test sets and default
+    try:
+        outcome = compare.run(matrix, rows, layers, detectors, noisy)
+    finally:
+        compare_log.setLevel(level)
     found = {}
     for name, entry in outcome.reports.items():
         threshold = entry["thresholds"]["calibrated"]
@@ -84,6 +89,8 @@ def run(matrix: np.ndarray, rows: pd.DataFrame, layers, detectors: dict[str, Det
         figures, skipped = fit_and_score(matrix[index], relabelled, layers, detectors,
                                          lambda sigma, seed, at: noisy(sigma, seed, index[at]))
         report["folds"].append(entry | {"detectors": figures, "skipped_detectors": skipped})
+        log.info("%s fold %s: held-out AP %s", fold.protocol, fold.name, ", ".join(
+            f"{name} {sets[next(iter(fold.test))]['ap']}" for name, sets in figures.items()))
         progress(fold)
     report["choice"] = choose(report, found, rows, matrix, layers, models) if models is not None else None
     return report
