@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from fakedetect.artifacts import FEATURES, MANIFEST
 from fakedetect.data import demo, images, manifests
-from fakedetect.detectors import scoring
+from fakedetect.detectors import pipeline_detectors, registry
 from fakedetect.evaluation import metrics
 from fakedetect.features import backbones, extract, feature_files
 from fakedetect.features.feature_store import FeatureStore, store_root
@@ -54,10 +54,11 @@ def mean_ap(p: Params, bank: np.ndarray, bank_rows: pd.DataFrame, test: np.ndarr
     """nn_eval's figure: the 1-NN detector's mean AP over the test sets (thresholds from the clean val rows)."""
     rows = pd.concat([bank_rows, test_rows[["split", "test_set", "label"]]], ignore_index=True)
     matrix = np.concatenate([bank, test])
-    scorer = scoring.nearest_neighbour(matrix, rows, p.nn, "bench")
+    knn = pipeline_detectors.fit_knn(p, matrix, rows, None)
     scored = np.flatnonzero(rows.split.isin(metrics.SCORED_SPLITS).to_numpy())
-    scores, decisions = scorer.score(matrix[scored])
-    return metrics.report(rows.iloc[scored].reset_index(drop=True), scores, decisions, "nn")["mean"]["ap"]
+    result = knn.score(registry.Inputs(matrix[scored], [("all", matrix.shape[1])]))
+    return metrics.report(rows.iloc[scored].reset_index(drop=True), result.ranking, result.decision, "nn",
+                          thresholds=knn.thresholds)["mean"]["ap"]
 
 
 def main() -> None:

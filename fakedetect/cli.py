@@ -170,10 +170,11 @@ def detectors_command(args: argparse.Namespace) -> int:
     print("configured (params.yaml detectors):")
     for name, spec in configured.items():
         details = Path(args.project) / DETECTOR_MODELS / name / "detector.json"
-        fitted = (f"fitted, validation AP {json.loads(details.read_text()).get('validation', {}).get('ap')}%"
+        validation = json.loads(details.read_text()).get("validation", {}) if details.is_file() else {}
+        fitted = (f"fitted, validation AP {validation.get('ap')}% ({validation.get('how', 'in-sample')})"
                   if details.is_file() else "not fitted: dvc repro compare")
         print(f"  {name}: kind {spec.kind}, features {spec.features}, params {spec.params or '{}'} ({fitted})")
-    from fakedetect.detectors.predict import default_detector  # torch before Keras
+    from fakedetect.detectors.predict import default_detector
 
     name, _, why = default_detector(Path(args.project))
     print(f"predict's default: {name or 'the linear head (linear_eval)'}: {why}")

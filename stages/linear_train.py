@@ -1,8 +1,9 @@
 """Stage linear_train: data/features -> models/linear.keras and its training log (DVCLive:
 per-epoch loss and accuracy, training and validation, and the best epoch's figures).
 
-Trains the head chosen in params (the notebook's FCNN, or UnivFD's linear probe) on
-the training split; the validation split is scored after every epoch.
+Fits the registry detector of the kind named by linear.head (the notebook's FCNN, or UnivFD's
+linear probe; recipe from params `linear`) on the training split; the validation split is scored
+after every epoch. linear_eval scores it, and the compare stage reuses it rather than fitting it again.
 """
 import logging
 
@@ -11,7 +12,7 @@ from fakedetect.runtime import cpu_numerics  # noqa: F401  first: pins TensorFlo
 import numpy as np
 
 from fakedetect import stage
-from fakedetect.detectors import keras_heads
+from fakedetect.detectors import pipeline_detectors, registry
 from fakedetect.features import feature_files
 from fakedetect.artifacts import FEATURES, LINEAR_MODEL, LINEAR_TRAINING_LOG
 from fakedetect.params import load_params
@@ -22,7 +23,8 @@ log = logging.getLogger("linear_train")
 
 
 def main() -> None:
-    p = load_params().linear
+    params = load_params()
+    p = params.linear
     matrix, rows = feature_files.load_features(FEATURES)
     labels, split = rows.label.to_numpy(), rows.split.to_numpy()
     train, val = split == "train", split == "val"
@@ -32,9 +34,14 @@ def main() -> None:
         log.warning("no validation split: %s logs training figures only%s", LINEAR_TRAINING_LOG,
                     "; the linear probe's schedule watches the training accuracy" if p.head == "linear_probe" else "")
     training_log = TrainingLog(LINEAR_TRAINING_LOG)
-    model, history = keras_heads.train(matrix[train], labels[train], matrix[val], labels[val], p,
-                                       (training_log.keras_callback(),))
-    keras_heads.save(model, LINEAR_MODEL)
+    spec = pipeline_detectors.linear_spec(params.model_copy(update={"linear": p.model_copy(update={"external_head": None})}))
+    head = registry.build(pipeline_detectors.LINEAR, spec)
+    log.info("fitting %s (the only fit of this head in a run: compare reuses %s)", p.head, LINEAR_MODEL)
+    head.fit(registry.Inputs(matrix[train], [("all", matrix.shape[1])]), labels[train],
+             registry.Inputs(matrix[val], [("all", matrix.shape[1])]), labels[val],
+             callbacks=(training_log.keras_callback(),))
+    head.save_model(LINEAR_MODEL)
+    history = head.history
     split_name, column = ("eval", "val_") if val.any() else ("train", "")
     best = int(history[f"{column}accuracy"].idxmax())
     training_log.close({"epochs": len(history), "best/step": best,

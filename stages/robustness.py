@@ -12,14 +12,14 @@ import logging
 from fakedetect import atomic, stage
 from pathlib import Path
 
-from fakedetect.detectors import registry, scoring
+from fakedetect.detectors import pipeline_detectors, registry, scoring
 from fakedetect.features import engines, feature_files
 from fakedetect.data import manifests
 from fakedetect.evaluation import plots, robustness
 from fakedetect.artifacts import (DETECTOR_MODELS, FEATURES, MANIFEST, ROBUSTNESS_CURVES, ROBUSTNESS_METRICS,
                                   ROBUSTNESS_PICTURE, ROBUSTNESS_REPORT)
 from fakedetect.features.feature_store import FeatureStore, store_root
-from fakedetect.params import load_params
+from fakedetect.params import DetectorSpec, load_params
 
 log = logging.getLogger("robustness")
 
@@ -46,20 +46,29 @@ def main() -> None:
         log.warning("%d test images skipped (see %s): %s", len(perturbed.skipped), ROBUSTNESS_REPORT,
                     ", ".join(sorted({s["reason"] for s in perturbed.skipped})))
 
-    # The compare stage's detectors, torch kinds first: before the Keras head loads TensorFlow.
-    found, left_out = ({}, {}) if not Path(DETECTOR_MODELS).is_dir() else registry.scorers(
+    # The compare stage's detectors, torch-side kinds first: before the Keras head loads TensorFlow.
+    found, left_out = ({}, {}) if not Path(DETECTOR_MODELS).is_dir() else scoring.saved(
         DETECTOR_MODELS, feature_files.load_layers(FEATURES, matrix.shape[1]))
     for name, why in left_out.items():
         log.info("detector %s is not scored here: %s", name, why)
-    from fakedetect.detectors import linear_head  # Keras, if the head is Keras: after torch's loaders are done
-
-    head = linear_head.load(params.linear, matrix.shape[1])
-    scorers = [scoring.nearest_neighbour(matrix, rows, params.nn, FEATURES), scoring.head(head.predict, head.name)]
+    knn = pipeline_detectors.fit_knn(params, matrix, rows, FEATURES)
+    head = pipeline_detectors.linear_detector(params, matrix, rows)  # Keras, if the head is Keras: after torch's loaders
+    whole = [("all", matrix.shape[1])]
+    scorers = [scoring.of("nn", lambda x: knn.score(registry.Inputs(x, whole)), f"{params.nn.k}-NN"),
+               scoring.of("linear", lambda x: head.score(registry.Inputs(x, whole)),
+                          "external UnivFD head" if params.linear.external_head else params.linear.head)]
     named = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
-    detectors = {(name if name not in named else f"detector_{name}"): robustness.evaluate(s, matrix, rows, chosen,
-                                                                                          perturbed)
-                 for name, s in found.items()}
-    methods = {**named, **detectors}
+    # keyed by detector name, as in the eval and compare metrics files; a compare detector that is one of
+    # the named stages' (the same kind, features and params) is scored once
+    names = {"nn": pipeline_detectors.KNN, "linear": "external_head" if params.linear.external_head else params.linear.head}
+    same = {names["nn"]: knn.spec, names["linear"]: head.spec}
+    saved = registry.saved(DETECTOR_MODELS) if found else {}
+    methods = {names[key]: method for key, method in named.items()}
+    for name, s in found.items():
+        spec = DetectorSpec(kind=saved[name]["kind"], features=saved[name]["features"], params=saved[name]["params"])
+        if same.get(name) != spec:
+            methods[name if name not in methods else f"detector_{name}"] = robustness.evaluate(s, matrix, rows, chosen,
+                                                                                               perturbed)
     report = robustness.report(methods, rows, chosen, perturbed, p.perturbations)
     atomic.write_json(ROBUSTNESS_REPORT, report)
     atomic.write_json(ROBUSTNESS_METRICS, robustness.headline(report))

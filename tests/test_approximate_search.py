@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fakedetect.detectors import neighbours, scoring
-from fakedetect.params import NnParams
+from fakedetect.detectors import neighbours, pipeline_detectors, registry
+from fakedetect.params import Params
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss is not installed")
 
@@ -47,13 +47,19 @@ def test_recall_of_a_partial_search_is_measured_and_seeded(pq_bytes):
 
 
 @pytest.mark.fast
-def test_the_nn_scorer_reports_its_search_when_approximate():
+def test_the_knn_detector_searches_as_nn_says_and_reports_an_approximate_search():
+    """nn_eval's detector (the registry's knn, params nn): nn.ivf's settings reach the index."""
     matrix = clustered(600)
     rows = pd.DataFrame({"label": np.tile([0, 1], 300), "split": ["train"] * 400 + ["test"] * 200})
-    exact = scoring.nearest_neighbour(matrix, rows, NnParams(), "features")
-    assert exact.search_report is None
-    approximate = scoring.nearest_neighbour(matrix, rows, NnParams(backend="faiss_ivf", ivf={"nprobe": 1000}),
-                                            "features")
-    np.testing.assert_allclose(approximate.score(matrix[400:])[0], exact.score(matrix[400:])[0], atol=1e-5)
-    report = approximate.search_report(matrix[400:])
-    assert report["recall_at_1"] == 1.0 and report["queries_checked"] == 200 and report["nlist"] == 5
+    whole = [("all", matrix.shape[1])]
+
+    def fitted(nn: dict):
+        return pipeline_detectors.fit_knn(Params(nn=nn), matrix, rows, None)
+
+    exact = fitted({})
+    assert exact.model.search_report(matrix[400:]) is None
+    approximate = fitted({"backend": "faiss_ivf", "ivf": {"nprobe": 1000, "nlist": 3}})
+    np.testing.assert_allclose(approximate.score(registry.Inputs(matrix[400:], whole)).ranking,
+                               exact.score(registry.Inputs(matrix[400:], whole)).ranking, atol=1e-5)
+    report = approximate.model.search_report(matrix[400:])
+    assert report["recall_at_1"] == 1.0 and report["queries_checked"] == 200 and report["nlist"] == 3

@@ -12,7 +12,7 @@ import torch  # before any Keras
 import yaml
 from sklearn.metrics import average_precision_score
 
-from fakedetect.detectors import registry
+from fakedetect.detectors import registry, scoring
 from fakedetect.detectors.registry import Inputs
 from fakedetect.evaluation import compare, metrics, perturbations
 from fakedetect.features import backbones, feature_files, noisy_views
@@ -129,8 +129,7 @@ def test_ece_and_brier_match_a_direct_computation():
     report = metrics.report(rows, probs, (probs > 0.5).astype(int), "x", probabilities=probs)
     assert report["test_sets"]["s"]["brier"] == round(metrics.brier(rows.label[4:], probs[4:]), 6)
     assert report["mean"]["worst_acc"] == report["test_sets"]["s"]["acc"]
-    assert set(metrics.headline(report)["mean"]) == {"acc", "ap", "tpr_at_fpr1", "tpr_at_fpr5", "ece", "brier",
-                                                      "worst_acc"}
+    assert metrics.headline(report, "x") == {"x": {k: report["mean"][k] for k in ("ap", "acc_calibrated", "tpr_at_fpr5")}}
 
 
 @pytest.mark.fast
@@ -142,6 +141,8 @@ def test_ece_and_brier_match_a_direct_computation():
     ({"x": {"kind": "knn", "params": {"k": 0}}}, "detectors.x.params.k: Input should be greater than 0"),
     ({"x": {"kind": "knn", "colour": 1}}, "detectors.x.colour: unknown key"),
     ({"f": {"kind": "fusion", "params": {"members": ["ghost"]}}}, "detectors.f.params.members: 'ghost'"),
+    ({"x": {"kind": "knn", "params": {"k": 3}}}, "detectors.x.params: a knn detector's recipe lives in params nn"),
+    ({"x": {"kind": "fcnn", "params": {"units": 3}}}, "recipe lives in params linear.fcnn and linear.seed"),
 ])
 def test_the_registry_rejects_unknown_kinds_and_params_naming_the_key(tmp_path, edit, expected):
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
@@ -239,18 +240,19 @@ def test_the_compare_stage_runs_as_a_subprocess(tmp_path):
     feature_files.save_features(tmp_path / "data" / "features", x, rows)
     feature_files.save_layers(tmp_path / "data" / "features", LAYERS)
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params["linear"]["fcnn"].update(epochs=1, units=8)
     params["detectors"] = {
-        "knn": {"kind": "knn", "features": "all", "params": {"k": 1}},
+        "knn": {"kind": "knn", "features": "all", "params": {}},
         "blocks": {"kind": "blocks", "features": "layers", "params": {"epochs": 3}},
         "block_a": {"kind": "knn", "features": "layer:a", "params": {}},
-        "fcnn": {"kind": "fcnn", "features": "all", "params": {"epochs": 1, "units": 8}},
+        "fcnn": {"kind": "fcnn", "features": "all", "params": {}},
         "noise_sensitivity": {"kind": "noise_sensitivity", "features": "all", "params": {}},
         "fusion": {"kind": "fusion", "features": "all", "params": {"members": ["knn", "blocks"]}}}
     result = run_stage("compare", tmp_path, params)
     assert result.returncode == 0, result.stderr[-3000:]
     headline = json.loads((tmp_path / "metrics" / "compare.json").read_text())
     assert set(headline) == {"knn", "blocks", "block_a", "fcnn", "fusion"}
-    assert set(headline["knn"]) == set(compare.HEADLINE)
+    assert set(headline["knn"]) == set(metrics.HEADLINE)
     report = json.loads((tmp_path / "reports" / "compare.json").read_text())
     assert "imported" in report["skipped"]["noise_sensitivity"]
     assert set(report["detectors"]["knn"]["report"]["test_sets"]) == {"seen", "other"}
@@ -268,35 +270,20 @@ def test_the_compare_stage_runs_as_a_subprocess(tmp_path):
 def test_the_comparison_charts_render_offline(tmp_path):
     """The compare stage's plots as dvc.yaml declares them, drawn by `dvc plots show` with the offline
     template, in headless Chromium (skipped without one)."""
-    from test_plots_page import CHROMIUM, DVC, RenderedPage, chromium, declared_plots, run
+    from test_plots_page import CHROMIUM, assert_stage_charts_render
 
     if CHROMIUM is None:
         pytest.skip("no Chromium on PATH (set CHROMIUM=/path/to/it; .ci/run installs Debian's chromium)")
-    import shutil
-
-    run(["git", "init", "-q"], tmp_path)
-    run(DVC + ["init", "-q"], tmp_path)
-    shutil.copy2(PROJECT / ".dvc" / "config", tmp_path / ".dvc" / "config")
-    shutil.copytree(PROJECT / "plots_template", tmp_path / "plots_template")
     outcome = compare.Outcome(reports={
         name: {"report": {"test_sets": {s: {"acc_calibrated": 50 + i + j, "ap": 60 + i * j if s != "ctl" else None}
                                         for j, s in enumerate(["seen", "unseen", "ctl"])},
-                          "mean": {f: 40.0 + 10 * i for f in compare.HEADLINE}}}
+                          "mean": {f: 40.0 + 10 * i for f in compare.BARS}}}
         for i, name in enumerate(["knn", "blocks", "fusion"])})
     sets, bars = compare.tables(outcome)
     (tmp_path / "plots" / "compare").mkdir(parents=True)
     sets.to_csv(tmp_path / "plots" / "compare" / "sets.csv", index=False)
     bars.to_csv(tmp_path / "plots" / "compare" / "headline.csv", index=False)
-    stage = next(s for s in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"].values()
-                 if s.get("cmd") == "python stages/compare.py")
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"plots": stage["plots"]}))
-    declared = declared_plots(tmp_path)
-    assert set(declared.values()) == {"vega"} and len(declared) == 2
-    run(DVC + ["plots", "show"], tmp_path)
-    shown = RenderedPage(chromium(tmp_path / "dvc_plots" / "index.html", tmp_path / "profile", "--dump-dom"),
-                         set(declared))
-    assert shown.errors == ""
-    assert shown.rendered == set(declared) and all(shown.marks[plot] >= 1 for plot in declared)
+    assert_stage_charts_render(tmp_path, "compare", 2)
 
 
 @pytest.mark.fast
@@ -320,7 +307,7 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
                                     inputs(x), y, inputs(xv, members=members), yv)
     for name, detector in fitted.items():
         detector.save(models / name)
-    scorers, left_out = registry.scorers(models, LAYERS)
+    scorers, left_out = scoring.saved(models, LAYERS)
     assert set(scorers) == {"knn", "block_b", "fusion"} and set(left_out) == {"noise"}
     ranking, decision = scorers["fusion"].score(xv)
     np.testing.assert_allclose(ranking, fitted["fusion"].score(inputs(xv, members=members)).ranking)
@@ -330,7 +317,7 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
     from fakedetect import cli
 
     params = yaml.safe_load((PROJECT / "params.yaml").read_text())
-    params["detectors"] = {"knn": {"kind": "knn", "features": "all", "params": {"k": 1}},
+    params["detectors"] = {"knn": {"kind": "knn", "features": "all", "params": {}},
                            "later": {"kind": "blocks", "features": "layers", "params": {}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert cli.main(["detectors", "--project", str(tmp_path)]) == 0
@@ -338,3 +325,53 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
     assert "blocks: projection: 128" in shown and "fusion: members: required" in shown
     assert "knn: kind knn, features all" in shown and "fitted, validation AP" in shown
     assert "later: kind blocks" in shown and "not fitted" in shown
+    assert "predict's default: knn: the best out-of-sample validation AP" in shown
+
+
+def test_the_named_stages_figures_are_compares(trained_project):
+    """nn_eval scores compare's `knn` and linear_eval compare's `fcnn` (linear_train's head, fitted once):
+    the same figures per test set, the same thresholds."""
+    report = json.loads((trained_project / "reports" / "compare.json").read_text())["detectors"]
+    for stage, name in (("nn_eval", "knn"), ("linear_eval", "fcnn")):
+        theirs = json.loads((trained_project / "reports" / f"{stage}.json").read_text())
+        ours = report[name]["report"]
+        assert theirs["test_sets"] == ours["test_sets"], stage
+        assert theirs["calibrated_threshold"] == ours["calibrated_threshold"]
+        assert theirs["operating_thresholds"] == ours["operating_thresholds"]
+        assert json.loads((trained_project / "metrics" / f"{stage}.json").read_text())[name] == \
+            json.loads((trained_project / "metrics" / "compare.json").read_text())[name]
+    assert not (trained_project / "models" / "detectors" / "knn" / "arrays.npz").stat().st_size > 100_000  # no bank copy
+    saved = np.load(trained_project / "models" / "detectors" / "knn" / "arrays.npz")
+    assert set(saved.files) == {"labels", "rows"}
+
+
+@pytest.mark.fast
+def test_no_silent_fallback_without_a_two_class_validation_split():
+    """noise_sensitivity and fusion need both classes on validation: skipped with the reason, never a
+    silent slope of 1; imported features (empty image paths) are named as such."""
+    x, y, noisy = synthetic(160, 0)
+    one_class = np.zeros(20, int)
+    for kind, params in (("noise_sensitivity", {}), ("fusion", {"members": ["knn"]})):
+        why = registry.cannot_fit(DetectorSpec(kind=kind, params=params), y, one_class)
+        assert why and "needs real and fake rows" in why
+        with pytest.raises(UserError, match="needs real and fake rows"):
+            registry.fit(kind, DetectorSpec(kind=kind, params=params), inputs(x, noisy), y,
+                         inputs(x[:20], noisy[:20], {"knn": x[:20, 0]}), one_class)
+    imported = pd.DataFrame({"image": ["", ""], "image_sha256": ["", ""]})
+    assert "imported features have none" in noisy_views.unavailable(imported)
+
+
+@pytest.mark.fast
+def test_a_fusions_validation_figures_are_cross_fitted():
+    """The fusion's validation AP and thresholds come from out-of-fold scores (seeded: the same twice),
+    not from the rows it was fitted on."""
+    rng = np.random.default_rng(0)
+    yv = np.arange(60) % 2
+    members = {"a": yv + rng.normal(0, 0.8, 60), "b": rng.normal(0, 1, 60)}
+    empty = np.zeros((60, 1), np.float32)
+    spec = DetectorSpec(kind="fusion", params={"members": ["a", "b"]})
+    first = registry.fit("fusion", spec, inputs(empty[:0]), yv[:0], inputs(empty, members=members), yv)
+    again = registry.fit("fusion", spec, inputs(empty[:0]), yv[:0], inputs(empty, members=members), yv)
+    assert first.validation == again.validation and first.validation["how"].startswith("cross-fitted: 5")
+    in_sample = 100 * average_precision_score(yv, first.score(inputs(empty, members=members)).ranking)
+    assert first.validation["ap"] != round(in_sample, 4)

@@ -166,14 +166,21 @@ def test_no_validation_reals_gives_null_operating_points():
 
 
 @pytest.mark.fast
-def test_headline_keeps_the_papers_figures_per_set_and_mean():
+def test_headline_holds_the_detectors_few_figures_of_the_mean():
     rows = _rows([("progan", [0, 1, 0, 1]), ("real_blur", [0, 0])])
     scores = np.array([0.2, 0.9, 0.6, 0.7, 0.1, 0.8])
     report = metrics.report(rows, scores, (scores > 0.5).astype(int), "univfd_linear_probe")
-    operating = {"tpr_at_fpr1": None, "tpr_at_fpr5": None}  # _rows has no validation reals
-    assert metrics.headline(report) == {"progan": {"acc": 75.0, "ap": 100.0, **operating},
-                                        "real_blur": {"acc": 50.0, "ap": None, **operating},
-                                        "mean": {"acc": 75.0, "ap": 100.0, **operating, "worst_acc": 75.0}}
-    report["test_sets"]["mean"] = report["test_sets"].pop("progan")
-    with pytest.raises(UserError, match="a test set is named 'mean'"):
-        metrics.headline(report)
+    # _rows has no validation split: no calibrated threshold, no operating points, and the report says so
+    assert metrics.headline(report, "probe") == {"probe": {"ap": 100.0, "acc_calibrated": None, "tpr_at_fpr5": None}}
+    assert report["warnings"] == ["no calibrated threshold (none: no validation split)"]
+
+
+@pytest.mark.fast
+def test_a_threshold_calling_a_real_only_control_fake_is_warned_about_and_no_separation_is_refused():
+    rows = pd.DataFrame({"split": ["val"] * 4 + ["test"] * 2, "test_set": [""] * 4 + ["real_blur"] * 2,
+                         "label": [0, 1, 0, 1, 0, 0]})
+    report = metrics.report(rows, np.array([0.1, 0.9, 0.2, 0.8, 0.95, 0.97]), np.zeros(6, int), "any")
+    assert report["test_sets"]["real_blur"]["acc_calibrated"] == 0.0
+    assert report["warnings"] == ["the calibrated threshold calls every image of the real-only set real_blur fake"]
+    useless = metrics.report(rows, np.array([0.9, 0.1, 0.8, 0.2, 0.5, 0.5]), np.zeros(6, int), "any")
+    assert useless["calibrated_threshold"] is None and useless["calibration"].startswith("none: no separation")

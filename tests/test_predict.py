@@ -74,19 +74,17 @@ def compare_scoring(project, name: str, matrix: np.ndarray, layers: list) -> reg
 
 def test_default_is_the_best_detector_and_scores_as_the_compare_stage(trained_project):
     """Without --detector or --classifier: the protocols stage's choice when it made one (the best mean
-    held-out AP, at its held-out threshold), else the saved detector with the best validation AP among
-    those predict can run (at its own calibrated threshold); P(fake) and the score are the compare
-    stage's on the pipeline's own features of the same images."""
+    held-out AP, at its held-out threshold), else the detector the compare stage reported as predict's
+    default (chosen on out-of-sample validation figures, at its own calibrated threshold); P(fake) and
+    the score are the compare stage's on the pipeline's own features of the same images."""
     saved = registry.saved(trained_project / DETECTOR_MODELS)
-    runnable = {n: d["validation"]["ap"] for n, d in saved.items()
-                if d["kind"] != "noise_sensitivity" and d["validation"].get("ap") is not None
-                and not any(saved[m]["kind"] == "noise_sensitivity" for m in d["params"].get("members", []))}
+    compare_choice, why = best_detector(trained_project / DETECTOR_MODELS)
+    chosen = json.loads((trained_project / "reports/compare.json").read_text())["default"]
+    assert chosen == {"detector": compare_choice, "why": why} and registry.out_of_sample(saved[compare_choice])
+    assert "linear_probe (in-sample: its early stopping watches the validation accuracy)" in why
     best, held_out, _ = default_detector(trained_project)
-    protocols_report = json.loads((trained_project / "reports/protocols.json").read_text())
-    assert held_out == protocols_report["choice"]
-    in_sample = max(sorted(runnable), key=runnable.get)
-    assert len(runnable) >= 2 and best == (held_out["detector"] if held_out else in_sample)
-    assert in_sample == best_detector(trained_project / DETECTOR_MODELS)[0]
+    assert held_out == json.loads((trained_project / "reports/protocols.json").read_text())["choice"]
+    assert best == (held_out["detector"] if held_out else compare_choice)
     matrix, features = feature_files.load_features(trained_project / "data/features")
     layers = feature_files.load_layers(trained_project / "data/features", matrix.shape[1])
     rows = manifests.read_manifest(trained_project / "data/preprocessed.csv")
@@ -112,21 +110,25 @@ def test_default_is_the_best_detector_and_scores_as_the_compare_stage(trained_pr
 
 @pytest.mark.fast
 def test_best_detector_leaves_out_those_needing_noisy_views(tmp_path):
-    def save(name, kind, ap, **params):
+    def save(name, kind, ap, how, **params):
         (tmp_path / name).mkdir()
         (tmp_path / name / "detector.json").write_text(json.dumps(
-            {"name": name, "kind": kind, "params": params, "validation": {"ap": ap}}))
+            {"name": name, "kind": kind, "features": "all", "params": params, "validation": {"ap": ap, "how": how}}))
 
     assert best_detector(tmp_path)[0] is None and "compare stage has not run" in best_detector(tmp_path)[1]
-    save("noise", "noise_sensitivity", 99.0)
+    save("noise", "noise_sensitivity", 99.0, "cross-fitted: 5 folds")
     assert best_detector(tmp_path)[0] is None and "need noisy views" in best_detector(tmp_path)[1]
-    save("fused", "fusion", 100.0, members=["knn", "noise"])
-    save("knn", "knn", 90.0)
-    save("probe", "linear_probe", 95.0)
-    save("unfitted", "fcnn", None)
+    save("fused", "fusion", 100.0, "cross-fitted: 5 folds", members=["knn", "noise"])
+    save("probe", "linear_probe", 97.0, "in-sample: early stopping")
+    assert best_detector(tmp_path)[0] is None and "no detector has out-of-sample" in best_detector(tmp_path)[1]
+    save("knn", "knn", 90.0, "held out")
+    save("fused_knn", "fusion", 93.5, "cross-fitted: 5 folds", members=["knn"])
+    save("unfitted", "fcnn", None, "held out")
     assert needs_noisy_views("fused", registry.saved(tmp_path)) and not needs_noisy_views("knn", registry.saved(tmp_path))
+    # the best out-of-sample AP wins: not the in-sample probe (97), nor the fusions reading noisy views (100)
     name, why = best_detector(tmp_path)
-    assert name == "probe" and "95.0" in why and "fused, noise left out" in why
+    assert name == "fused_knn" and "93.5" in why
+    assert "fused (needs noisy views)" in why and "probe (in-sample: early stopping)" in why
 
 
 def test_families_match_the_saved_level2_network_across_batches(trained_project):

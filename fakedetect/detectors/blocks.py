@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fakedetect.detectors.kind import Kind
+from fakedetect.params.detectors import BlocksDetectorParams
 from fakedetect.stage import UserError
 
 
@@ -30,9 +32,9 @@ class _Network(torch.nn.Module):
         return self.head(mixed)[:, 0]
 
 
-class Blocks:
-    def __init__(self, params, name: str):
-        self.params, self.name = params, name
+class Blocks(Kind):
+    Params = BlocksDetectorParams
+    published, title = "rine", "per-block weighting (RINE-style)"
 
     def _network(self, widths: list[int]) -> _Network:
         return _Network(widths, self.params.projection, self.params.units)
@@ -73,10 +75,10 @@ class Blocks:
             p = torch.sigmoid(self.net(x)).double().numpy()
         return p, p
 
-    def block_weights(self) -> dict[str, float]:
+    def report_extras(self) -> dict:
         """The learned softmax weight of each block."""
         weights = torch.softmax(self.net.block_logits.detach(), 0).numpy()
-        return {name: round(float(w), 4) for name, w in zip(self.layer_names, weights)}
+        return {"block_weights": {name: round(float(w), 4) for name, w in zip(self.layer_names, weights)}}
 
     def state(self) -> dict:
         tensors = {f"net.{key}": value.detach().numpy() for key, value in self.net.state_dict().items()}

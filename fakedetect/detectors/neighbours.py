@@ -41,13 +41,20 @@ class Neighbours:
         """Ranking score: similarity to the nearest fake minus similarity to the nearest real."""
         return self.fake[:, 0].astype(np.float64) - self.real[:, 0].astype(np.float64)
 
-    def predict(self, k: int) -> np.ndarray:
-        """Majority label of the k nearest; a tie (even k) goes to the nearest neighbour's label."""
+    def vote_fraction(self, k: int) -> np.ndarray:
+        """The share of fakes among the k nearest (the k best of the real and fake candidates; among
+        equal similarities a real row counts as nearer)."""
         similarities = np.concatenate([self.real[:, :k], self.fake[:, :k]], axis=1)
-        labels = np.repeat(np.array(LABELS), k)
-        # A stable sort puts the real columns first among equal similarities: ties go to real.
+        labels = np.repeat(np.array(LABELS, dtype=np.float64), k)
+        # A stable sort puts the real columns first among equal similarities.
         nearest = np.argsort(-similarities, axis=1, kind="stable")[:, :k]
-        fake_votes = 2 * labels[nearest].sum(axis=1)
+        return labels[nearest].mean(axis=1)
+
+    def predict(self, k: int) -> np.ndarray:
+        """The tie rule (docs/detectors.md "The kinds"): the majority label of the k nearest; a tie
+        (even k) goes to the nearest neighbour's label, and a nearest fake and real at equal
+        similarity make it real."""
+        fake_votes = 2 * np.rint(self.vote_fraction(k) * k)
         return np.where(fake_votes == k, self.score > 0, fake_votes > k).astype(np.int64)
 
 

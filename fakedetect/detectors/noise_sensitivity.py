@@ -5,7 +5,9 @@ perturbation (fakedetect.evaluation.perturbations, `noise`), encoded once throug
 
 P(fake) is a 1-D logistic fit of the raw score on the validation split (monotonic; its sign is
 learned, so a backbone on which fakes are the more stable still ranks correctly); the ranking
-score and the thresholds use that P. Nothing else is learned.
+score and the thresholds use that P. Nothing else is learned. Without real and fake validation
+rows it cannot learn that sign, and it is skipped with that reason (never a silent slope of 1);
+its validation figures are cross-fitted (registry.fit).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from scipy.special import expit
 
-from fakedetect.params import Perturbation
+from fakedetect.detectors.kind import Kind
+from fakedetect.params.detectors import NoiseSensitivityDetectorParams
 
 
 def raw_score(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
@@ -24,28 +27,37 @@ def raw_score(clean: np.ndarray, noisy: np.ndarray) -> np.ndarray:
     return 1.0 - (clean * noisy).sum(1) / norms
 
 
-class NoiseSensitivity:
-    def __init__(self, params, name: str):
-        self.sigma, self.seed, self.name = params.sigma, params.seed, name
+class NoiseSensitivity(Kind):
+    Params = NoiseSensitivityDetectorParams
+    fits_on_validation, title = True, "noise sensitivity"
 
-    @property
-    def perturbation(self) -> Perturbation:
-        return Perturbation(noise=self.sigma, noise_seed=self.seed or None)
+    def __init__(self, params, name: str):
+        super().__init__(params, name)
+        self.sigma = params.sigma
+
+    @classmethod
+    def noisy_views(cls, settings) -> list[tuple[float, int]]:
+        return [(settings.sigma, settings.seed)]
+
+    @classmethod
+    def cannot_fit(cls, settings, y_train, y_val) -> str | None:
+        if not ((y_val == 0).any() and (y_val == 1).any()):
+            return ("it learns the sign and scale of its score on the validation split, which needs real and "
+                    "fake rows")
+        return None
 
     def _raw(self, inputs) -> np.ndarray:
         return raw_score(inputs.x, inputs.noisy[self.sigma])
 
     def fit(self, train, y_train, val, y_val) -> None:
-        """The 1-D logistic map raw score -> P(fake), on the validation split (identity-like without both classes)."""
-        self.slope, self.intercept = np.array([1.0]), np.array([0.0])
-        if len(y_val) and (y_val == 0).any() and (y_val == 1).any():
-            from sklearn.linear_model import LogisticRegression
+        """The 1-D logistic map raw score -> P(fake), on the validation split (cannot_fit: both classes)."""
+        from sklearn.linear_model import LogisticRegression
 
-            raw = self._raw(val)
-            scale = max(float(raw.std()), 1e-12)
-            fitted = LogisticRegression().fit((raw / scale)[:, None], y_val)
-            self.slope = np.array([fitted.coef_[0, 0] / scale])
-            self.intercept = fitted.intercept_
+        raw = self._raw(val)
+        scale = max(float(raw.std()), 1e-12)
+        fitted = LogisticRegression().fit((raw / scale)[:, None], y_val)
+        self.slope = np.array([fitted.coef_[0, 0] / scale])
+        self.intercept = fitted.intercept_
 
     def predict(self, inputs):
         p = expit(self._raw(inputs) * self.slope[0] + self.intercept[0])

@@ -76,22 +76,13 @@ def _on_engine(p: ExtractParams, engine: str | None, address: str | None) -> Ext
 
 
 def best_detector(folder: Path) -> tuple[str | None, str]:
-    """The saved detector with the best AP on the validation split among those predict can run (the
-    first by name on a tie), with why it is the one; or None and why there is none. Reads only the
-    detectors' detector.json (not dvc.lock)."""
+    """predict's default among the detectors saved in `folder` (registry.default_detector: the best
+    out-of-sample validation AP), with why it is the one; or None and why there is none. Reads only
+    the detectors' detector.json (not dvc.lock)."""
     from fakedetect.detectors import registry
 
-    saved = registry.saved(folder)
-    fitted = {name: d for name, d in saved.items() if (d.get("validation") or {}).get("ap") is not None}
-    runnable = {name: d for name, d in fitted.items() if not registry.needs_noisy_views(name, saved)}
-    if not runnable:
-        why = (f"{folder} holds no fitted detector (the compare stage has not run: dvc repro compare)" if not fitted
-               else f"the detectors in {folder} ({', '.join(sorted(fitted))}) need noisy views of each image")
-        return None, why
-    best = max(sorted(runnable), key=lambda name: runnable[name]["validation"]["ap"])
-    left_out = sorted(set(fitted) - set(runnable))
-    return best, (f"the best validation AP ({runnable[best]['validation']['ap']}%)"
-                  + (f"; {', '.join(left_out)} left out: they need noisy views" if left_out else ""))
+    best, why = registry.default_detector(registry.saved(folder))
+    return best, why if best is not None or "compare stage" not in why else f"{folder} holds {why}"
 
 
 def default_detector(project: Path) -> tuple[str | None, dict | None, str]:
@@ -142,6 +133,7 @@ class Detector:
                 raise UserError(f"--detector best: {why}")
         self.detector, self.classifier = detector, classifier
         self.thresholds = {}  # a compare-stage detector's own thresholds (registry.FittedDetector.thresholds)
+        self.calibration = ""  # how its calibrated threshold was chosen, or why there is none
         self.threshold = self._calibrated_threshold() if detector is None else None
         self.level2, self.families = self._level2() if family else (None, [])
         self._owns_engine = engine_from is None
@@ -183,6 +175,7 @@ class Detector:
 
     def _calibrated_threshold(self) -> float | None:
         report = json.loads(self._artifact(REPORTS[self.classifier]).read_text())
+        self.calibration = report.get("calibration", "")
         return report.get("calibrated_threshold")
 
     def _check_dimension(self, expected: int, what: str) -> None:
@@ -192,28 +185,39 @@ class Detector:
                             "another model; run `make repro` again")
 
     def _linear_scorer(self):
-        """P(fake) from the head linear_eval scored with (the trained Keras head, or the external UnivFD head)."""
-        from fakedetect.detectors import linear_head  # Keras: only after torch and torchvision are loaded
+        """P(fake) from the head linear_eval scored with (linear_train's head, or the external UnivFD
+        head): the registry detector pipeline_detectors.linear_detector (Keras: after torch is loaded)."""
+        from fakedetect.detectors import pipeline_detectors, registry
 
-        trained = LINEAR_MODEL if self.params.linear.external_head else self._artifact(LINEAR_MODEL)
-        head = linear_head.load(self.params.linear, self.dim, trained)
-        scorer = scoring.head(head.predict, head.name)
-        return lambda x: (scorer.score(x)[0], None)
+        if not self.params.linear.external_head:
+            self._artifact(LINEAR_MODEL)
+        spec = pipeline_detectors.linear_spec(self.params)
+        model = registry.build(pipeline_detectors.LINEAR, spec)
+        if self.params.linear.external_head:
+            model.key = "linear.external_head"
+            model.fit(registry.Inputs(np.zeros((1, self.dim), np.float32), []), None, None, None)
+        else:
+            model.restore_model(self.project / LINEAR_MODEL, self.dim)
+        head = registry.FittedDetector(pipeline_detectors.LINEAR, spec, model)
+        whole = [("all", self.dim)]
+        return lambda x: (head.score(registry.Inputs(x, whole)).p_fake, None)
 
     def _nn_scorer(self):
-        """The k nearest training features (nn_eval's scorer, with the run's nn params): P(fake) is their
-        vote (0 or 1); the ranking score (nearest fake minus nearest real similarity) is what the
-        calibrated threshold applies to."""
+        """The k nearest training features (nn_eval's `knn` detector, with the run's nn params): P(fake) is
+        their vote; the ranking score (nearest fake minus nearest real similarity) is what the
+        calibrated threshold applies to. The bank is the run's features, memory-mapped."""
+        from fakedetect.detectors import pipeline_detectors, registry
         from fakedetect.features import feature_files
 
-        matrix, rows = feature_files.load_features(self._artifact(FEATURES))
+        matrix, rows = feature_files.load_features(self._artifact(FEATURES), mapped=True)
         self._check_dimension(matrix.shape[1], FEATURES)
         self.bank_features, self.bank_rows = matrix, rows  # the evidence (fakedetect serve) shows the nearest
-        scorer = scoring.nearest_neighbour(matrix, rows, self.params.nn, FEATURES)
+        knn = pipeline_detectors.fit_knn(self.params, matrix, rows, self.project / FEATURES)
+        whole = [("all", matrix.shape[1])]
 
         def score(x):
-            ranking, vote = scorer.score(x)
-            return vote.astype(np.float64), ranking
+            result = knn.score(registry.Inputs(x, whole))
+            return result.decision.astype(np.float64), result.ranking
 
         return score
 
@@ -232,6 +236,7 @@ class Detector:
         detector, score = registry.score_function(models, name, layers)
         if name == self.detector:
             self.thresholds = detector.thresholds
+            self.calibration = detector.thresholds.get("calibration", "")
 
         def p_fake_and_ranking(x):
             result = score(x)
@@ -298,6 +303,8 @@ class Detector:
             result.fake_at_0_5 = bool(at_0_5[j])
             result.threshold = self.threshold
             result.fake = bool(decided[j] > self.threshold) if self.threshold is not None else result.fake_at_0_5
+            if self.threshold is None:  # said, never silent: the decision falls back to P(fake) > 0.5
+                result.extra["calibration"] = self.calibration
             if ranking is not None and self.detector is None:
                 result.extra["nn_score"] = round(float(ranking[j]), 6)
             if self.detector is not None:  # its name, and the score its thresholds apply to

@@ -51,11 +51,25 @@ def operating_thresholds(real_scores: np.ndarray) -> dict[str, float | None]:
 
 
 def calibrate(labels: np.ndarray, scores: np.ndarray) -> tuple[float | None, str]:
-    """The validation split's best threshold, or None and why not."""
+    """The validation split's best threshold, or None and why not: no validation split, one class
+    on it, or no separation (its most accurate cut calls every validation image fake, or every one real)."""
     labels = np.asarray(labels)
     if not len(labels):
         return None, "none: no validation split"
     if len(np.unique(labels)) < 2:
         return None, "none: the validation split has one class"
     threshold, _ = best_threshold(labels, scores)
+    called_fake = np.asarray(scores, np.float64) > threshold
+    if called_fake.all() or not called_fake.any():
+        return None, (f"none: no separation on the validation split (its most accurate cut calls every image "
+                      f"{'fake' if called_fake.all() else 'real'})")
     return threshold, "validation split"
+
+
+def choose(labels: np.ndarray, scores: np.ndarray) -> dict:
+    """Every threshold of a detector, from its scores on the clean validation split (labels 0/1): the
+    calibrated one (None where it cannot be, `calibration` says why) and each operating point's. The
+    one place thresholds are decided: the registry, the eval stages' reports and robustness call it."""
+    labels, scores = np.asarray(labels), np.asarray(scores, np.float64)
+    calibrated, how = calibrate(labels, scores)
+    return {"calibrated": calibrated, "calibration": how, **operating_thresholds(scores[labels == 0])}

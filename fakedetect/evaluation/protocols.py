@@ -147,8 +147,7 @@ def choose(report: dict, found: list[Fold], rows: pd.DataFrame, matrix: np.ndarr
     that predict can run, the one with the best mean held-out AP (leave one generator out, else the
     next window), and its threshold calibrated on the folds' held-out calibration rows of generators
     the saved detector never trained on; None when no protocol judged a runnable detector."""
-    from fakedetect.detectors import registry
-    from fakedetect.detectors.thresholds import calibrate, operating_thresholds
+    from fakedetect.detectors import registry, thresholds
 
     protocol = LOGO if any(f["protocol"] == LOGO and "detectors" in f for f in report["folds"]) else CHRONOLOGICAL
     saved = registry.saved(models)
@@ -163,13 +162,11 @@ def choose(report: dict, found: list[Fold], rows: pd.DataFrame, matrix: np.ndarr
                           if not pairs[i] & seen and rows.split.iat[i] == "test"})
     labels = rows.label.to_numpy()[calibration]
     _, score = registry.score_function(models, best, layers)
-    ranking = score(matrix[calibration]).ranking if calibration else np.empty(0)
-    threshold, how = (calibrate(labels, ranking) if calibration
-                      else (None, "none: no held-out row of a generator it never saw"))
+    chosen = thresholds.choose(labels, score(matrix[calibration]).ranking if calibration else np.empty(0))
+    rounded = {k: None if t is None else round(t, 6) for k, t in chosen.items() if k != "calibration"}
     return {"detector": best, "protocol": protocol, "held_out_ap": means[best], "held_out_aps": means,
-            "threshold": None if threshold is None else round(threshold, 6),
-            "operating_thresholds": {k: None if t is None else round(t, 6)
-                                     for k, t in operating_thresholds(ranking[labels == 0]).items()},
+            "threshold": rounded.pop("calibrated"), "operating_thresholds": rounded,
             "calibration": (f"{int((labels == 0).sum())} real and {int((labels == 1).sum())} fake held-out rows of "
-                            f"generators the saved detector never trained on" if threshold is not None
-                            else f"{how}; the detector's own calibrated threshold applies")}
+                            f"generators the saved detector never trained on" if chosen["calibrated"] is not None
+                            else f"{chosen['calibration']} (held-out rows of generators it never trained on); "
+                                 "the detector's own calibrated threshold applies")}

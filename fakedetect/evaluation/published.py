@@ -27,6 +27,11 @@ DETECTION = {
 # RINE (Koutlis & Papadopoulos, ECCV 2024): CLIP ViT-L/14 intermediate blocks, trained on 1-class ProGAN; its
 # mean over UnivFD's 19 sets (mean only: shown for the `blocks` detector).
 DETECTION_MEAN = {"univfd_linear_probe": (81.38, 93.38), "rine": (91.29, 98.79)}
+# What each published table is, beside a detector's figures in reports/compare.json.
+NOTES = {"notebook_nn": "the notebook's 1-NN, on its own test files",
+         "notebook_fcnn": "the notebook's FCNN, on its own test files",
+         "univfd_linear_probe": "UnivFD's linear probe, mean over its 19 test sets (CLIP ViT-L/14)",
+         "rine": "RINE, mean over UnivFD's 19 test sets (CLIP ViT-L/14 blocks); mean only"}
 MEAN_OVER = {"rine": "univfd_linear_probe"}  # a published mean without a per-set table here: over that table's sets
 ALIASES = {"seeingdark": "sitd"}  # CNNDetection's folder name for the SITD set
 

@@ -138,31 +138,17 @@ def report(methods: dict, rows: pd.DataFrame, chosen: pd.DataFrame, perturbed: P
     }
 
 
-# metrics/robustness.json per method: a few figures, so that `dvc metrics show` stays readable with
-# every detector and UnivFD's whole grid (about 1,000 characters wide for six detectors).
-HEADLINE = {"clean": ("acc", "ap", "tpr_at_fpr5"), "grid_mean": ("acc", "ap"), "worst": ("acc",)}
-
-
 def headline(report: dict) -> dict:
-    """metrics/robustness.json: per method, the clean point's mean figures, their mean over the grid's
-    points, and the worst grid point (the lowest mean accuracy) with its accuracy (HEADLINE); the
-    report keeps every figure of every point and set."""
+    """metrics/robustness.json: per detector, the mean over the grid's points (the clean point left out)
+    of the headline figures the eval and compare metrics files hold (metrics.HEADLINE, the same names);
+    the report keeps every figure of every point and set."""
     out = {}
     for key, method in report["methods"].items():
-        points = method["perturbations"]
-        grid = {name: point["mean"] for name, point in points.items() if name != CLEAN}
-
-        def mean_of(figure: str):
-            values = [m[figure] for m in grid.values() if m.get(figure) is not None]
-            return round(float(np.mean(values)), 4) if values else None
-
-        entry = {"clean": {f: points[CLEAN]["mean"].get(f) for f in HEADLINE["clean"]},
-                 "grid_mean": {f: mean_of(f) for f in HEADLINE["grid_mean"]}}
-        rated = [name for name in grid if grid[name].get("acc") is not None]
-        if rated:
-            worst = min(rated, key=lambda name: grid[name]["acc"])
-            entry["worst"] = {"point": worst, **{f: grid[worst].get(f) for f in HEADLINE["worst"]}}
-        out[key] = entry
+        grid = [point["mean"] for name, point in method["perturbations"].items() if name != CLEAN]
+        out[key] = {}
+        for figure in metrics.HEADLINE:
+            values = [m[figure] for m in grid if m.get(figure) is not None]
+            out[key][figure] = round(float(np.mean(values)), 4) if values else None
     return out
 
 

@@ -6,6 +6,7 @@ format, so every downstream stage treats them alike (imported ones: fakedetect.f
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -33,17 +34,30 @@ def save_features(folder: str | os.PathLike, matrix: np.ndarray, rows: pd.DataFr
     atomic.write_csv(folder / ROWS, rows.reset_index(drop=True))
 
 
-def load_features(folder: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
-    """Read a feature folder (never unpickling); check that matrix and rows agree."""
+def load_features(folder: str | os.PathLike, mapped: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+    """Read a feature folder (never unpickling); check that matrix and rows agree. `mapped`: the
+    matrix memory-mapped read-only, one mapping per file in a process (open_matrix)."""
     folder = Path(folder)
     try:
-        matrix = np.load(folder / MATRIX, allow_pickle=False)
+        matrix = open_matrix(folder) if mapped else np.load(folder / MATRIX, allow_pickle=False)
         rows = manifests.read_manifest(folder / ROWS)
     except FileNotFoundError as exc:
         raise UserError(f"{exc.filename} is missing: run the extract_clip stage (dvc repro) or dvc pull") from None
     if matrix.dtype != np.float32 or matrix.ndim != 2 or len(matrix) != len(rows):
         raise UserError(f"{folder}: features {matrix.dtype} {matrix.shape} do not match {len(rows)} rows")
     return matrix, rows
+
+
+@functools.lru_cache(maxsize=8)
+def _mapped(path: str, modified: int) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def open_matrix(folder: str | os.PathLike) -> np.ndarray:
+    """A feature folder's matrix, memory-mapped read-only; the same mapping for every caller in a
+    process while the file is unchanged (a k-NN bank and serve's evidence share it)."""
+    path = (Path(folder) / MATRIX).resolve()
+    return _mapped(str(path), path.stat().st_mtime_ns)
 
 
 def save_layers(folder: str | os.PathLike, layers: list[tuple[str, int]]) -> None:

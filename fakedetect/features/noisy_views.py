@@ -17,8 +17,9 @@ from fakedetect.params import Perturbation
 
 def unavailable(rows: pd.DataFrame) -> str | None:
     """Why these rows' images cannot be read again (None when they can)."""
-    if "image" not in rows or "image_sha256" not in rows or rows.image.isna().any():
-        return "its noisy views need the images, and these features were imported (images: [])"
+    if ("image" not in rows or "image_sha256" not in rows or rows.image.isna().any()
+            or (rows.image.astype(str).str.strip() == "").any()):
+        return "its noisy views need the images, and imported features have none (images: [])"
     missing = [path for path in rows.image if not os.path.isfile(path)]
     if missing:
         return f"its noisy views need the images, and {len(missing)} are missing (e.g. {missing[0]}): dvc pull"

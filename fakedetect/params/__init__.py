@@ -20,7 +20,7 @@ from fakedetect.params.data import (BlurJpegProtocol, DatasetSource, DemoParams,
                                     NotebookProtocol, PreprocessParams, SPLITS)
 from fakedetect.params.features import DEMO_LAYERS, CropPolicy, ExtractParams, ImportSource, RayParams
 from fakedetect.params.detectors import (DEMO_DETECTORS, DETECTOR_PARAMS, DetectorSpec, FcnnRecipe, LinearParams,
-                                        LinearProbeRecipe, NnParams)
+                                        LinearProbeRecipe, NnParams, kind_schema, recipe)
 from fakedetect.params.attribution import (AttributionParams, DEMO_TEST_SETS, FAKE_FAMILIES,
                                            FamilyLevelParams, GroupSplitParams, HierarchyParams, Level3Params,
                                            LevelParams, RESNET_ARCHS, RESNET_STAGES, Selection)
@@ -35,7 +35,7 @@ __all__ = [
     "LevelParams", "LinearParams", "LinearProbeRecipe", "NnParams", "NotebookProtocol", "PARAMS_FILE",
     "Params", "ParamsError", "Perturbation", "PreprocessParams", "RESNET_ARCHS", "RESNET_STAGES",
     "RayParams", "RobustnessParams", "SPLITS", "Section", "Selection", "TsneParams", "describe_errors",
-    "load_params"
+    "kind_schema", "load_params", "recipe"
 ]
 
 PARAMS_FILE = "params.yaml"
@@ -70,11 +70,19 @@ class Params(Section):
         if not self.images and not self.extract.imports:
             raise ValueError("images is [] and extract.imports is empty: the pipeline needs images to encode "
                              "([demo] or [datasets]) or features to import")
+        resolved = {}
         for name, spec in self.detectors.items():
-            for member in spec.params.get("members", []) if spec.kind == "fusion" else []:
-                if member not in self.detectors or self.detectors[member].kind == "fusion":
+            values = recipe(kind_schema(spec.kind), self)
+            if values is not None and spec.params:
+                raise ValueError(f"detectors.{name}.params: a {spec.kind} detector's recipe lives in params "
+                                 f"{' and '.join(kind_schema(spec.kind).recipe)} (one home per recipe): leave "
+                                 "its params empty ({})")
+            resolved[name] = spec if values is None else spec.model_copy(update={"params": values})
+            for member in getattr(spec.settings, "members", []):
+                if member not in self.detectors or hasattr(self.detectors[member].settings, "members"):
                     raise ValueError(f"detectors.{name}.params.members: {member!r} is not a configured "
                                      "detector (nor may it be a fusion)")
+        object.__setattr__(self, "detectors", resolved)  # each detector with its whole recipe
         if self.images == ["datasets"] and not self.ingest.datasets:
             raise ValueError("images is [datasets] but ingest.datasets is empty: list at least one dataset root")
         return self

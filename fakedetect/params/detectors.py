@@ -2,7 +2,8 @@
 (`detectors`)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import importlib
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -75,18 +76,21 @@ class LinearParams(Section):
 
 # ------------------------------------------------------------------ the detector registry's params
 # Each kind's params (docs/detectors.md "Adding a detector"); fakedetect/detectors/registry.py maps a
-# kind to its builder and to one of these classes.
+# kind to its class, which names one of these as its `Params`. A schema with a `recipe` reads its
+# values from those params sections (one home per recipe): its `detectors` entries leave params empty.
 
 
-class KnnDetectorParams(Section):
-    k: PositiveInt = Field(1, description="neighbours; 1 = the notebook's and UnivFD's 1-NN")
+class KnnDetectorParams(NnParams):
+    recipe: ClassVar[tuple[str, ...]] = ("nn",)
 
 
 class FcnnDetectorParams(FcnnRecipe):
+    recipe: ClassVar[tuple[str, ...]] = ("linear.fcnn", "linear.seed")
     seed: int = 0
 
 
 class LinearProbeDetectorParams(LinearProbeRecipe):
+    recipe: ClassVar[tuple[str, ...]] = ("linear.linear_probe", "linear.seed")
     seed: int = 0
 
 
@@ -124,6 +128,35 @@ DETECTOR_PARAMS = {"knn": KnnDetectorParams, "fcnn": FcnnDetectorParams, "linear
 FEATURE_VIEWS = "all | layer:<name> | layers"
 
 
+def kind_schema(kind: str) -> type[Section]:
+    """The params schema of a kind: a built-in one, or the `Params` of a `module:Class` kind (a kind
+    defined outside the package, docs/detectors.md "Adding a detector"); KeyError if there is none."""
+    if kind in DETECTOR_PARAMS:
+        return DETECTOR_PARAMS[kind]
+    module, _, name = kind.partition(":")
+    if not module or not name:
+        raise KeyError(kind)
+    try:
+        return getattr(importlib.import_module(module), name).Params
+    except (ImportError, AttributeError) as exc:
+        raise KeyError(f"{kind} ({exc})") from None
+
+
+def recipe(schema: type[Section], params) -> dict | None:
+    """The values of a schema with a `recipe` (paths into the whole params, e.g. linear.fcnn and
+    linear.seed), or None for a schema whose params live in its `detectors` entry."""
+    paths = getattr(schema, "recipe", None)
+    if paths is None:
+        return None
+    values = {}
+    for path in paths:
+        found = params
+        for part in path.split("."):
+            found = getattr(found, part)
+        values |= found.model_dump(mode="json") if isinstance(found, Section) else {path.rsplit(".", 1)[-1]: found}
+    return values
+
+
 def _below(key: str, message: str) -> PydanticCustomError:
     """An error about a key below the one being validated (params/__init__ names it in full)."""
     return PydanticCustomError("nested_key", "{message}", {"key": key, "message": message})
@@ -138,13 +171,16 @@ class DetectorSpec(Section):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.kind not in DETECTOR_PARAMS:
-            raise _below("kind", f"unknown kind {self.kind!r}; kinds: {', '.join(DETECTOR_PARAMS)}")
+        try:
+            schema = kind_schema(self.kind)
+        except KeyError as exc:
+            raise _below("kind", f"unknown kind {exc.args[0]!r}; kinds: {', '.join(DETECTOR_PARAMS)}, "
+                                 "or module:Class") from None
         if not (self.features in ("all", "layers") or
                 (self.features.startswith("layer:") and len(self.features) > len("layer:"))):
             raise _below("features", f"{self.features!r} is not one of {FEATURE_VIEWS}")
         try:
-            DETECTOR_PARAMS[self.kind].model_validate(self.params)
+            schema.model_validate(self.params)
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(["params", *map(str, error["loc"])])
@@ -155,11 +191,11 @@ class DetectorSpec(Section):
     @property
     def settings(self) -> Section:
         """The kind's params, validated, with their defaults."""
-        return DETECTOR_PARAMS[self.kind].model_validate(self.params)
+        return kind_schema(self.kind).model_validate(self.params)
 
 
 DEMO_DETECTORS = {
-    "knn": DetectorSpec(kind="knn", params={"k": 1}),
+    "knn": DetectorSpec(kind="knn"),
     "fcnn": DetectorSpec(kind="fcnn"),
     "linear_probe": DetectorSpec(kind="linear_probe"),
     "blocks": DetectorSpec(kind="blocks", features="layers"),

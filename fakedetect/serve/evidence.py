@@ -14,7 +14,7 @@ import pandas as pd
 from PIL import Image
 
 from fakedetect.detectors import neighbours
-from fakedetect.detectors.scoring import training_bank
+from fakedetect.stage import UserError
 
 THUMB_SIDE = 112
 LABEL_NAMES = {0: "real", 1: "fake"}
@@ -26,7 +26,9 @@ class Evidence:
     def __init__(self, project: Path, matrix: np.ndarray, rows: pd.DataFrame, k: int = 5,
                  chunk_size: int = 4096, cache_size: int = 512):
         self.project, self.matrix, self.rows, self.k, self.chunk_size = project, matrix, rows, k, chunk_size
-        self.bank = training_bank(rows, "data/features")
+        self.bank = np.flatnonzero(rows.split.to_numpy() == "train")
+        if not len(self.bank):
+            raise UserError("data/features has no training rows: the evidence shows the nearest of them")
         self._in_bank = set(int(i) for i in self.bank)
         self._cache: OrderedDict[int, bytes] = OrderedDict()
         self._cache_size = cache_size

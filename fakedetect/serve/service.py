@@ -48,9 +48,9 @@ class Service:
                 self.detectors[name] = Detector(self.project, family=False, engine_from=self.primary, **choice)
             self.points = {name: verdicts.operating_points(verdicts.thresholds(self.project, d))
                            for name, d in self.detectors.items()}
-            nn = self.detectors.get("nn")
-            bank = (nn.bank_features, nn.bank_rows) if nn is not None and nn.detector is None \
-                else feature_files.load_features(self.project / FEATURES)
+            # one bank in the process: the evidence and every k-NN detector (a fusion's member too) read
+            # the run's features through one memory map (feature_files.open_matrix)
+            bank = feature_files.load_features(self.project / FEATURES, mapped=True)
             self.evidence = Evidence(self.project, *bank, k, self.primary.params.nn.chunk_size)
             self.gradcam = GradCam(self.project / ATTRIBUTION_MODELS)
         except BaseException:

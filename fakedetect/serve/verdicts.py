@@ -16,9 +16,6 @@ from fakedetect.artifacts import DETECTOR_MODELS
 from fakedetect.detectors.predict import REPORTS, Detector, Prediction
 
 TITLES = {"linear": "linear head (linear_eval)", "nn": "nearest neighbours (nn_eval)"}
-KIND_TITLES = {"knn": "nearest neighbours", "fcnn": "Keras FCNN", "linear_probe": "linear probe",
-               "external_head": "external linear head", "blocks": "per-block weighting (RINE-style)",
-               "fusion": "fusion of detectors", "noise_sensitivity": "noise sensitivity"}
 # The operating points of docs/serve.md "What the page shows": (key, its name in a detector's
 # thresholds, label).
 POINTS = (("calibrated", "calibrated", "at the calibrated threshold"),
@@ -64,7 +61,7 @@ def title(project: Path, detector: Detector) -> str:
 
     details = registry.saved(project / DETECTOR_MODELS)[detector.detector]
     ap = (details.get("validation") or {}).get("ap")
-    return (f"{detector.detector} ({KIND_TITLES.get(details['kind'], details['kind'])}"
+    return (f"{detector.detector} ({registry.kind_class(details['kind']).title or details['kind']}"
             + (f", validation AP {ap:.2f}%)" if ap is not None else ")"))
 
 
