@@ -26,16 +26,20 @@ repro: setup
 plots: setup
 	$(RUN) $(BIN)/dvc plots show
 
-# Everything (what CI runs), its 15 slowest tests listed at the end.
+# Everything (what CI runs), its 15 slowest tests listed at the end: two pytest-xdist workers, each
+# taking whole test files (module fixtures built once) in tests/conftest.py's order, longest first.
 test: setup
-	$(RUN) $(BIN)/python -m pytest --durations=15
+	$(RUN) $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
-# The in-process tests only (pytest's `fast` marker): no stage subprocess, no dvc run.
+# The in-process tests only (pytest's `fast` marker): no stage subprocess, no dvc run; two
+# pytest-xdist workers, test by test (a module fixture here takes a second: each worker builds its own).
 test-fast: setup
-	$(RUN) $(BIN)/python -m pytest -m fast
+	$(RUN) $(BIN)/python -m pytest -m fast -n 2 --dist load
 
+# Every bench script, each to the end (docs/benchmarks.md); `make bench BENCH_ARGS=--smoke`: tiny sizes, minutes.
+BENCH_ARGS ?=
 bench: setup
-	for b in bench/*.py; do $(RUN) $(BIN)/python $$b || exit 1; done
+	for b in bench/*.py; do echo "== $$b"; $(RUN) $(BIN)/python $$b $(BENCH_ARGS) || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,6 +13,7 @@ for this setting and for the univfd profile's (resnet50, stem and layer1 frozen)
 `python bench/attribution.py memory --univfd N ...` runs the same path with the univfd profile's
 model setting instead (resnet50, stem and layer1 frozen, whole 224-px images, batch 32, one epoch):
 slow on a CPU, so give it a few hundred images; the growth with the count comes from the default.
+`--smoke`: one count of 40 images, one training epoch each way (seconds; the figures mean nothing).
 """
 import os
 import resource
@@ -35,8 +36,9 @@ from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.params import AttributionParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
-MEMORY_COUNTS = (500, 2000, 8000)
-TEST_IMAGES = 32  # scored by streaming; the rest train (3/4) and validate (1/4)
+SMOKE = "--smoke" in sys.argv
+MEMORY_COUNTS = (40,) if SMOKE else (500, 2000, 8000)
+TEST_IMAGES = 8 if SMOKE else 32  # scored by streaming; the rest train (3/4) and validate (1/4)
 # Cheap on 2 cores (one frozen stage, 32-px crops, one epoch); what is measured is memory, not accuracy.
 MEMORY_SETTING = {"arch": "resnet18", "weights": "none", "freeze": ["stem"], "crop_size": 32, "max_epochs": 1,
                   "batch_size": 32}
@@ -119,7 +121,8 @@ def memory(counts, univfd: bool = False) -> None:
     print(f"memory setting: {setting}, {TEST_IMAGES} test images streamed, 224-px images")
     peaks = {}
     for n in counts:
-        out = subprocess.run([sys.executable, __file__, "memory-child", str(n)] + ["--univfd"] * univfd, cwd=ROOT,
+        out = subprocess.run([sys.executable, __file__, "memory-child", str(n)] + ["--univfd"] * univfd + ["--smoke"] * SMOKE,
+                             cwd=ROOT,
                              check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
         before, peak, act_bytes, px_bytes = (float(v) for v in out.split()[-4:])
         peaks[n] = peak
@@ -138,7 +141,7 @@ def memory(counts, univfd: bool = False) -> None:
 
 def main() -> None:
     univfd = "--univfd" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--univfd"]
+    args = [a for a in sys.argv[1:] if a not in ("--univfd", "--smoke")]
     if args[:1] == ["memory-child"]:
         return memory_child(int(args[1]), UNIVFD_SETTING if univfd else MEMORY_SETTING)
     if args[:1] == ["memory"]:

@@ -3,8 +3,9 @@ and score seconds (compare.run in this process, the noisy views read from a warm
 then the compare stage's wall and CPU time as DVC runs it (a fresh process, warm store), and the total.
 Target: at most 60 s in all on 2 cores, the Keras FCNN included.
 
-Usage: python bench/detectors.py [PROJECT]  (a project whose data/features hold the demo's features,
-default: this one; FAKEDETECT_STORE or extract.store: the warm store)
+Usage: python bench/detectors.py [PROJECT] [--smoke]  (a project whose data/features hold the demo's features,
+default: this one; FAKEDETECT_STORE or extract.store: the warm store). The work is the project's data:
+`--smoke` is accepted for `make bench` alike and changes nothing (on a small demo's run it takes seconds).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from fakedetect.params import load_params  # noqa: E402
 
 
 def main() -> None:
-    project = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
+    named = [arg for arg in sys.argv[1:] if arg != "--smoke"]
+    project = Path(named[0] if named else ".").resolve()
     os.chdir(project)
     from fakedetect.features.noisy_views import NoisyViews  # the stage's own noisy-view source
 

@@ -7,7 +7,8 @@ in {16, 32}; every point re-runs `extract_clip` (the heads do not change what it
 `dvc exp run --run-all -j 2`, four workspaces (copies of params.yaml and the preprocessed manifest,
 the images linked) run the stage two at a time, on N_IMAGES demo images with the demo backbone.
 Prints the images encoded in all (from each run's metrics/extract.json) and the wall time of the
-grid's extraction in each setting, and their ratios. Needs `dvc repro preprocess`.
+grid's extraction in each setting, and their ratios. Needs `dvc repro preprocess`. `--smoke`: 8 images
+(seconds; the figures mean nothing).
 """
 import os
 import re
@@ -25,7 +26,7 @@ from fakedetect.artifacts import PREPROCESSED, PREPROCESSED_MANIFEST
 from fakedetect.features.feature_store import STORE_ENV
 
 PROJECT = Path(__file__).resolve().parents[1]
-N_IMAGES = 256
+N_IMAGES = 8 if "--smoke" in sys.argv else 256
 GRID = [("fcnn", 16), ("fcnn", 32), ("linear_probe", 16), ("linear_probe", 32)]  # the queue's order
 WORKERS = 2
 

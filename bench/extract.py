@@ -18,6 +18,7 @@ images/s (decode, hash, centre crop on one core), the figure a cluster's CPUs pe
 Plus peak resident memory (of the stage path, before (b) holds all 1024 tensors in memory) and the
 load average: with other processes on the two cores, two OpenMP threads stall at every
 synchronisation and small batches (c) suffer most, so run it on an idle machine. Needs `dvc repro preprocess`. Prints `name: value` lines.
+`--smoke`: 16 images, 4 in the loop (seconds; the figures mean nothing).
 """
 import os
 import resource
@@ -31,14 +32,16 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from fakedetect.features import backbones, engines, extract
+from fakedetect.features import backbones, extract, local_engine
 from fakedetect.data import images, manifests
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.features.feature_store import FeatureStore
+from fakedetect.features.ray_engine import RayEngine
 from fakedetect.params import ExtractParams, RayParams
 
-N_IMAGES = 1024
-N_LOOP = 128
+SMOKE = "--smoke" in sys.argv
+N_IMAGES = 16 if SMOKE else 1024
+N_LOOP = 4 if SMOKE else 128
 THREADS = 2
 
 
@@ -53,7 +56,7 @@ def run_stage_path(rows, backbone, params) -> tuple[float, np.ndarray]:
 
 def first_batch_s(engine, rows, params) -> float:
     """Seconds from an encode call of one batch to its features: the pipeline's fill."""
-    items = [engines.Item(path) for path in rows.image[:params.batch_size]]
+    items = [local_engine.Item(path) for path in rows.image[:params.batch_size]]
     start = time.perf_counter()
     list(engine.encode(items, backbones.CROP, params.batch_size, params.loader_workers))
     return time.perf_counter() - start
@@ -63,7 +66,7 @@ def run_ray_engine(rows, params) -> tuple[float, float, float, np.ndarray]:
     """(start-up seconds, first-batch seconds, images/s, features) of the stage path on a Ray
     instance on this machine."""
     start = time.perf_counter()
-    engine = engines.RayEngine(params.model_copy(update={"engine": "ray",
+    engine = RayEngine(params.model_copy(update={"engine": "ray",
                                                          "ray": RayParams(actors=1, cpus_per_actor=THREADS)}))
     startup = time.perf_counter() - start
     try:
@@ -78,7 +81,7 @@ def reader_rate(rows) -> float:
     """Images/s of one reader (decode, hash, centre crop) in this process: one core's share."""
     start = time.perf_counter()
     for path in rows.image:
-        engines.read(engines.Item(path), backbones.CROP, images.Limits())
+        local_engine.read(local_engine.Item(path), backbones.CROP, images.Limits())
     return len(rows) / (time.perf_counter() - start)
 
 
@@ -94,7 +97,7 @@ def main() -> None:
     backbone = backbones.create(params)
     backbone.encode(torch.zeros(8, 3, 224, 224))  # warm-up
 
-    local_first = first_batch_s(engines.LocalEngine(backbone), rows, params)
+    local_first = first_batch_s(local_engine.LocalEngine(backbone), rows, params)
     stage_path, full = run_stage_path(rows, backbone, params)
     peak_stage_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

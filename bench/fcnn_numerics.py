@@ -4,7 +4,7 @@ Trains the head of params.yaml `linear` on data/features (the demo's, from `dvc 
 extract_clip`) in fresh processes, three times each: with TensorFlow's own choice of kernels
 on this CPU, and with fakedetect/runtime/cpu_numerics.py imported first (oneDNN's ops off,
 oneDNN's sgemm capped at AVX2), as linear_train does. Prints the median training time of each,
-their ratio, and the largest weight difference between the two models.
+their ratio, and the largest weight difference between the two models. `--smoke`: one run each.
 """
 import os
 import statistics
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
+REPEATS = 1 if "--smoke" in sys.argv else 3
 SWITCHES = ("TF_ENABLE_ONEDNN_OPTS", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_CBWR",
             "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES")
 TRAIN = """
@@ -51,7 +52,7 @@ def main() -> None:
         times = {}
         for pinned in (False, True):
             name = "pinned" if pinned else "tensorflow_default"
-            times[name] = statistics.median(train(pinned, Path(folder) / f"{name}.npz") for _ in range(3))
+            times[name] = statistics.median(train(pinned, Path(folder) / f"{name}.npz") for _ in range(REPEATS))
         default, pinned = (np.load(Path(folder) / f"{n}.npz") for n in ("tensorflow_default", "pinned"))
         largest = max(float(np.abs(default[k] - pinned[k]).max()) for k in default.files)
     print(f"fcnn_train_s_tensorflow_default: {times['tensorflow_default']:.2f}")

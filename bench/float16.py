@@ -3,13 +3,15 @@
 1-NN accuracy on test.pt (published 75.3) and the FCNN's accuracy on test_cg, test1 and test_dm
 (3 seeds each), with every feature rounded through float16 as a float16 store returns it; and
 how many 1-NN decisions and scores change. Prints one `name: value` line per figure.
-Usage: nice -n 10 python bench/float16.py [FIXTURES_FOLDER]
+Usage: nice -n 10 python bench/float16.py [FIXTURES_FOLDER]. `--smoke`: random 16-dimensional features in
+the fixtures' shapes instead, one seed (seconds; the figures mean nothing).
 """
 from __future__ import annotations
 
 import torch  # noqa: I001  before TensorFlow (keras_heads): the reverse order segfaults
 
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +23,27 @@ from fakedetect.params import LinearParams  # noqa: E402
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "seed_clip_features"
 FAKES_FIRST, REALS_FIRST = np.repeat([1, 0], 500), np.repeat([0, 1], 500)
 FCNN_SETS = {"test_cg": REALS_FIRST, "test1": FAKES_FIRST, "test_dm": REALS_FIRST}
+SMOKE = "--smoke" in sys.argv
+SEEDS = 1 if SMOKE else 3
+
+
+def random_fixtures(folder: Path) -> Path:
+    """Files named and shaped as the fixtures' (1,000 rows each), of random 16-dimensional features."""
+    generator = torch.Generator().manual_seed(0)
+    for name in ("fake", "real", "test", *FCNN_SETS):
+        torch.save(torch.randn(1000, 16, generator=generator), folder / f"{name}.pt")
+    return folder
 
 
 def main() -> None:
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else FIXTURES
+    named = [arg for arg in sys.argv[1:] if arg != "--smoke"]
+    if SMOKE:
+        with tempfile.TemporaryDirectory() as folder:
+            return measure(random_fixtures(Path(folder)))
+    measure(Path(named[0]) if named else FIXTURES)
+
+
+def measure(folder: Path) -> None:
     load = lambda name: torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True).numpy()[:1000]  # noqa: E731
     bank = np.concatenate([load("fake"), load("real")])  # fake.pt holds the real images (swapped names)
     bank_labels = np.repeat([0, 1], 1000)
@@ -43,13 +62,14 @@ def main() -> None:
 
     for dtype, f in (("float32", lambda x: x), ("float16", half)):
         accuracies = {name: [] for name in FCNN_SETS}
-        for seed in range(3):
+        for seed in range(SEEDS):
             model, _ = keras_heads.train(f(bank), bank_labels, np.empty((0, bank.shape[1]), np.float32),
                                          np.empty(0, int), LinearParams(seed=seed))
             for name, labels in FCNN_SETS.items():
                 accuracies[name].append(100 * ((keras_heads.predict(model, f(load(name))) > 0.5) == labels).mean())
         for name, values in accuracies.items():
             print(f"clip_fcnn_{name}_acc_{dtype}: {np.mean(values):.2f} (seeds {[round(float(a), 1) for a in values]})")
+
 
 if __name__ == "__main__":
     main()

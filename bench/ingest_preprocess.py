@@ -1,5 +1,5 @@
 """Throughput of ingest (hashing and full decoding included) and preprocess on 2,000 generated
-images, with one worker process and with one per core. Prints `name: value` lines."""
+images, with one worker process and with one per core. Prints `name: value` lines. `--smoke`: 40 images."""
 import os
 import sys
 import tempfile
@@ -15,11 +15,11 @@ from helpers import run_stage, small_demo_params  # noqa: E402
 
 from fakedetect.data import demo  # noqa: E402
 
-N_IMAGES = 2000
+N_IMAGES = 40 if "--smoke" in sys.argv else 2000
 
 
 def make_dataset(root: Path) -> None:
-    """1,000 training PNGs of 256 px (wang2020 layout) and 1,000 test JPEGs of 320-640 px."""
+    """Half the images as training PNGs of 256 px (wang2020 layout), half as test JPEGs of 320-640 px."""
     photos = [demo.images.load(str(demo.photo_path(p))).rgb for p in demo.PHOTOS]
     rng = np.random.default_rng(0)
     for i in range(N_IMAGES):
@@ -51,9 +51,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make_dataset(folder / "in")
-        params = small_demo_params(source="datasets", max_per_class=None, datasets=[
+        params = small_demo_params(max_per_class=None, datasets=[
             {"layout": "wang2020", "root": "in", "split": "train"},
             {"layout": "cnndetection_test", "root": "in/test"}])
+        params["images"] = ["datasets"]  # the image stages read ingest.datasets, not the demo
         print(f"images: {N_IMAGES}")
         print(f"cores: {os.cpu_count()}")
         results = {}

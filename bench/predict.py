@@ -5,7 +5,8 @@ images/s it reports on stderr; its start-up, importing torch and TensorFlow and 
 models, paid once per command, is reported apart). The command is also timed with --no-family, which
 leaves out the second network (level 2's ResNet on each image judged fake), so that what the
 command costs beyond the backbone is seen apart from what that network costs. Each figure is the
-median of three runs. Needs a trained run (`make repro`). Prints `name: value` lines."""
+median of three runs. Needs a trained run (`make repro`). Prints `name: value` lines. `--smoke`: 8 images,
+one run each (seconds; the figures mean nothing)."""
 import json
 import re
 import statistics
@@ -19,17 +20,18 @@ import numpy as np
 import torch
 
 from fakedetect import params
-from fakedetect.features import engines, extract
+from fakedetect.features import extract, local_engine
 from fakedetect.data import manifests
 from fakedetect.attribution import network
 from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.features.feature_store import FeatureStore
-from fakedetect.detectors.predict import Detector
+from fakedetect.predict import Detector
 
 PROJECT = Path(__file__).resolve().parents[1]
-N_IMAGES = 256
-N_WARM_UP = 32
-REPEATS = 3
+SMOKE = "--smoke" in sys.argv
+N_IMAGES = 8 if SMOKE else 256
+N_WARM_UP = 4 if SMOKE else 32
+REPEATS = 1 if SMOKE else 3
 
 
 def run_command(paths: list[str], *options: str) -> tuple[float, float]:
@@ -48,7 +50,7 @@ def network_costs(detector: Detector, paths: list[str]) -> tuple[float, float]:
     """Milliseconds per image of each network alone on one batch, the median of three: the
     backbone, which every image needs, and the family network, which each image judged fake needs."""
     backbone = detector.engine.backbone
-    pixels = torch.from_numpy(np.concatenate([engines.read(engines.Item(path), detector.params.preprocess.size,
+    pixels = torch.from_numpy(np.concatenate([local_engine.read(local_engine.Item(path), detector.params.preprocess.size,
                                                            detector.limits)[0] for path in paths]))
     inputs = backbone.transform.batch(pixels.numpy())
 

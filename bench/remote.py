@@ -1,5 +1,7 @@
 """Push and pull times of the demo's features (data/features, after `make repro`) through a
-folder remote and an S3 remote (moto's server on loopback). Prints `name: value` lines."""
+folder remote and an S3 remote (moto's server on loopback). Prints `name: value` lines. The work is the
+run's features: `--smoke` is accepted for `make bench` alike and changes nothing (a small demo's run
+takes seconds)."""
 import os
 import shutil
 import socket

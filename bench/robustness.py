@@ -6,6 +6,7 @@ The extract path reads the preprocessed crops; the robustness path reads the ori
 blurs, re-encodes as JPEG and crops them in its loader processes (the demo grid's heaviest point,
 blur 2 + JPEG 50), so the ratio says how much of that work the model hides. Median of three runs
 each. Needs `dvc repro preprocess` (the demo set and its manifests). Prints `name: value` lines.
+`--smoke`: 8 images, one run each (seconds; the figures mean nothing).
 """
 import os
 import statistics
@@ -22,13 +23,14 @@ from fakedetect.artifacts import PREPROCESSED_MANIFEST
 from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import Params, Perturbation
 
-N_IMAGES = 256
-REPEATS = 3
+SMOKE = "--smoke" in sys.argv
+N_IMAGES = 8 if SMOKE else 256
+REPEATS = 1 if SMOKE else 3
 POINT = Perturbation(blur=2, jpeg=50)
 
 
 def images_per_s(encode) -> float:
-    """The median images/s of three runs of encode(store) into a new empty store."""
+    """The median images/s of REPEATS runs of encode(store) into a new empty store."""
     speeds = []
     for _ in range(REPEATS):
         with tempfile.TemporaryDirectory() as store:

@@ -8,6 +8,7 @@ load did before the index (open and re-hash every shard); the index's rebuild fr
 the store's size on disk per dtype. Targets: the indexed load at least 20x faster than the full
 scan and under 2 s on 2 cores.
 Usage: nice -n 10 python bench/store.py [--keep]   (deletes the stores afterwards unless --keep)
+`--smoke`: 2,000 entries x 16 dims in a temporary folder, one process per load (seconds; the figures mean nothing).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,9 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fakedetect.features import shard_files  # noqa: E402
 from fakedetect.features.feature_store import FeatureStore  # noqa: E402
 
-ROOT = Path("/tmp/fakedetect_bench_store")
-ENTRIES, DIM, ADD_BATCH, WANTED = 1_000_000, 768, 50_000, 10_000
-REPEATS = 3  # each load timed in 3 fresh processes: the median is printed
+SMOKE = "--smoke" in sys.argv
+ROOT = Path(tempfile.gettempdir()) / "fakedetect_bench_store"  # kept with --keep: the next run reuses it
+if SMOKE:
+    ENTRIES, DIM, ADD_BATCH, WANTED, REPEATS = 2_000, 16, 500, 100, 1
+else:
+    ENTRIES, DIM, ADD_BATCH, WANTED = 1_000_000, 768, 50_000, 10_000
+    REPEATS = 3  # each load timed in 3 fresh processes: the median is printed
 IDENTITY = {"model": "bench", "dim": DIM}
 
 
@@ -81,9 +87,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
-def measure(what: str, dtype: str) -> None:
+def measure(what: str, dtype: str, root: Path) -> None:
     """One measurement, in this (fresh) process."""
-    store = FeatureStore(ROOT / dtype, IDENTITY, dtype)
+    store = FeatureStore(root / dtype, IDENTITY, dtype)
     keys = wanted()
     before = peak_rss_mb()
     if what == "rebuild":
@@ -103,16 +109,19 @@ def run(what: str, dtype: str, repeats: int = 1) -> dict:
     """The measurement with the median time of `repeats` fresh processes (the machine is shared)."""
     results = []
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, __file__, "--measure", what, dtype], check=True, capture_output=True,
+        out = subprocess.run([sys.executable, __file__, "--measure", what, dtype, str(ROOT)] + ["--smoke"] * SMOKE, check=True, capture_output=True,
                              text=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return sorted(results, key=lambda r: r["seconds"])[len(results) // 2]
 
 
 def main() -> None:
+    global ROOT
     if "--measure" in sys.argv:
-        measure(sys.argv[2], sys.argv[3])
+        measure(sys.argv[2], sys.argv[3], Path(sys.argv[4]))
         return
+    if SMOKE:
+        ROOT = Path(tempfile.mkdtemp(prefix="fakedetect_bench_store_smoke"))
     print(f"entries: {ENTRIES}")
     print(f"dims: {DIM}")
     print(f"wanted_keys: {WANTED}")
@@ -138,6 +147,8 @@ def main() -> None:
         sys.stdout.flush()
         if "--keep" not in sys.argv:
             shutil.rmtree(ROOT / dtype)
+    if SMOKE:
+        shutil.rmtree(ROOT)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Command line: `fakedetect predict IMAGES...`, `fakedetect serve`, `fakedetect profile NAME` and `fakedetect store` (also `python -m fakedetect`).
+"""Command line: `fakedetect predict IMAGES...`, `serve`, `detectors`, `profile NAME`, `store` and `deps` (also `python -m fakedetect`).
 
 predict's exit status: 0 when every input was scored, 1 when some could not be read (they are
 listed with their reason; the others are still scored), 2 for usage errors and for a missing
@@ -12,12 +12,9 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from fakedetect.data.images import IMAGE_EXTENSIONS
-
-COLUMNS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 
 
 def collect(inputs: list[str], list_files: list[str]) -> list[str]:
@@ -36,11 +33,6 @@ def collect(inputs: list[str], list_files: list[str]) -> list[str]:
         else:
             paths.append(item)
     return paths
-
-
-def _row(prediction) -> dict:
-    row = asdict(prediction)
-    return {**{c: row[c] for c in COLUMNS}, **row["extra"]}
 
 
 def _table(rows: list[dict]) -> str:
@@ -69,7 +61,7 @@ def _whole_number(minimum: int):
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from fakedetect.detectors.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
+    from fakedetect.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
     from fakedetect.stage import UserError
 
     try:
@@ -88,7 +80,7 @@ def predict_command(args: argparse.Namespace) -> int:
             extract = detector.params.extract
             batch_size = extract.batch_size if args.batch_size is None else args.batch_size
             workers = extract.loader_workers if args.workers is None else args.workers
-            rows = [_row(p) for p in detector.predict(paths, batch_size, workers)]
+            rows = [p.row() for p in detector.predict(paths, batch_size, workers)]
             seconds = time.perf_counter() - start
         finally:
             detector.close()
@@ -174,7 +166,7 @@ def detectors_command(args: argparse.Namespace) -> int:
         fitted = (f"fitted, validation AP {validation.get('ap')}% ({validation.get('how', 'in-sample')})"
                   if details.is_file() else "not fitted: dvc repro compare")
         print(f"  {name}: kind {spec.kind}, features {spec.features}, params {spec.params or '{}'} ({fitted})")
-    from fakedetect.detectors.predict import default_detector
+    from fakedetect.predict import default_detector
 
     name, _, why = default_detector(Path(args.project))
     print(f"predict's default: {name or 'the linear head (linear_eval)'}: {why}")
@@ -192,6 +184,12 @@ def profile_command(args: argparse.Namespace) -> int:
         return 2
     print(f"params.yaml now holds the values of {profile}; see `dvc params diff`, then run `dvc repro`")
     return 0
+
+
+def deps_command(args: argparse.Namespace) -> int:
+    from fakedetect.stage_deps import command
+
+    return command(args.project, args.write)
 
 
 def _size(n: int) -> str:
@@ -327,6 +325,13 @@ def parser() -> argparse.ArgumentParser:
                                     "$FAKEDETECT_STORE, else the user's cache folder)")
     st.add_argument("--project", default=".", help="the project whose params.yaml may name the store (default: here)")
     st.set_defaults(run=store_command)
+    dp = commands.add_parser("deps", help="check (or --write) every stage's code deps in dvc.yaml against its imports")
+    mode = dp.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_false", dest="write", help="name each stage's missing and extra "
+                      "modules; exit 1 if any (the default)")
+    mode.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code deps as generated")
+    dp.add_argument("--project", default=".", help="the project holding dvc.yaml (default: here)")
+    dp.set_defaults(run=deps_command)
     return top
 
 

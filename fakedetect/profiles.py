@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from fakedetect import atomic
 from fakedetect.params import PARAMS_FILE, Params, ParamsError, describe_errors
+from fakedetect.round_trip import round_trip_yaml
 
 PROFILES_DIR = "profiles"
 
@@ -21,18 +22,19 @@ def _merge(base: dict, overlay: dict) -> None:
             _merge(base[key], value)
         else:
             base[key] = value
+            comments = base.ca.items if hasattr(base, "ca") else {}
+            if key in comments:  # ruamel's note of what stood between the key and the old block value:
+                comments[key][3] = None  # kept, it would run the next key into the new value's line
 
 
 def apply_profile(name: str, path: str | os.PathLike = PARAMS_FILE, profiles: str | os.PathLike = PROFILES_DIR) -> Path:
     """Write profiles/<name>.yaml's values into params.yaml, keeping its comments and every other
     value; the result is validated before it replaces the file. Returns the profile's path."""
-    from ruamel.yaml import YAML
-
     profile = Path(profiles) / f"{name}.yaml"
     if not profile.is_file():
         known = sorted(p.stem for p in Path(profiles).glob("*.yaml"))
         raise ParamsError(f"no profile '{name}' in {profiles}/; available: {', '.join(known) or 'none'}")
-    yaml_rt = YAML()
+    yaml_rt = round_trip_yaml()
     document = yaml_rt.load(Path(path).read_text())
     _merge(document, yaml_rt.load(profile.read_text()) or {})
     try:
@@ -41,6 +43,5 @@ def apply_profile(name: str, path: str | os.PathLike = PARAMS_FILE, profiles: st
         raise ParamsError(f"profile {profile} does not fit the schema:\n  " + describe_errors(exc)) from None
     text = io.StringIO()
     yaml_rt.dump(document, text)
-    # ruamel wraps long flow lists after the comma's space, leaving it at the line's end
-    atomic.write_text(path, "".join(line.rstrip() + "\n" for line in text.getvalue().splitlines()))
+    atomic.write_text(path, text.getvalue())
     return profile

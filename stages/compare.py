@@ -9,6 +9,7 @@ The linear stages' head is not fitted again: the detector of kind linear.head on
 linear_train's models/linear.keras, calibrated here; the k-NN detectors refer to the training rows
 of data/features rather than copying them.
 """
+from fakedetect.runtime import cpu_numerics  # noqa: F401  first: pins TensorFlow's kernels and instruction sets before numpy, torch and TensorFlow load
 import logging
 import shutil
 from pathlib import Path

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the project root, and the real-data fixtures in ../shared (skipped when absent)."""
+"""Shared test fixtures: the project root, the real-data fixtures in ../shared (skipped when absent),
+the small trained project, and the order in which pytest-xdist's workers take the test files."""
 import os
 from pathlib import Path
 
@@ -6,6 +7,17 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(os.environ.get("FAKEDETECT_FIXTURES", PROJECT.parent / "shared" / "fixtures"))
+# `make test` runs two pytest-xdist workers, each taking whole test files (--dist loadfile) in the
+# order below: the longest first, so that both workers end together. The queued experiments build
+# the trained project while the real-benchmark path runs on the other worker.
+LONGEST_FIRST = ["test_experiments.py", "test_real_path.py", "test_bench.py", "test_profiles.py", "test_remote.py",
+                 "test_engines.py", "test_predict.py", "test_serve.py"]
+
+
+def pytest_collection_modifyitems(items):
+    """Put the files of LONGEST_FIRST first, in its order; the others keep theirs."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -36,13 +48,28 @@ def shared_fixtures() -> Path:
 def trained_project(tmp_path_factory) -> Path:
     """A fresh copy of the project on which `dvc repro` ran the whole pipeline on the small demo
     (`small_demo_params` in tests/helpers.py: few images, two attribution epochs, a three-point
-    robustness grid), committed as a user would: built once per session and shared by every test
+    robustness grid), committed as a user would: built once per run and shared by every test
     file that needs trained models (predict, remote, experiments, robustness, plots, profiles,
-    engines)."""
+    engines). Under pytest-xdist the first worker that needs it builds it, holding a file lock in
+    the run's temporary folder, and the other waits and uses the same one. Tests only read it:
+    one that runs DVC in it or changes it works on `private_copy` (tests/helpers.py)."""
+    from filelock import FileLock
+
     from helpers import DVC, copy_project, run
 
-    project = copy_project(tmp_path_factory.mktemp("trained"))
-    run(DVC + ["repro"], project)
-    run(["git", "add", "-A"], project)
-    run(["git", "commit", "-qm", "run the pipeline"], project)
+    # Each worker's temporary folder lies in the run's own; a run without workers has only its own.
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    project, built = root / "trained", root / "trained.built"
+    with FileLock(root / "trained.lock"):
+        if not built.exists():
+            if project.exists():  # another worker's build that failed: fail here too, not on half a project
+                pytest.fail(f"building the trained project failed in another worker: {project}")
+            project.mkdir()
+            copy_project(project)
+            run(DVC + ["repro"], project)
+            run(["git", "add", "-A"], project)
+            run(["git", "commit", "-qm", "run the pipeline"], project)
+            built.touch()
     return project

@@ -104,3 +104,10 @@ def copy_project(folder: Path) -> Path:
     run(["git", "add", "-A"], folder)
     run(["git", "commit", "-qm", "copy"], folder)
     return folder
+
+
+def private_copy(trained_project: Path, folder: Path) -> Path:
+    """A copy of the shared trained project (conftest.py), for a test that runs DVC in it or changes
+    it: the shared one is only read, by tests that may run at the same time in another worker."""
+    shutil.copytree(trained_project, folder, symlinks=True)
+    return folder

@@ -198,18 +198,38 @@ def test_univfd_schedule_divides_the_learning_rate_then_stops_and_keeps_the_best
     assert float(model.layers[-1].bias[0]) == 4.0
 
 
-@pytest.mark.fast
-def test_training_is_deterministic_and_learns(tmp_path, keras_heads):
-    demo_like_features(tmp_path)
-    matrix, rows = feature_files.load_features(tmp_path)
-    train, val = (rows.split == "train").to_numpy(), (rows.split == "val").to_numpy()
-    labels = rows.label.to_numpy()
-    p = LinearParams(head="linear_probe", linear_probe={"learning_rate": 0.01, "patience": 3, "epochs": 30})
-    runs = [keras_heads.train(matrix[train], labels[train], matrix[val], labels[val], p) for _ in range(2)]
-    (model, history), (again, history_again) = runs
-    pd.testing.assert_frame_equal(history, history_again)
-    np.testing.assert_array_equal(keras_heads.predict(model, matrix), keras_heads.predict(again, matrix))
-    assert history.val_accuracy.max() > 0.8
+def small_scale_features(seed=0, dim=144):
+    """Two classes as the demo's split has them (400 + 400 training rows, 100 + 100 validation rows),
+    on a scale far below CLIP's: columns of std 0.02 around 0.05 (CLIP ViT-L/14's are about 0.4)."""
+    rng = np.random.default_rng(seed)
+    base, direction = rng.standard_normal(dim) * 2, rng.standard_normal(dim)
+    labels = np.repeat([0, 1, 0, 1], [400, 400, 100, 100])
+    rows = base + rng.standard_normal((len(labels), dim)) + 0.3 * labels[:, None] * direction
+    return (0.05 + 0.02 * rows).astype(np.float32), labels
+
+
+def test_the_shipped_probe_learns_on_features_of_another_scale_deterministically(tmp_path, keras_heads):
+    """UnivFD's recipe as shipped (lr 1e-4, batch 256) with its standardisation: it learns where the
+    same recipe on the raw features does not (trained twice: the same model), and the saved model
+    carries the training rows' statistics."""
+    from sklearn.metrics import average_precision_score
+
+    matrix, labels = small_scale_features()
+    train, val = slice(0, 800), slice(800, None)
+    p = LinearParams(head="linear_probe")
+    assert p.linear_probe.standardize and p.linear_probe.learning_rate == 1e-4  # the defaults: params.yaml's
+    model, history = keras_heads.train(matrix[train], labels[train], matrix[val], labels[val], p)
+    assert average_precision_score(labels[val], keras_heads.predict(model, matrix[val])) > 0.95
+    assert history.val_accuracy.max() > 0.85
+
+    raw = LinearParams(head="linear_probe", linear_probe={"standardize": False})
+    runs = [keras_heads.train(matrix[train], labels[train], matrix[val], labels[val], raw) for _ in range(2)]
+    (unscaled, unscaled_history), (again, again_history) = runs
+    assert average_precision_score(labels[val], keras_heads.predict(unscaled, matrix[val])) < 0.75
+    pd.testing.assert_frame_equal(unscaled_history, again_history)  # two trainings, one model
+    np.testing.assert_array_equal(keras_heads.predict(unscaled, matrix), keras_heads.predict(again, matrix))
+
     keras_heads.save(model, tmp_path / "head.keras")
-    np.testing.assert_array_equal(keras_heads.predict(keras_heads.load(tmp_path / "head.keras"), matrix),
-                                  keras_heads.predict(model, matrix))
+    loaded = keras_heads.load(tmp_path / "head.keras")
+    assert np.ravel(loaded.get_layer("standardize").mean) == pytest.approx(matrix[train].mean(0), abs=1e-6)
+    np.testing.assert_array_equal(keras_heads.predict(loaded, matrix), keras_heads.predict(model, matrix))

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from fakedetect.data import images, preprocess
-from fakedetect.evaluation import perturbations
-from fakedetect.features import backbones, crops, engines, extract
+from fakedetect.data import perturbations
+from fakedetect.features import backbones, crops, engines, extract, local_engine
 from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import CropPolicy, ExtractParams, Perturbation
 from test_extract import counting
@@ -87,7 +87,7 @@ def test_tiles_encode_k_crops_and_store_their_mean_as_one_row(tmp_path, backbone
     assert set(stored) == set(keys)  # one row per (image, policy), none under the centre-crop keys
     for i, path in enumerate(rows.path):  # the original image, at its native resolution
         rgb = images.load(path).rgb
-        expected = engines.encode_pixels(backbone, crops.crops(rgb, 224, TILES, rows.sha256[i])).mean(0)
+        expected = local_engine.encode_pixels(backbone, crops.crops(rgb, 224, TILES, rows.sha256[i])).mean(0)
         np.testing.assert_allclose(matrix[i], expected, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(stored[keys[i]], matrix[i])
     again, run = extract.extract(rows, backbone, store, 4, 0, test_crop=TILES)
@@ -108,7 +108,7 @@ def test_policies_apply_to_test_rows_only_and_center_is_todays_features(tmp_path
     assert run.computed == 1  # only the test image under resize: the train row is the stored centre crop
     np.testing.assert_array_equal(resized[0], center[0])
     whole = np.asarray(Image.open(rows.path[1]).resize((224, 224), Image.BICUBIC))[None]
-    np.testing.assert_allclose(resized[1], engines.encode_pixels(backbone, whole)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(resized[1], local_engine.encode_pixels(backbone, whole)[0], rtol=1e-5, atol=1e-6)
     assert not np.allclose(resized[1], center[1])
 
 

@@ -14,7 +14,8 @@ from sklearn.metrics import average_precision_score
 
 from fakedetect.detectors import registry, scoring
 from fakedetect.detectors.registry import Inputs
-from fakedetect.evaluation import compare, metrics, perturbations
+from fakedetect.data import perturbations
+from fakedetect.evaluation import compare, metrics
 from fakedetect.features import backbones, feature_files, noisy_views
 from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import DetectorSpec, ExtractParams, ParamsError, Perturbation, load_params

@@ -4,7 +4,6 @@ all four, no corrupt shard), `dvc exp show` lists them with their params, metric
 columns, `dvc plots diff` draws their curves, and `dvc exp apply` promotes the best."""
 import json
 import re
-import shutil
 import subprocess
 
 import pandas as pd
@@ -13,7 +12,7 @@ import yaml
 
 from fakedetect.features import feature_store, shard_files
 from fakedetect.features.feature_store import FeatureStore
-from helpers import DVC, GIT_IDENTITY, PROJECT
+from helpers import DVC, GIT_IDENTITY, PROJECT, private_copy
 
 README_COMMANDS = re.search(r"# Comparing detectors\n.*?```bash\n(.*?)```", (PROJECT / "docs/experiments.md").read_text(),
                             re.DOTALL).group(1)
@@ -32,8 +31,7 @@ def queued_grid(trained_project, tmp_path_factory):
     feature store, and the page's first two commands run in it."""
     import os
 
-    project = tmp_path_factory.mktemp("experiments") / "project"
-    shutil.copytree(trained_project, project, symlinks=True)
+    project = private_copy(trained_project, tmp_path_factory.mktemp("experiments") / "project")
     store = tmp_path_factory.mktemp("shared_store")
     env = {**os.environ, **GIT_IDENTITY, "FAKEDETECT_STORE": str(store)}
     params = yaml.safe_load((project / "params.yaml").read_text())

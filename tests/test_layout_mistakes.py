@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from fakedetect.data import layouts, vocabulary
+from fakedetect import vocabulary
+from fakedetect.data import layouts
 from fakedetect.params import DatasetSource as Source
 from fakedetect.stage import UserError
 from helpers import assert_stopped, run_stage, write_image

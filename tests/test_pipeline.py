@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from fakedetect import artifacts
-from helpers import DVC, copy_project, run
+from helpers import DVC, copy_project, private_copy, run
 
 ARTIFACTS = {name: path for name, path in vars(artifacts).items() if name.isupper()}
 
@@ -25,9 +25,10 @@ def test_repro_then_up_to_date_and_clean(project_copy):
     assert "ingest.json" in run(DVC + ["metrics", "show"], project_copy)
 
 
-def test_whole_pipeline_on_a_fresh_copy(trained_project):
-    assert "Data and pipelines are up to date." in run(DVC + ["status"], trained_project)
-    shown = run(DVC + ["metrics", "show"], trained_project)
+def test_whole_pipeline_on_a_fresh_copy(trained_project, tmp_path):
+    project = private_copy(trained_project, tmp_path / "project")
+    assert "Data and pipelines are up to date." in run(DVC + ["status"], project)
+    shown = run(DVC + ["metrics", "show"], project)
     for name in ("ingest.json", "extract.json", "nn_eval.json", "linear_eval.json"):
         assert name in shown
 

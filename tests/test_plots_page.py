@@ -26,7 +26,7 @@ from dvc_render.html import PAGE_HTML
 from matplotlib.colors import to_hex
 
 from fakedetect.evaluation.plots import CLASS_COLOURS, save_curves
-from helpers import PROJECT, write_image
+from helpers import PROJECT, private_copy, write_image
 
 DVC = [sys.executable, "-m", "dvc"]
 TEMPLATE = PROJECT / "plots_template" / "offline.html"
@@ -199,13 +199,14 @@ def test_dvc_default_page_stays_blank_without_network(plots_project, tmp_path):
 def test_the_pipelines_training_curves_render_offline(trained_project, tmp_path):
     """The training curves drawn from DVCLive's files (linear_train, resnet_attribution's levels),
     on the page `dvc plots show` makes for a trained demo."""
-    declared = declared_plots(trained_project)
+    project = private_copy(trained_project, tmp_path / "project")
+    declared = declared_plots(project)
     curves = {Renderer.remove_special_chars(f"dvclive/{stage}/plots/metrics/{part}/{figure}.tsv")
               for stage, parts in (("linear_train", ["train", "eval"]),
                                    ("resnet_attribution", [f"level{n}/{split}" for n in (1, 2, 3) for split in ("train", "eval")]))
               for part in parts for figure in ("loss", "accuracy")}
     assert curves <= {plot for plot, kind in declared.items() if kind == "vega"}
-    run(DVC + ["plots", "show", "-o", str(tmp_path / "page")], trained_project)
+    run(DVC + ["plots", "show", "-o", str(tmp_path / "page")], project)
     shown = RenderedPage(chromium(tmp_path / "page" / "index.html", tmp_path / "profile", "--dump-dom"), set(declared))
     assert shown.errors == ""
     assert curves <= shown.rendered and all(shown.marks[plot] >= 1 for plot in curves)
@@ -219,22 +220,26 @@ DRAWN_SCRIPT = """<script>
     var embed = window.vegaEmbed;
     window.vegaEmbed = function (element, spec, options) {
       return embed(element, spec, options).then(function (result) {
-        var view = result.view, drawn = {lines: [], points: []};
-        (function walk(group, dx, dy) {
+        var view = result.view, drawn = {lines: [], points: [], labels: {}};
+        (function walk(group, dx, dy, orient) {
           (group.items || []).forEach(function (mark) {
             if (mark.marktype === "group") {
-              mark.items.forEach(function (item) { walk(item, dx + (item.x || 0), dy + (item.y || 0)); });
+              mark.items.forEach(function (item) {
+                walk(item, dx + (item.x || 0), dy + (item.y || 0), mark.role === "axis" ? item.orient : orient);
+              });
             } else if (mark.role === "mark" && mark.marktype === "line") {
               drawn.lines.push(mark.items.map(function (item) {
                 return [view.scale("x").invert(item.x + dx), view.scale("y").invert(item.y + dy)];
               }));
+            } else if (mark.role === "axis-label") {
+              drawn.labels[orient] = mark.items.map(function (item) { return item.text; });
             } else if (mark.role === "mark" && mark.marktype === "symbol") {
               mark.items.forEach(function (item) {
                 drawn.points.push({datum: item.datum, fill: item.fill, shape: item.shape});
               });
             }
           });
-        })(view.scenegraph().root.items[0], 0, 0);
+        })(view.scenegraph().root.items[0], 0, 0, null);
         var out = document.createElement("pre");
         out.setAttribute("data-drawn", element.replace("#", ""));
         out.textContent = JSON.stringify(drawn);
@@ -382,6 +387,48 @@ def test_robustness_curves_render_offline(robustness_project, tmp_path):
     assert shown.errors == ""
     assert shown.rendered == set(declared)
     assert all(shown.marks[plot] >= 1 for plot in declared)
+
+
+@needs_chromium
+def test_training_curves_show_the_learning_rate_schedule(tmp_path):
+    """linear_train's DVCLive curves as dvc.yaml declares them: each epoch's value drawn as it is; the
+    learning rate on a log scale with its ticks in powers of ten (DVC's default template drew the FCNN's
+    constant 0.001 as a flat line on an axis labelled 0), a stepped schedule as even steps."""
+    project = tmp_path / "project"
+    project.mkdir()
+    run(["git", "init", "-q"], project)
+    run(DVC + ["init", "-q"], project)
+    shutil.copy2(PROJECT / ".dvc" / "config", project / ".dvc" / "config")
+    shutil.copytree(PROJECT / "plots_template", project / "plots_template")
+    (declared,) = [entry for entry in stage_plots("linear_train") if "dvclive/linear_train/plots" in entry]
+    folder = project / "dvclive/linear_train/plots/metrics"
+    series = {"train/loss": [0.69, 0.5, 0.41, 0.4, 0.39, 0.39],
+              "train/learning_rate": [1e-4, 1e-4, 1e-4, 1e-5, 1e-5, 1e-6],  # the linear probe's schedule
+              "eval/learning_rate": [1e-3, 1e-3, 1e-3]}  # the FCNN's constant rate (a split of its own here)
+    for name, values in series.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        figure = name.split("/")[1]
+        (folder / f"{name}.tsv").write_text(f"step\t{figure}\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(values)))
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"plots": [declared]}, sort_keys=False))
+    run(DVC + ["plots", "show"], project)
+    html = (project / "dvc_plots" / "index.html").read_text(encoding="utf8")
+    page = tmp_path / "index.html"
+    head, end_of_head, body = html.rpartition("</head>")
+    page.write_text(head + DRAWN_SCRIPT + end_of_head + body, encoding="utf8")
+    dom = chromium(page, tmp_path / "profile", "--dump-dom")
+    drawn = {plot: json.loads(unescape(text)) for plot, text in DRAWN.findall(dom)}
+    plot = {name: Renderer.remove_special_chars(f"dvclive/linear_train/plots/metrics/{name}.tsv") for name in series}
+    assert RenderedPage(dom, set(plot.values())).errors == "" and set(drawn) == set(plot.values())
+    for name, values in series.items():
+        (line,) = drawn[plot[name]]["lines"]
+        expected = np.log10(values) if "learning_rate" in name else values
+        np.testing.assert_allclose(np.array(line), np.column_stack([np.arange(len(values)), expected]), atol=0.01,
+                                   err_msg=name)
+    labels = {name: drawn[plot[name]]["labels"] for name in series}  # each axis's tick labels, by side
+    assert {"1e-4", "1e-5", "1e-6"} <= set(labels["train/learning_rate"]["left"])
+    assert labels["eval/learning_rate"] == {"left": ["1e-3"], "bottom": ["0", "1", "2"]}  # whole epochs only
+    assert {"0.4", "0.5", "0.6"} <= set(labels["train/loss"]["left"])  # loss: a linear scale, its own digits
+    assert labels["train/loss"]["bottom"] == ["0", "1", "2", "3", "4", "5"]
 
 
 @needs_chromium

@@ -17,7 +17,7 @@ from fakedetect.attribution import network
 from fakedetect.artifacts import DETECTOR_MODELS, LINEAR_MODEL, LINEAR_REPORT
 from fakedetect.cli import COLUMNS
 from fakedetect.detectors import registry
-from fakedetect.detectors.predict import best_detector, default_detector
+from fakedetect.predict import best_detector, default_detector
 from fakedetect.detectors.registry import needs_noisy_views
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]

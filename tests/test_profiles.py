@@ -7,13 +7,30 @@ import shutil
 import pytest
 import yaml
 
+from fakedetect import cli
 from fakedetect.params import ParamsError, load_params
 from fakedetect.profiles import apply_profile
-from helpers import DVC, PROJECT, copy_project, run
+from helpers import DVC, PROJECT, copy_project, private_copy, run
 
 IMAGE_STAGES = ("ingest", "preprocess", "extract_clip", "resnet_attribution", "robustness")
 
 PROFILES = sorted(p.stem for p in (PROJECT / "profiles").glob("*.yaml"))
+
+
+def assert_holds(actual, expected, where: str) -> None:
+    """`actual` holds every value of `expected`: a non-empty mapping key by key (`actual` may have
+    more keys), a list item by item, anything else (an empty mapping included) equal."""
+    if isinstance(expected, dict) and expected:
+        assert isinstance(actual, dict), where
+        for key, value in expected.items():
+            assert key in actual, f"{where}.{key}"
+            assert_holds(actual[key], value, f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), (where, actual)
+        for i, (got, value) in enumerate(zip(actual, expected)):
+            assert_holds(got, value, f"{where}.{i}")
+    else:
+        assert actual == expected, (where, actual, expected)
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -23,15 +40,27 @@ def test_each_profile_applies_validates_and_keeps_comments(tmp_path, name):
     apply_profile(name, tmp_path / "params.yaml", PROJECT / "profiles")
     params = load_params(tmp_path / "params.yaml")
     overlay = yaml.safe_load((PROJECT / "profiles" / f"{name}.yaml").read_text())
-    for section, values in overlay.items():
-        if not isinstance(values, dict):
-            assert getattr(params, section) == values
-            continue
-        for key, value in values.items():
-            assert getattr(getattr(params, section), key) is not None or value is None
+    # Every value the profile sets is in the file and in the validated params (which add defaults).
+    assert_holds(yaml.safe_load((tmp_path / "params.yaml").read_text()), overlay, name)
+    assert_holds(params.model_dump(mode="json"), overlay, name)
     text = (tmp_path / "params.yaml").read_text()
     assert "# Parameters of every stage" in text and "# 0 = one process per CPU core" in text
     assert [line for line in text.splitlines() if line != line.rstrip()] == []  # wrapped lists left trailing spaces
+
+
+@pytest.mark.parametrize("name", [name for name in PROFILES if name != "demo"])
+@pytest.mark.fast
+def test_the_demo_profile_restores_the_shipped_values(tmp_path, monkeypatch, name):
+    """`fakedetect profile NAME`, then `fakedetect profile demo`: params.yaml holds the committed
+    values again (the demo profile sets every key that the others set)."""
+    shutil.copy(PROJECT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(PROJECT / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    shipped = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    assert cli.main(["profile", name]) == 0
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) != shipped
+    assert cli.main(["profile", "demo"]) == 0
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == shipped
 
 
 @pytest.mark.fast
@@ -87,8 +116,7 @@ def test_notebook_features_run_through_dvc_without_image_stages(tmp_path, shared
 
 def test_a_workspace_that_ran_the_demo_switches_without_image_work(trained_project, tmp_path, shared_fixtures):
     """After the demo ran, applying the profile leaves no image stage for `dvc repro --dry` to list."""
-    project = tmp_path / "project"
-    shutil.copytree(trained_project, project, symlinks=True)
+    project = private_copy(trained_project, tmp_path / "project")
     _notebook_features_here(project, shared_fixtures)
     stages = _stages_run(run(DVC + ["repro", "--dry"], project))
     assert "import_features@notebook" in stages

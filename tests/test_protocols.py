@@ -12,7 +12,8 @@ import torch  # noqa: F401  (before any Keras)
 import yaml
 
 from fakedetect import cli
-from fakedetect.data import generator_dates, vocabulary
+from fakedetect import vocabulary
+from fakedetect.data import generator_dates
 from fakedetect.evaluation import folds, protocols
 from fakedetect.features import feature_files
 from fakedetect.params import DetectorSpec, EvaluationParams, ParamsError, load_params
@@ -220,7 +221,7 @@ def test_the_default_detector_changes_when_the_protocol_says_another_generalises
     Held out, b is found from c (column 2) and c from b by `wide` alone: the protocol picks `wide`, with
     a threshold calibrated on held-out rows of b and c, and predict's default follows it; without the
     protocol's report the validation choice, `narrow`, stands."""
-    from fakedetect.detectors.predict import default_detector
+    from fakedetect.predict import default_detector
     from fakedetect.evaluation import compare
 
     x, rows = two_signal_rows()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DVC, free_port, run
+from helpers import DVC, free_port, private_copy, run
 
 DOWNSTREAM = ["nn_eval", "linear_train", "linear_eval"]
 METRICS = ["metrics/nn_eval.json", "metrics/linear_eval.json"]
@@ -37,10 +37,10 @@ def s3_server():
         server.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def computed(trained_project) -> Path:
-    """Machine A: has run the pipeline and committed dvc.lock."""
-    return trained_project
+@pytest.fixture
+def computed(trained_project, tmp_path) -> Path:
+    """Machine A: has run the pipeline and committed dvc.lock (a copy of its own, to add the remote to)."""
+    return private_copy(trained_project, tmp_path / "machine_a")
 
 
 def add_remote(project: Path, url: str, s3_endpoint: str | None, local_only: bool = False) -> None:

@@ -12,9 +12,10 @@ from scipy.ndimage import gaussian_filter
 from skimage import data as skdata
 from torchvision import transforms
 
-from fakedetect.features import backbones, engines, feature_files
+from fakedetect.features import backbones, feature_files, local_engine
 from fakedetect.data import images
-from fakedetect.evaluation import metrics, perturbations, robustness
+from fakedetect.data import perturbations
+from fakedetect.evaluation import metrics, robustness
 from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import ExtractParams, ParamsError, Perturbation, load_params
 from helpers import SMALL_ROBUSTNESS_GRID, assert_stopped, run_stage, small_demo_params
@@ -58,9 +59,9 @@ def source_images(folder) -> list:
 @pytest.mark.fast
 def test_perturbed_pixels_equal_the_univfd_reference_bit_for_bit(tmp_path):
     paths = source_images(tmp_path)
-    items = [engines.Item(str(path), images.load(str(path)).sha256, point) for path in paths for point in GRID]
+    items = [local_engine.Item(str(path), images.load(str(path)).sha256, point) for path in paths for point in GRID]
     for item in items:  # what the engines' loaders hand the encoder's transform
-        pixels, reason, _ = engines.read(item, 224, images.Limits())
+        pixels, reason, _ = local_engine.read(item, 224, images.Limits())
         expected = reference(item.path, **item.perturbation.model_dump(exclude_none=True))
         assert reason == "" and pixels.shape == (1, 224, 224, 3) and pixels.dtype == np.uint8  # one centre crop
         np.testing.assert_array_equal(pixels[0], expected, err_msg=f"{item.path} {perturbations.name(item.perturbation)}")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serve_server import get, post_files, running_server, serve_env
+from serve_server import get, post_files, running_server, serve_env, stream_files
 
 from fakedetect.detectors import neighbours, registry
 from fakedetect.detectors.registry import needs_noisy_views
@@ -125,12 +125,16 @@ def test_bad_input_gets_its_status_and_the_server_keeps_serving(served, tmp_path
     Image.new("1", (12000, 8000)).save(bomb)  # 96 Mpx in 12 kB: more than the run's ingest.max_pixels
     cases = {"empty.jpg": (b"", 400, "empty_file"), "truncated" + good.suffix: (data[: len(data) // 2], 400, "truncated"),
              "notes.png": (b"not an image at all\n" * 20, 415, "not_an_image"),
-             "bomb.png": (bomb.read_bytes(), 422, "decompression_bomb"),
-             "huge.jpg": (os.urandom(2**20 + 1), 413, "file_too_large")}
+             "bomb.png": (bomb.read_bytes(), 422, "decompression_bomb")}
     for name, (content, code, reason) in cases.items():
         status, body = post_files(url, [(name, content)])
         assert (status, body["images"][0]["reason"]) == (code, reason), name
         assert body["images"][0]["message"]
+    # over --max-upload-mb 1: the whole request ends there (tests/test_serve_uploads.py measures how soon)
+    status, body = post_files(url, [(good.name, data), ("huge.jpg", os.urandom(2**20 + 1))])
+    assert (status, body["error"]) == (413, "file_too_large") and "huge.jpg" in body["message"]
+    status, body, sent = stream_files(url, [("huge.jpg", 30 * 2**20, iter([b"\0" * 2**16] * 480))], chunked=True)
+    assert (status, body["error"]) == (413, "file_too_large") and sent < 10 * 2**20
     status, body = post_files(url, [])
     assert status == 400 and body["error"] == "no_file"
     status, body = post_files(url, [("notes.png", b"text"), (good.name, data)])
@@ -153,7 +157,7 @@ def test_a_workspace_without_a_trained_run_names_the_stage_to_run(tmp_path):
 
 @pytest.mark.fast
 def test_decisions_apply_each_operating_point_to_the_detector_score(tmp_path):
-    from fakedetect.detectors.predict import Prediction
+    from fakedetect.predict import Prediction
     from fakedetect.serve import verdicts
 
     (tmp_path / "reports").mkdir()
@@ -172,3 +176,27 @@ def test_decisions_apply_each_operating_point_to_the_detector_score(tmp_path):
     entry = verdicts.detector_entry("x", "x", scored, points, default=True)
     assert entry["default"] and entry["score"] == 0.7 and [d["fake"] for d in entry["decisions"]] == [True, False, True]
     assert verdicts.detector_entry("nn", "1-NN", Prediction(path="b", status="unreadable"), points)["decisions"] == []
+
+
+@pytest.mark.fast
+def test_one_decision_per_score_near_the_threshold():
+    """Scores a hair either side of a calibrated threshold of 3e-6 (the demo's blocks detector's),
+    as float32 as detectors give them: serve's decision at each point is the comparison predict's
+    `fake` comes from, on the unrounded score; the rounding (6 decimals, where all three read
+    3e-06) is only what is shown."""
+    from fakedetect.predict import Detector, Prediction
+    from fakedetect.serve import verdicts
+
+    threshold = 3e-6
+    scores = np.array([threshold + 4e-7, threshold - 4e-7, threshold], dtype=np.float32)  # float32(3e-6) > 3e-6
+    detector = Detector.__new__(Detector)  # no run behind it: only its decision on these scores
+    detector.detector, detector.threshold, detector._others = "blocks", threshold, {}
+    detector._score = lambda features: (np.full(len(features), 0.4, np.float32), scores)
+    batch = [Prediction(path=f"{i}.png", status="unreadable") for i in range(3)]
+    detector.score_features(batch, np.zeros((3, 4), np.float32))
+    assert [p.fake for p in batch] == [True, False, True]
+    points = verdicts.operating_points({"calibrated": threshold, "tpr_at_fpr5": threshold, "tpr_at_fpr1": 1e-3})
+    for p in batch:
+        entry = verdicts.detector_entry("blocks", "blocks", p, points, default=True)
+        assert [d["fake"] for d in entry["decisions"]] == [p.fake, False, p.fake]
+        assert entry["score"] == p.row()["score"] == 3e-6 and p.row()["p_fake"] == 0.4

@@ -11,7 +11,7 @@ import pytest
 from serve_server import running_server
 
 from fakedetect.detectors import registry
-from fakedetect.detectors.predict import best_detector
+from fakedetect.predict import best_detector
 from fakedetect.detectors.registry import needs_noisy_views
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")

@@ -42,7 +42,7 @@ class Toy(Kind):
 def test_a_toy_kind_runs_through_compare_predict_serve_and_robustness(trained_project, tmp_path):
     from starlette.testclient import TestClient
 
-    from fakedetect.detectors.predict import Detector
+    from fakedetect.predict import Detector
     from fakedetect.serve.app import create_app
     from fakedetect.serve.service import Service
 

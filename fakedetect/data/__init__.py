@@ -1,1 +1,1 @@
-"""Data: image decoding, dataset layouts, the manifest, the demo set, preprocessing."""
+"""Data: image decoding, dataset layouts, the manifest, the demo set, preprocessing, perturbations."""

@@ -37,8 +37,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from fakedetect import atomic
-from fakedetect.data import images, vocabulary
+from fakedetect import atomic, vocabulary
+from fakedetect.data import images
 from fakedetect.params import DatasetSource, DemoParams
 from fakedetect.stage import UserError
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from fakedetect.data import vocabulary
+from fakedetect import vocabulary
 from fakedetect.data.images import IMAGE_EXTENSIONS
 from fakedetect.stage import UserError
 

@@ -30,21 +30,35 @@ HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lea
 log = logging.getLogger("classifiers")
 
 
-def build(head: str, dim: int, recipe: FcnnRecipe | LinearProbeRecipe) -> keras.Model:
-    """The compiled head: a sigmoid output on `dim` features, binary cross-entropy."""
+def build(head: str, dim: int, recipe: FcnnRecipe | LinearProbeRecipe,
+          standardize_on: np.ndarray | None = None) -> keras.Model:
+    """The compiled head: a sigmoid output on `dim` features, binary cross-entropy. With
+    `standardize_on` (training rows), the linear probe first standardises its inputs with their
+    statistics: a Normalization layer, so the saved model carries them."""
     inputs = keras.Input((dim,), name="features")
     if head == "fcnn":
         hidden = keras.layers.Dense(recipe.units, activation="relu", name="hidden")(inputs)
         outputs = keras.layers.Dense(1, activation="sigmoid", name="fake_probability")(hidden)
         optimizer = keras.optimizers.Adam(recipe.learning_rate)
     else:
+        features = inputs if standardize_on is None else standardization(standardize_on)(inputs)
         # UnivFD initialises its fc layer from N(0, 0.02) and trains it with AdamW.
         outputs = keras.layers.Dense(1, activation="sigmoid", name="fake_probability",
-                                     kernel_initializer=keras.initializers.RandomNormal(stddev=0.02))(inputs)
+                                     kernel_initializer=keras.initializers.RandomNormal(stddev=0.02))(features)
         optimizer = keras.optimizers.AdamW(recipe.learning_rate, weight_decay=recipe.weight_decay)
     model = keras.Model(inputs, outputs, name=head)
     model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"])
     return model
+
+
+def standardization(rows: np.ndarray) -> keras.layers.Normalization:
+    """(x - mean) / std per feature, the statistics of `rows` (in float64); a feature constant on
+    the rows keeps its scale (std 1) rather than being blown up by a zero std."""
+    rows = np.asarray(rows, np.float64)
+    variance = rows.var(axis=0)
+    return keras.layers.Normalization(mean=rows.mean(axis=0).astype(np.float32),
+                                      variance=np.where(variance > 0, variance, 1.0).astype(np.float32),
+                                      name="standardize")
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -100,7 +114,8 @@ def train(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, va
     keras.utils.set_random_seed(p.seed)
     tf.config.experimental.enable_op_determinism()
     recipe = p.recipe
-    model = build(p.head, features.shape[1], recipe)
+    standardize = p.head == "linear_probe" and recipe.standardize
+    model = build(p.head, features.shape[1], recipe, features if standardize else None)
     validation = (val_features, val_labels.astype(np.float32)) if len(val_labels) else None
     schedule = [EpochLog()]
     if p.head == "linear_probe":

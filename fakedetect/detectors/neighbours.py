@@ -11,12 +11,21 @@ chunk_size x chunk_size blocks, whatever the bank's size; it never copies the ba
 """
 from __future__ import annotations
 
+import logging
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from fakedetect.detectors import index_cache
+
+log = logging.getLogger(__name__)
+
 LABELS = (0, 1)  # real, fake
+LABEL_NAMES = {0: "real", 1: "fake"}
 
 
 def normalise(x: np.ndarray) -> np.ndarray:
@@ -112,54 +121,107 @@ class Ivf:
     nlist: int = 1024
     nprobe: int = 32
     pq_bytes: int = 0  # 0: flat codes (the normalised rows); else bytes per row of a PQ code
-    train_rows: int = 100_000
+    refine: int = 0  # PQ codes: this many candidates per class re-ranked by their exact rows; 0: none
+    train_rows: int = 50_000
     recall_queries: int = 1000
     seed: int = 0
+
+    def built_with(self) -> dict:
+        """The settings an index is built with (nprobe, refine and recall_queries act at search time)."""
+        return {"nlist": self.nlist, "pq_bytes": self.pq_bytes, "train_rows": self.train_rows, "seed": self.seed}
 
 
 class IvfBank:
     """The bank in two faiss IVF indexes (real rows, fake rows), built once, searched many times.
     Each is trained on a seeded sample of its rows; the nearest rows come back approximately:
-    `recall` measures how often the nearest is the exact nearest."""
+    `recall` measures how often the nearest is the exact nearest. With PQ codes and `refine`, the
+    index proposes `refine` candidates per class and their exact rows (read from `bank`) rank them.
 
-    def __init__(self, bank, bank_rows: np.ndarray, bank_labels: np.ndarray, ivf: Ivf, chunk_size: int = 4096):
+    The indexes are kept in `cache_folder` (default: index_cache.default_folder()) and reused while
+    the bank's rows and the build settings are unchanged; `reused` says, per label, which were."""
+
+    def __init__(self, bank, bank_rows: np.ndarray, bank_labels: np.ndarray, ivf: Ivf, chunk_size: int = 4096,
+                 cache_folder: str | os.PathLike | None = None):
         import faiss
 
         self.bank, self.ivf, self.chunk_size = bank, ivf, chunk_size
-        self.rows = {label: np.asarray(bank_rows)[np.asarray(bank_labels) == label] for label in LABELS}
-        self.indexes = {}
-        dim = bank.shape[1]
-        rng = np.random.default_rng(ivf.seed)
+        bank_rows, bank_labels = np.asarray(bank_rows), np.asarray(bank_labels)
+        self.rows = {label: bank_rows[bank_labels == label] for label in LABELS}
+        if ivf.pq_bytes and bank.shape[1] % ivf.pq_bytes:
+            raise ValueError(f"nn.ivf.pq_bytes: {ivf.pq_bytes} must divide the feature dimension {bank.shape[1]}")
+        folder = Path(cache_folder) if cache_folder is not None else index_cache.default_folder()
+        digest = index_cache.bank_digest(bank, bank_rows, bank_labels, chunk_size * 16)
+        self.indexes, self.reused, self.refine = {}, {}, {}
         for label, rows in self.rows.items():
-            nlist = max(1, min(ivf.nlist, len(rows) // 39))  # faiss wants >= 39 training rows per cell
-            sample = np.sort(rng.choice(len(rows), min(len(rows), max(ivf.train_rows, nlist)), replace=False))
-            quantizer = faiss.IndexFlatIP(dim)
-            if ivf.pq_bytes and len(sample) >= 256 * 39:  # 8-bit codes: 256 centroids per sub-quantizer
-                index = faiss.IndexIVFPQ(quantizer, dim, nlist, ivf.pq_bytes, 8, faiss.METRIC_INNER_PRODUCT)
-                index.pq.cp.seed = ivf.seed
+            path = index_cache.index_path(folder, bank=digest, label=label, **ivf.built_with())
+            index = index_cache.load(path)
+            self.reused[label] = index is not None
+            if index is None:
+                start = time.perf_counter()
+                index = self._build(rows)
+                index_cache.save(path, index)
+                log.info("search index of the %d %s rows built in %.1f s, saved as %s", len(rows),
+                         LABEL_NAMES[label], time.perf_counter() - start, path)
             else:
-                index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            index.cp.seed = ivf.seed
-            index.train(normalise(bank[rows[sample]]))
-            for start in range(0, len(rows), chunk_size * 16):
-                index.add(normalise(bank[rows[start:start + chunk_size * 16]]))
-            index.nprobe = min(ivf.nprobe, nlist)
+                log.info("search index of the %d %s rows reused from %s", len(rows), LABEL_NAMES[label], path)
+            index.nprobe = min(ivf.nprobe, index.nlist)
             self.indexes[label] = index
+            self.refine[label] = ivf.refine if isinstance(index, faiss.IndexIVFPQ) else 0  # flat codes are exact
+
+    def _build(self, rows: np.ndarray):
+        import faiss
+
+        ivf, dim = self.ivf, self.bank.shape[1]
+        nlist = max(1, min(ivf.nlist, len(rows) // 39))  # faiss wants >= 39 training rows per cell
+        rng = np.random.default_rng(ivf.seed)
+        sample = np.sort(rng.choice(len(rows), min(len(rows), max(ivf.train_rows, nlist)), replace=False))
+        quantizer = faiss.IndexFlatIP(dim)
+        if ivf.pq_bytes and len(sample) >= 256 * 39:  # 8-bit codes: 256 centroids per sub-quantizer
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, ivf.pq_bytes, 8, faiss.METRIC_INNER_PRODUCT)
+            index.pq.cp.seed = ivf.seed
+        else:
+            if ivf.pq_bytes:
+                log.info("%d training rows are too few for PQ codes (%d wanted): flat codes", len(sample), 256 * 39)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = ivf.seed
+        index.train(normalise(self.bank[rows[sample]]))
+        for start in tqdm(range(0, len(rows), self.chunk_size * 16), desc="search index", unit="chunk",
+                          mininterval=2, leave=False):
+            index.add(normalise(self.bank[rows[start:start + self.chunk_size * 16]]))
+        return index
 
     def _top(self, unit_queries: np.ndarray, k: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Per label: (similarities, bank-matrix rows), (queries, k), -inf / -1 padding."""
         found = {}
         for label, index in self.indexes.items():
+            refine = self.refine[label]
             similarities = np.full((len(unit_queries), k), -np.inf, dtype=np.float32)
             ids = np.full((len(unit_queries), k), -1, dtype=np.int64)
-            n = min(k, index.ntotal)
+            n = min(max(k, refine), index.ntotal)
             if n:
                 d, i = index.search(unit_queries, n)
-                hit = i >= 0
-                similarities[:, :n] = np.where(hit, d, -np.inf)
-                ids[:, :n] = np.where(hit, self.rows[label][np.maximum(i, 0)], -1)
+                rows = np.where(i >= 0, self.rows[label][np.maximum(i, 0)], -1)
+                if refine:
+                    d = self._exact_similarities(unit_queries, rows)
+                d = np.where(rows >= 0, d, -np.inf)
+                best = np.argsort(-d, axis=1, kind="stable")[:, :k]
+                similarities[:, :best.shape[1]] = np.take_along_axis(d, best, axis=1)
+                ids[:, :best.shape[1]] = np.take_along_axis(rows, best, axis=1)
             found[label] = (similarities, ids)
         return found
+
+    def _exact_similarities(self, unit_queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each query to each of its candidate bank rows (queries, candidates),
+        reading about chunk_size x 16 rows of the bank at a time."""
+        similarities = np.empty(rows.shape, dtype=np.float32)
+        block = max(1, self.chunk_size * 16 // rows.shape[1])
+        for q in range(0, len(rows), block):
+            part = rows[q:q + block]
+            candidates = np.asarray(self.bank[np.maximum(part, 0).ravel()], dtype=np.float32).reshape(*part.shape, -1)
+            norms = np.sqrt(np.einsum("qrd,qrd->qr", candidates, candidates))  # no normalised copy of the rows
+            dots = np.einsum("qrd,qd->qr", candidates, unit_queries[q:q + block])
+            similarities[q:q + block] = dots / np.maximum(norms, np.float32(1e-12))
+        return similarities
 
     def search(self, queries: np.ndarray, k: int = 1) -> Neighbours:
         found = self._top(normalise(queries), k)
@@ -180,7 +242,7 @@ class IvfBank:
         got = np.einsum("ij,ij->i", unit, normalise(self.bank[np.maximum(approx, 0)]))
         hits = (approx >= 0) & (got >= exact - 1e-6)
         return {"backend": "faiss_ivf", "nlist": int(self.indexes[0].nlist), "nprobe": int(self.indexes[0].nprobe),
-                "pq_bytes": self.ivf.pq_bytes, "recall_at_1": round(float(hits.mean()), 4),
+                "pq_bytes": self.ivf.pq_bytes, "refine": self.refine[0], "recall_at_1": round(float(hits.mean()), 4),
                 "queries_checked": int(len(sample))}
 
 

@@ -1,7 +1,7 @@
 """The `noise_sensitivity` kind, training-free, RIGID-style (He et al. 2024): real photographs'
 features move less under a little Gaussian pixel noise than generated images' do. The raw score
 is 1 - cosine(features of x, features of x + noise of `sigma`); the noisy images are a seeded
-perturbation (fakedetect.evaluation.perturbations, `noise`), encoded once through the feature store.
+perturbation (fakedetect.data.perturbations, `noise`), encoded once through the feature store.
 
 P(fake) is a 1-D logistic fit of the raw score on the validation split (monotonic; its sign is
 learned, so a backbone on which fakes are the more stable still ranks correctly); the ranking

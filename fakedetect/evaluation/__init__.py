@@ -1,1 +1,1 @@
-"""Evaluation: metrics, perturbations, robustness, t-SNE, plots, published numbers."""
+"""Evaluation: metrics, robustness, t-SNE, plots, published numbers."""

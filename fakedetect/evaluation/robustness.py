@@ -1,5 +1,5 @@
 """Robustness: every classifier the run trained, scored on test sets perturbed by JPEG, blur and
-resizing (fakedetect.evaluation.perturbations), beside its clean score, with the same images at every grid point.
+resizing (fakedetect.data.perturbations), beside its clean score, with the same images at every grid point.
 
 The clean point is the run's own features (data/features), so with every test image it equals
 nn_eval's and linear_eval's numbers. Thresholds never see a perturbed image: the calibrated
@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from fakedetect.features import extract
-from fakedetect.evaluation import metrics, perturbations
+from fakedetect.data import perturbations
+from fakedetect.evaluation import metrics
 from fakedetect.features.backbones import Backbone
 from fakedetect.features.engines import Engine, Item
 from fakedetect.features.feature_store import FeatureStore

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fakedetect.data import vocabulary
+from fakedetect import vocabulary
 from fakedetect.stage import UserError
 
 

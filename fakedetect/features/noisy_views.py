@@ -1,5 +1,5 @@
 """Noisy views of the feature rows' images: each image with seeded Gaussian pixel noise (the `noise`
-perturbation of fakedetect.evaluation.perturbations), encoded through the feature store exactly as
+perturbation of fakedetect.data.perturbations), encoded through the feature store exactly as
 robustness encodes its perturbed images, so each (image, sigma, seed) is encoded once ever."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from fakedetect.evaluation import perturbations
+from fakedetect.data import perturbations
 from fakedetect.features import engines, extract
 from fakedetect.features.engines import Engine, Item
 from fakedetect.features.feature_store import FeatureStore, store_root

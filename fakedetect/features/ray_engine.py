@@ -23,8 +23,8 @@ import fakedetect
 from fakedetect.data.images import Limits
 from fakedetect.features import backbones
 from fakedetect.features import shard_files
-from fakedetect.features.engines import (Encoded, Item, LocalEngine, ShardWriter, batches_of, encode_crops,
-                                         first_crops, read)
+from fakedetect.features.local_engine import (Encoded, Item, LocalEngine, ShardWriter, batches_of, encode_crops,
+                                              first_crops, read)
 from fakedetect.params import CropPolicy, ExtractParams, Perturbation, RayParams
 from fakedetect.runtime.downloads import answers
 from fakedetect.stage import UserError

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from fakedetect.data import vocabulary
+from fakedetect import vocabulary
 from fakedetect.params.base import PositiveInt, Section
 
 

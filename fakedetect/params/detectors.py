@@ -18,6 +18,8 @@ class IvfParams(Section):
     nprobe: PositiveInt = Field(32, description="cells searched per query: more = higher recall, slower")
     pq_bytes: Annotated[int, Field(ge=0)] = Field(
         0, description="0 = flat codes (the rows themselves) | bytes per row of a product-quantizer code (divides the dimension)")
+    refine: Annotated[int, Field(ge=0)] = Field(
+        0, description="PQ codes: candidates per class re-ranked by their exact rows (read from the bank) | 0 = none")
     train_rows: PositiveInt = Field(50_000, description="seeded sample of the bank the cells (and PQ) are trained on")
     recall_queries: PositiveInt = Field(1000, description="seeded sample of queries whose recall@1 against exact search is reported")
     seed: int = 0
@@ -50,6 +52,9 @@ class FcnnRecipe(Section):
 class LinearProbeRecipe(Section):
     """UnivFD's linear probe: one sigmoid unit on the features, AdamW, early stopping with lr drops."""
 
+    standardize: bool = Field(
+        True, description="first standardise each feature with the training rows' mean and std, kept in the saved "
+                          "model: UnivFD's lr 1e-4 then learns on features of any scale (docs/detectors.md \"The linear probe's inputs\")")
     batch_size: PositiveInt = 256
     learning_rate: Annotated[float, Field(gt=0)] = 1e-4
     weight_decay: Annotated[float, Field(ge=0)] = 0.0

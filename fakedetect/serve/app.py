@@ -6,7 +6,6 @@ Status codes: docs/serve.md "HTTP API".
 """
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,13 +13,13 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from fakedetect.data.images import IMAGE_EXTENSIONS, REASONS
+from fakedetect.data.images import REASONS
+from fakedetect.serve import uploads
 
 STATIC = Path(__file__).parent / "static"
 MAX_FILES = 256  # per request
@@ -28,7 +27,6 @@ MAX_FILES = 256  # per request
 STATUS = {"empty_file": 400, "truncated": 400, "corrupt": 400, "file_too_large": 413, "not_an_image": 415,
           "decompression_bomb": 422, "too_small": 422, "not_rgb": 422}
 MESSAGES = {**REASONS, "empty_file": "the upload is empty (zero bytes)",
-            "file_too_large": "the file is larger than the server's upload cap",
             "not_an_image": "not an image (the bytes are no format Pillow knows)",
             "decompression_bomb": "refused as a decompression bomb: more pixels than the run's ingest.max_pixels"}
 
@@ -44,18 +42,25 @@ def _explain(row: dict) -> dict:
     return {**row, "http_status": STATUS.get(row["reason"], 400), "message": MESSAGES.get(row["reason"], row["reason"])}
 
 
-def _refused(name: str, reason: str, detail: str = "") -> dict:
-    """A result for a file refused before decoding (empty, over the cap): predict's fields, unscored."""
-    row = {"path": name, "status": "unreadable", "reason": reason, "p_fake": None, "fake": None, "threshold": None,
-           "fake_at_0_5": None, "family": None, "p_family": None, "detectors": [], "neighbours": []}
-    row = _explain(row)
-    if detail:
-        row["message"] += f" ({detail})"
-    return row
+def _empty(name: str) -> dict:
+    """The result of a zero-byte file, refused before decoding: predict's fields, unscored."""
+    return _explain({"path": name, "status": "unreadable", "reason": "empty_file", "p_fake": None, "fake": None,
+                     "threshold": None, "fake_at_0_5": None, "family": None, "p_family": None, "detectors": [],
+                     "neighbours": []})
+
+
+def _refusal(refused: uploads.Refused) -> JSONResponse:
+    """An upload refused while it streamed in. The connection is closed after the answer, so that
+    the server reads none of the rest of the body (a kept-alive connection would read it to the end)."""
+    response = _error(refused.status, refused.reason, refused.message)
+    response.headers["Connection"] = "close"
+    return response
 
 
 def create_app(service, max_upload_bytes: int) -> Starlette:
-    """The app over a loaded `Service`; files over `max_upload_bytes` are refused unread (413)."""
+    """The app over a loaded `Service`; a file over `max_upload_bytes` ends its request with 413
+    as soon as it passes the cap (fakedetect.serve.uploads)."""
+    max_request_bytes = max_upload_bytes * MAX_FILES + 2**20  # the files and 1 MiB for the parts' headers
 
     async def page(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
@@ -72,48 +77,27 @@ def create_app(service, max_upload_bytes: int) -> Starlette:
     async def score(request: Request) -> Response:
         heatmap = request.query_params.get("heatmap", "1").lower() not in ("0", "false", "no", "off")
         length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_upload_bytes * MAX_FILES + 2**20:
-            return _error(413, "file_too_large", f"the request is larger than {MAX_FILES} files of the upload cap")
-        try:
-            form = await request.form(max_files=MAX_FILES)
-        except MultiPartException as exc:
-            return _error(400, "bad_upload", f"the upload cannot be read as multipart/form-data: {exc}")
-        except (AssertionError, ValueError) as exc:
-            return _error(400, "bad_upload", f"the request is no multipart/form-data upload: {exc}")
-        uploads = [f for f in form.getlist("files") if hasattr(f, "read")]
-        if not uploads:
-            await form.close()
-            return _error(400, "no_file", "no file in the upload: send one or more files in the field `files`")
+        if length is not None and length.isdigit() and int(length) > max_request_bytes:
+            return _refusal(uploads.Refused(413, "request_too_large", f"the request is larger than "
+                                            f"{max_request_bytes} bytes ({MAX_FILES} files of the upload cap)"))
         folder = tempfile.mkdtemp(prefix="fakedetect-serve-")
         try:
-            results, paths, names, at = [], [], [], []
-            for i, upload in enumerate(uploads):
-                name = os.path.basename(upload.filename or "") or f"upload-{i + 1}"
-                size = upload.size if upload.size is not None else len(await upload.read())
-                if size == 0:
-                    results.append(_refused(name, "empty_file"))
-                    continue
-                if size > max_upload_bytes:
-                    results.append(_refused(name, "file_too_large", f"{size} bytes, the cap is {max_upload_bytes}"))
-                    continue
-                await upload.seek(0)
-                suffix = os.path.splitext(name)[1].lower()
-                path = os.path.join(folder, f"{i:05d}{suffix if suffix in IMAGE_EXTENSIONS else '.upload'}")
-                with open(path, "wb") as out:
-                    while chunk := await upload.read(2**20):
-                        out.write(chunk)
-                results.append(None)
-                paths.append(path)
-                names.append(name)
-                at.append(i)
+            try:
+                received = await uploads.receive(request, folder, max_upload_bytes, MAX_FILES, max_request_bytes)
+            except uploads.Refused as refused:
+                return _refusal(refused)
+            if not received:
+                return _error(400, "no_file", "no file in the upload: send one or more files in the field `files`")
+            results = [_empty(u.name) if u.size == 0 else None for u in received]
+            scored = [u for u in received if u.size > 0]
             timings = {}
-            if paths:
-                scored, timings = await run_in_threadpool(service.score, paths, names, heatmap)
-                for i, row in zip(at, scored):
-                    results[i] = _explain(row)
+            if scored:
+                rows, timings = await run_in_threadpool(service.score, [u.path for u in scored],
+                                                        [u.name for u in scored], heatmap)
+                rows = iter(rows)
+                results = [r if r is not None else _explain(next(rows)) for r in results]
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-            await form.close()
         ok = any(r["status"] == "ok" for r in results)
         status = 200 if ok else results[0]["http_status"]
         return JSONResponse({"images": results, "timings": {k: round(v, 4) for k, v in timings.items()}},

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT, NN_REPORT
-from fakedetect.detectors.predict import LOCK, Detector, Prediction
+from fakedetect.predict import LOCK, Detector, Prediction
 from fakedetect.features import feature_files
 from fakedetect.serve import verdicts
 from fakedetect.serve.evidence import Evidence
@@ -99,7 +99,7 @@ class Service:
         results = []
         for i, (prediction, name) in enumerate(zip(primary, names)):
             prediction.path = name
-            row = verdicts.predict_row(prediction)
+            row = prediction.row()
             row["detectors"] = [verdicts.detector_entry(self.default, self.titles[self.default], prediction,
                                                         self.points[self.default], default=True)]
             row["detectors"] += [verdicts.detector_entry(n, self.titles[n], r[i], self.points[n]) for n, r in others.items()]

@@ -9,11 +9,10 @@ detector also appears in `detectors` with its decisions at its own thresholds.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 from fakedetect.artifacts import DETECTOR_MODELS
-from fakedetect.detectors.predict import REPORTS, Detector, Prediction
+from fakedetect.predict import REPORTS, Detector, Prediction
 
 TITLES = {"linear": "linear head (linear_eval)", "nn": "nearest neighbours (nn_eval)"}
 # The operating points of docs/serve.md "What the page shows": (key, its name in a detector's
@@ -21,7 +20,6 @@ TITLES = {"linear": "linear head (linear_eval)", "nn": "nearest neighbours (nn_e
 POINTS = (("calibrated", "calibrated", "at the calibrated threshold"),
           ("fpr1", "tpr_at_fpr1", "at the 1% false-alarm point"),
           ("fpr5", "tpr_at_fpr5", "at the 5% false-alarm point"))
-PREDICT_FIELDS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 
 
 def report_thresholds(project: Path, name: str) -> dict:
@@ -69,18 +67,15 @@ def thresholds(project: Path, detector: Detector) -> dict:
     return detector.thresholds if detector.detector is not None else report_thresholds(project, detector.classifier)
 
 
-def predict_row(prediction: Prediction) -> dict:
-    """The fields `fakedetect predict --json` prints for one image (cli._row's)."""
-    row = asdict(prediction)
-    return {**{c: row[c] for c in PREDICT_FIELDS}, **row["extra"]}
-
-
 def detector_entry(name: str, title: str, prediction: Prediction, points: list[dict], default: bool = False) -> dict:
-    """One detector's verdict: P(fake), the score its thresholds apply to, and each decision
-    (`score > threshold`, as predict and the eval stages decide); `default`: predict's own."""
+    """One detector's verdict: P(fake), the score its thresholds apply to, and each decision:
+    `score > threshold` on the unrounded score, the comparison predict's `fake` comes from, so the
+    two agree at the calibrated threshold however close the score is to it. The numbers shown are
+    rounded as predict prints them. `default`: predict's own detector."""
     if prediction.status != "ok":
         return {"name": name, "title": title, "default": default, "p_fake": None, "score": None, "decisions": []}
-    score = prediction.extra.get("score", prediction.extra.get("nn_score", prediction.p_fake))
-    decisions = [{**point, "fake": bool(score > point["threshold"])} for point in points]
-    return {"name": name, "title": title, "default": default, "p_fake": prediction.p_fake, "score": score,
-            "fake": prediction.fake, "decisions": decisions}
+    key = next((k for k in ("score", "nn_score") if k in prediction.extra), "p_fake")
+    score = prediction.extra.get(key, prediction.p_fake)
+    shown = prediction.row()
+    return {"name": name, "title": title, "default": default, "p_fake": shown["p_fake"], "score": shown[key],
+            "fake": prediction.fake, "decisions": [{**point, "fake": score > point["threshold"]} for point in points]}

@@ -1,6 +1,7 @@
 // fakedetect serve: the page. Plain JavaScript, no framework, nothing fetched but this server's API.
 "use strict";
 const rows = [];
+let maxUploadBytes = Infinity;  // the server's upload cap (api/info): larger files are not sent
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) { if (k === "class") node.className = v; else node.setAttribute(k, v); }
@@ -13,6 +14,7 @@ const verdict = (fake) => el("span", { class: fake ? "fake" : "real" }, fake ? "
 async function loadInfo() {
   try {
     const info = await (await fetch("api/info")).json();
+    maxUploadBytes = info.max_upload_bytes;
     document.getElementById("run").textContent =
       `run: ${info.project} · backbone ${info.backbone} · detectors: ${info.detectors.map(titled).join("; ")}` +
       (info.left_out || []).map((d) => ` · not shown: ${d.name} (${d.why})`).join("") +
@@ -78,13 +80,18 @@ async function scoreFile(file) {
   form.append("files", file, file.name);
   const heatmap = document.getElementById("heatmap").checked ? "1" : "0";
   let images;
-  try {
-    const response = await fetch(`api/score?heatmap=${heatmap}`, { method: "POST", body: form });
-    const body = await response.json();
-    images = body.images || [{ path: file.name, status: "unreadable", reason: body.error, message: body.message,
-      http_status: response.status }];
-  } catch (e) {
-    images = [{ path: file.name, status: "unreadable", reason: "no_answer", message: String(e), http_status: 0 }];
+  if (file.size > maxUploadBytes) {
+    images = [{ path: file.name, status: "unreadable", reason: "file_too_large", http_status: 413,
+      message: `larger than the server's upload cap (${file.size} bytes, the cap is ${maxUploadBytes}): not sent` }];
+  } else {
+    try {
+      const response = await fetch(`api/score?heatmap=${heatmap}`, { method: "POST", body: form });
+      const body = await response.json();
+      images = body.images || [{ path: file.name, status: "unreadable", reason: body.error, message: body.message,
+        http_status: response.status }];
+    } catch (e) {
+      images = [{ path: file.name, status: "unreadable", reason: "no_answer", message: String(e), http_status: 0 }];
+    }
   }
   for (const image of images) {
     document.getElementById("results").prepend(renderImage(image));

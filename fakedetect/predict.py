@@ -32,6 +32,7 @@ from fakedetect.stage import UserError
 
 LOCK = "dvc.lock"
 REPORTS = {"linear": LINEAR_REPORT, "nn": NN_REPORT}  # the calibrated threshold of each classifier
+FIELDS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 log = logging.getLogger("predict")
 
 
@@ -47,6 +48,12 @@ class Prediction:
     family: str | None = None  # for images judged fake: gan or diffusion
     p_family: float | None = None
     extra: dict = field(default_factory=dict)
+
+    def row(self) -> dict:
+        """The fields `fakedetect predict` prints for the image (and serve answers), its scores
+        rounded to 6 decimals: for display only, every decision was taken on the unrounded score."""
+        row = {name: getattr(self, name) for name in FIELDS} | self.extra
+        return {k: round(v, 6) if isinstance(v, float) and k != "threshold" else v for k, v in row.items()}
 
 
 def run_params(project: Path) -> Params:
@@ -298,21 +305,22 @@ class Detector:
         decided = p_fake if ranking is None else ranking
         at_0_5 = scoring.decide(p_fake)
         for j, result in enumerate(batch):
+            score = float(decided[j])  # kept unrounded: serve's decisions at other thresholds use the same number
             result.status = "ok"
-            result.p_fake = round(float(p_fake[j]), 6)
+            result.p_fake = float(p_fake[j])
             result.fake_at_0_5 = bool(at_0_5[j])
             result.threshold = self.threshold
-            result.fake = bool(decided[j] > self.threshold) if self.threshold is not None else result.fake_at_0_5
+            result.fake = score > self.threshold if self.threshold is not None else result.fake_at_0_5
             if self.threshold is None:  # said, never silent: the decision falls back to P(fake) > 0.5
                 result.extra["calibration"] = self.calibration
             if ranking is not None and self.detector is None:
-                result.extra["nn_score"] = round(float(ranking[j]), 6)
+                result.extra["nn_score"] = score
             if self.detector is not None:  # its name, and the score its thresholds apply to
                 result.extra["detector"] = self.detector
-                result.extra["score"] = round(float(ranking[j]), 6)
+                result.extra["score"] = score
         for name, score in self._others.items():
             for j, p in enumerate(score(features)[0]):
-                batch[j].extra[f"p_fake_{name}"] = round(float(p), 6)
+                batch[j].extra[f"p_fake_{name}"] = float(p)
         return [j for j, result in enumerate(batch) if result.fake]
 
     def _name_families(self, fakes: list[Prediction], pixels: torch.Tensor) -> None:
@@ -320,4 +328,4 @@ class Detector:
         probabilities = network.class_probabilities(self.level2, pixels.permute(0, 3, 1, 2))
         for result, p in zip(fakes, probabilities):
             result.family = self.families[int(p.argmax())]
-            result.p_family = round(float(p.max()), 6)
+            result.p_family = float(p.max())
