@@ -15,9 +15,8 @@ from fakedetect.data import images, manifests, preprocess  # torchvision before 
 from fakedetect.features import feature_files  # torchvision before TensorFlow
 from fakedetect.attribution import network
 from fakedetect.artifacts import DETECTOR_MODELS, LINEAR_MODEL, LINEAR_REPORT
-from fakedetect.cli import COLUMNS
 from fakedetect.detectors import registry
-from fakedetect.predict import best_detector, default_detector
+from fakedetect.predict import FIELDS, best_detector, default_detector
 from fakedetect.detectors.registry import needs_noisy_views
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
@@ -187,7 +186,7 @@ def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_p
     result = predict(trained_project, "--csv", folder)
     assert result.returncode == 1
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert len(rows) == 4 and set(COLUMNS) <= set(rows[0])
+    assert len(rows) == 4 and set(FIELDS) <= set(rows[0])
     assert [r["status"] for r in rows] == ["unreadable", "ok", "ok", "ok"]
     best = default_detector(trained_project)[0]  # its column, though the first row has none
     assert [r["detector"] for r in rows] == ["", best, best, best] and rows[0]["score"] == "" and rows[1]["score"]
