@@ -53,7 +53,7 @@ def test_predictions_reproduce_the_pipeline_scores(trained_project, pipeline_sco
     np.testing.assert_allclose([g["p_fake"] for g in got], list(test.p_fake) + list(train.p_fake), atol=1e-5)
     threshold = json.loads((trained_project / LINEAR_REPORT).read_text())["calibrated_threshold"]
     for g in got:
-        assert set(COLUMNS) <= set(g) and g["status"] == "ok" and g["threshold"] == threshold
+        assert set(FIELDS) <= set(g) and g["status"] == "ok" and g["threshold"] == threshold
         assert g["fake"] == (g["p_fake"] > threshold) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
         assert (g["family"] in ("gan", "diffusion")) == g["fake"]
 
