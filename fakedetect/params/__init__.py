@@ -24,12 +24,12 @@ from fakedetect.params.detectors import (DEMO_DETECTORS, DETECTOR_PARAMS, Detect
 from fakedetect.params.attribution import (AttributionParams, DEMO_TEST_SETS, FAKE_FAMILIES,
                                            FamilyLevelParams, GroupSplitParams, HierarchyParams, Level3Params,
                                            LevelParams, RESNET_ARCHS, RESNET_STAGES, Selection)
-from fakedetect.params.evaluation import Perturbation, RobustnessParams, TsneParams
+from fakedetect.params.evaluation import PROTOCOLS, EvaluationParams, Perturbation, RobustnessParams, TsneParams
 
 # Every section's schema, importable from here: `from fakedetect.params import ExtractParams`.
 __all__ = [
     "AttributionParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS", "DEMO_LAYERS", "DETECTOR_PARAMS",
-    "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource",
+    "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource", "EvaluationParams", "PROTOCOLS",
     "DemoParams", "ExtractParams", "FAKE_FAMILIES", "FamilyLevelParams", "FcnnRecipe",
     "GroupSplitParams", "HierarchyParams", "ImportSource", "IngestParams", "LAYOUTS", "Level3Params",
     "LevelParams", "LinearParams", "LinearProbeRecipe", "NnParams", "NotebookProtocol", "PARAMS_FILE",
@@ -56,6 +56,7 @@ class Params(Section):
     linear: LinearParams = LinearParams()
     attribution: AttributionParams = AttributionParams()
     robustness: RobustnessParams = RobustnessParams()
+    evaluation: EvaluationParams = EvaluationParams()
     detectors: dict[str, DetectorSpec] = Field(
         DEMO_DETECTORS, description="name -> {kind, features, params}: the detectors the compare stage fits and "
         "compares (docs/detectors.md)")
