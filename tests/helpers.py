@@ -112,7 +112,7 @@ def copy_project(folder: Path) -> Path:
 # where a new bench lands unless it is named here.
 BENCHES = sorted(path.name for path in (PROJECT / "bench").glob("*.py"))
 MODEL_BENCHES = {"attribution.py", "demo_backbone.py", "detector_numerics.py", "detectors.py", "fcnn_numerics.py",
-                 "float16.py", "predict.py"}
+                 "float16.py", "predict.py", "serve.py"}
 
 # A bench's figure: `name: value`; the name may hold spaces, the value colons.
 BENCH_FIGURE = re.compile(r"[^\s:#][^:]*: \S.*")
@@ -134,7 +134,8 @@ def run_bench_smoke(project: Path, name: str) -> None:
     assert result.returncode == 0, f"bench/{name} --smoke failed:\n{result.stderr[-4000:]}"
     lines = [line for line in result.stdout.splitlines() if line.strip() and not line.startswith("#")]
     assert lines, f"bench/{name} printed no figure"
-    assert [line for line in lines if not BENCH_FIGURE.fullmatch(line)] == []
+    not_figures = [line for line in lines if not BENCH_FIGURE.fullmatch(line)]
+    assert not_figures == [], f"bench/{name} printed lines that are no `name: value` figure: {not_figures}"
     after = files_of(project)
     changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
-    assert sorted(changed) == [], f"bench/{name} --smoke wrote into the project"
+    assert not changed, f"bench/{name} --smoke wrote into the project: {sorted(changed)}"
