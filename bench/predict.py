@@ -5,7 +5,7 @@ images/s it reports on stderr; its start-up, importing torch and TensorFlow and 
 models, paid once per command, is reported apart). The command is also timed with --no-family, which
 leaves out the second network (level 2's ResNet on each image judged fake), so that what the
 command costs beyond the backbone is seen apart from what that network costs. Each figure is the
-median of three runs. Needs a trained run (`make repro`). Prints `name: value` lines. `--smoke`: 8 images,
+median of three runs. Needs a trained run (`make repro`). Prints `name: value` lines. `--smoke`: 4 images,
 one run each (seconds; the figures mean nothing)."""
 import json
 import re
@@ -29,8 +29,8 @@ from fakedetect.predict import Detector
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMOKE = "--smoke" in sys.argv
-N_IMAGES = 8 if SMOKE else 256
-N_WARM_UP = 4 if SMOKE else 32
+N_IMAGES = 4 if SMOKE else 256
+N_WARM_UP = 2 if SMOKE else 32
 REPEATS = 1 if SMOKE else 3
 
 
