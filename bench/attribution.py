@@ -13,11 +13,11 @@ for this setting and for the univfd profile's (resnet50, stem and layer1 frozen)
 `python bench/attribution.py memory --univfd N ...` runs the same path with the univfd profile's
 model setting instead (resnet50, stem and layer1 frozen, whole 224-px images, batch 32, one epoch):
 slow on a CPU, so give it a few hundred images; the growth with the count comes from the default.
-`--smoke`: one count of 40 images, one training epoch each way (seconds; the figures mean nothing).
+`--smoke`: one training epoch each way, the stage for one epoch, one count of 12 images in the system's temporary
+folder (seconds; the figures mean nothing).
 """
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from PIL import Image
 
 from fakedetect.data import manifests
@@ -37,8 +38,9 @@ from fakedetect.params import AttributionParams, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = "--smoke" in sys.argv
-MEMORY_COUNTS = (40,) if SMOKE else (500, 2000, 8000)
-TEST_IMAGES = 8 if SMOKE else 32  # scored by streaming; the rest train (3/4) and validate (1/4)
+MEMORY_COUNTS = (12,) if SMOKE else (500, 2000, 8000)
+TEST_IMAGES = 4 if SMOKE else 32  # scored by streaming; the rest train (3/4) and validate (1/4)
+SCRATCH = None if SMOKE else ROOT / ".cache"  # the synthetic images (gigabytes at 8000); a smoke run's, in /tmp
 # Cheap on 2 cores (one frozen stage, 32-px crops, one epoch); what is measured is memory, not accuracy.
 MEMORY_SETTING = {"arch": "resnet18", "weights": "none", "freeze": ["stem"], "crop_size": 32, "max_epochs": 1,
                   "batch_size": 32}
@@ -58,10 +60,14 @@ def training_rate(p, level, bank, reuse: bool) -> tuple[float, float]:
 
 
 def stage_seconds() -> float:
-    """Wall time of the whole stage, run in a scratch folder that links to this project's data."""
+    """Wall time of the whole stage, run in a scratch folder that links to this project's data
+    (`--smoke`: for one epoch)."""
     with tempfile.TemporaryDirectory() as scratch:
         os.symlink(ROOT / "data", Path(scratch) / "data")
-        shutil.copy(ROOT / "params.yaml", scratch)
+        params = yaml.safe_load((ROOT / "params.yaml").read_text())
+        if SMOKE:
+            params["attribution"]["max_epochs"] = 1
+        (Path(scratch) / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         start = time.perf_counter()
         subprocess.run([sys.executable, str(ROOT / "stages/resnet_attribution.py")], cwd=scratch, check=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
@@ -95,7 +101,7 @@ def memory_child(n: int, setting: dict) -> None:
     """One count, in this process: print the resident memory before the data and at the peak."""
     torch.use_deterministic_algorithms(True)
     p = AttributionParams.model_validate(setting)
-    with tempfile.TemporaryDirectory(dir=ROOT / ".cache") as scratch:
+    with tempfile.TemporaryDirectory(dir=SCRATCH) as scratch:
         level = _synthetic_level(Path(scratch), n)
         model, frozen = training.new_model(p, 2, None)
         before = _peak_rss_mib()
@@ -116,7 +122,8 @@ def scratch_bytes_per_image(arch: str, freeze: list[str], side: int = 224) -> in
 
 
 def memory(counts, univfd: bool = False) -> None:
-    (ROOT / ".cache").mkdir(exist_ok=True)
+    if SCRATCH:
+        SCRATCH.mkdir(exist_ok=True)
     setting = UNIVFD_SETTING if univfd else MEMORY_SETTING
     print(f"memory setting: {setting}, {TEST_IMAGES} test images streamed, 224-px images")
     peaks = {}

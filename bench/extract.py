@@ -18,7 +18,7 @@ images/s (decode, hash, centre crop on one core), the figure a cluster's CPUs pe
 Plus peak resident memory (of the stage path, before (b) holds all 1024 tensors in memory) and the
 load average: with other processes on the two cores, two OpenMP threads stall at every
 synchronisation and small batches (c) suffer most, so run it on an idle machine. Needs `dvc repro preprocess`. Prints `name: value` lines.
-`--smoke`: 16 images, 4 in the loop (seconds; the figures mean nothing).
+`--smoke`: 4 images, 2 in the loop (seconds; the figures mean nothing).
 """
 import os
 import resource
@@ -40,8 +40,8 @@ from fakedetect.features.ray_engine import RayEngine
 from fakedetect.params import ExtractParams, RayParams
 
 SMOKE = "--smoke" in sys.argv
-N_IMAGES = 16 if SMOKE else 1024
-N_LOOP = 4 if SMOKE else 128
+N_IMAGES = 4 if SMOKE else 1024
+N_LOOP = 2 if SMOKE else 128
 THREADS = 2
 
 

@@ -3,8 +3,8 @@
 1-NN accuracy on test.pt (published 75.3) and the FCNN's accuracy on test_cg, test1 and test_dm
 (3 seeds each), with every feature rounded through float16 as a float16 store returns it; and
 how many 1-NN decisions and scores change. Prints one `name: value` line per figure.
-Usage: nice -n 10 python bench/float16.py [FIXTURES_FOLDER]. `--smoke`: random 16-dimensional features in
-the fixtures' shapes instead, one seed (seconds; the figures mean nothing).
+Usage: nice -n 10 python bench/float16.py [FIXTURES_FOLDER]. `--smoke`: 100 rows of random 16-dimensional features
+in each fixture file's stead, one seed (seconds; the figures mean nothing).
 """
 from __future__ import annotations
 
@@ -21,17 +21,18 @@ from fakedetect.detectors import neighbours  # noqa: E402
 from fakedetect.params import LinearParams  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "seed_clip_features"
-FAKES_FIRST, REALS_FIRST = np.repeat([1, 0], 500), np.repeat([0, 1], 500)
-FCNN_SETS = {"test_cg": REALS_FIRST, "test1": FAKES_FIRST, "test_dm": REALS_FIRST}
 SMOKE = "--smoke" in sys.argv
 SEEDS = 1 if SMOKE else 3
+ROWS = 100 if SMOKE else 1000  # of each fixture file
+FAKES_FIRST, REALS_FIRST = np.repeat([1, 0], ROWS // 2), np.repeat([0, 1], ROWS // 2)
+FCNN_SETS = {"test_cg": REALS_FIRST, "test1": FAKES_FIRST, "test_dm": REALS_FIRST}
 
 
 def random_fixtures(folder: Path) -> Path:
-    """Files named and shaped as the fixtures' (1,000 rows each), of random 16-dimensional features."""
+    """Files named as the fixtures, of ROWS random 16-dimensional features each."""
     generator = torch.Generator().manual_seed(0)
     for name in ("fake", "real", "test", *FCNN_SETS):
-        torch.save(torch.randn(1000, 16, generator=generator), folder / f"{name}.pt")
+        torch.save(torch.randn(ROWS, 16, generator=generator), folder / f"{name}.pt")
     return folder
 
 
@@ -44,9 +45,9 @@ def main() -> None:
 
 
 def measure(folder: Path) -> None:
-    load = lambda name: torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True).numpy()[:1000]  # noqa: E731
+    load = lambda name: torch.load(folder / f"{name}.pt", map_location="cpu", weights_only=True).numpy()[:ROWS]  # noqa: E731
     bank = np.concatenate([load("fake"), load("real")])  # fake.pt holds the real images (swapped names)
-    bank_labels = np.repeat([0, 1], 1000)
+    bank_labels = np.repeat([0, 1], ROWS)
     half = lambda x: x.astype(np.float16).astype(np.float32)  # noqa: E731  what a float16 store returns
     print(f"fixture_dtype: {bank.dtype}")
     print(f"max_abs_rounding_error: {np.abs(half(bank) - bank).max():.2e}")  # 0: every value is a float16 value already

@@ -1,5 +1,5 @@
 """Throughput of ingest (hashing and full decoding included) and preprocess on 2,000 generated
-images, with one worker process and with one per core. Prints `name: value` lines. `--smoke`: 40 images."""
+images, with one worker process and with one per core. Prints `name: value` lines. `--smoke`: 8 images."""
 import os
 import sys
 import tempfile
@@ -15,7 +15,7 @@ from helpers import run_stage, small_demo_params  # noqa: E402
 
 from fakedetect.data import demo  # noqa: E402
 
-N_IMAGES = 40 if "--smoke" in sys.argv else 2000
+N_IMAGES = 8 if "--smoke" in sys.argv else 2000
 
 
 def make_dataset(root: Path) -> None:

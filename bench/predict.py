@@ -7,7 +7,7 @@ leaves out the second network (level 2's ResNet on each image judged fake), so t
 command costs beyond the backbone is seen apart from what that network costs. The ratios leave out the
 aligned check (`--no-aligned`: each image scored again after re-saving as JPEG 96, which encodes it a
 second time); the command with it, predict's default, is timed apart. Each figure is the median of
-three runs. Needs a trained run (`make repro`). Prints `name: value` lines. `--smoke`: 8 images,
+three runs. Needs a trained run (`make repro`). Prints `name: value` lines. `--smoke`: 4 images,
 one run each (seconds; the figures mean nothing)."""
 import json
 import re
@@ -31,8 +31,8 @@ from fakedetect.predict import Detector
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMOKE = "--smoke" in sys.argv
-N_IMAGES = 8 if SMOKE else 256
-N_WARM_UP = 4 if SMOKE else 32
+N_IMAGES = 4 if SMOKE else 256
+N_WARM_UP = 2 if SMOKE else 32
 REPEATS = 1 if SMOKE else 3
 
 

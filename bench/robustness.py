@@ -6,7 +6,7 @@ The extract path reads the preprocessed crops; the robustness path reads the ori
 blurs, re-encodes as JPEG and crops them in its loader processes (the demo grid's heaviest point,
 blur 2 + JPEG 50), so the ratio says how much of that work the model hides. Median of three runs
 each. Needs `dvc repro preprocess` (the demo set and its manifests). Prints `name: value` lines.
-`--smoke`: 8 images, one run each (seconds; the figures mean nothing).
+`--smoke`: 4 images, one run each (seconds; the figures mean nothing).
 """
 import os
 import statistics
@@ -24,7 +24,7 @@ from fakedetect.features.feature_store import FeatureStore
 from fakedetect.params import Params, Perturbation
 
 SMOKE = "--smoke" in sys.argv
-N_IMAGES = 8 if SMOKE else 256
+N_IMAGES = 4 if SMOKE else 256
 REPEATS = 1 if SMOKE else 3
 POINT = Perturbation(blur=2, jpeg=50)
 

@@ -137,10 +137,10 @@ def detectors_command(args: argparse.Namespace) -> int:
         fitted = (f"fitted, validation AP {validation.get('ap')}% ({validation.get('how', 'in-sample')})"
                   if details.is_file() else "not fitted: dvc repro compare")
         print(f"  {name}: kind {spec.kind}, features {spec.features}, params {spec.params or '{}'} ({fitted})")
-    from fakedetect.predict import best_detector
+    from fakedetect.predict import default_detector
 
-    best, why = best_detector(Path(args.project) / DETECTOR_MODELS)
-    print(f"predict's default: {best or 'the linear head (linear_eval)'}: {why}")
+    name, _, why = default_detector(Path(args.project))
+    print(f"predict's default: {name or 'the linear head (linear_eval)'}: {why}")
     return 0
 
 

@@ -25,7 +25,7 @@ from fakedetect.detectors import aligned_check, scoring
 from fakedetect.features import engines
 from fakedetect.attribution import card, network
 from fakedetect.artifacts import (ATTRIBUTION_MODELS, DETECTOR_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT,
-                                  NN_REPORT)
+                                  NN_REPORT, PROTOCOLS_REPORT)
 from fakedetect.data.images import Limits
 from fakedetect.params import ExtractParams, Params
 from fakedetect.stage import UserError
@@ -92,6 +92,20 @@ def best_detector(folder: Path) -> tuple[str | None, str]:
     return best, why if best is not None or "compare stage" not in why else f"{folder} holds {why}"
 
 
+def default_detector(project: Path) -> tuple[str | None, dict | None, str]:
+    """predict's default: when a protocol has run, the protocols stage's choice (reports/protocols.json
+    `choice`: the best mean held-out AP, its threshold calibrated on held-out rows), else best_detector's;
+    (name or None, the held-out choice or None, why)."""
+    path = project / PROTOCOLS_REPORT
+    choice = json.loads(path.read_text()).get("choice") if path.is_file() else None
+    if choice and (project / DETECTOR_MODELS / choice["detector"]).is_dir():
+        return choice["detector"], choice, (
+            f"the best mean held-out AP ({choice['held_out_ap']}%, {choice['protocol']}, reports/protocols.json); "
+            f"threshold {choice['threshold']} calibrated on {choice['calibration']}")
+    best, why = best_detector(project / DETECTOR_MODELS)
+    return best, None, why + (" (no generalisation protocol has run)" if best else "")
+
+
 class Detector:
     """A trained run, loaded once, that scores batches of image files."""
 
@@ -114,8 +128,9 @@ class Detector:
             raise UserError("the run's features were imported (extract.imports): predict needs the backbone "
                             "that computes them; set images: [demo] or [datasets], empty extract.imports and run "
                             "`make repro`")
+        held_out = None  # the protocols stage's choice, when it is the default
         if detector is None and classifier is None:
-            detector, why = best_detector(self.project / DETECTOR_MODELS)
+            detector, held_out, why = default_detector(self.project)
             if detector is None:
                 log.warning("predict: scoring with the linear head (linear_eval's): %s", why)
                 classifier = "linear"
@@ -139,6 +154,11 @@ class Detector:
             self._others = self._registry_scorers() if all_detectors else {}  # torch kinds before any Keras head
             if detector is not None:
                 self._score, self.threshold = self._registry_scorer(detector)
+            if held_out is not None and held_out["threshold"] is not None:  # calibrated on held-out generators
+                self.threshold = held_out["threshold"]
+                self.thresholds = self.thresholds | {"calibrated": held_out["threshold"],
+                                                     "calibration": held_out["calibration"],
+                                                     **held_out["operating_thresholds"]}
             else:
                 self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
         except BaseException:

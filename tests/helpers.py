@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -111,3 +112,37 @@ def private_copy(trained_project: Path, folder: Path) -> Path:
     it: the shared one is only read, by tests that may run at the same time in another worker."""
     shutil.copytree(trained_project, folder, symlinks=True)
     return folder
+
+
+# Every bench script, run with `--smoke` by two test files that pytest-xdist's workers take whole: those
+# that train or load models (tests/test_bench.py), and the rest, the data path's (tests/test_bench_data_path.py),
+# where a new bench lands unless it is named here.
+BENCHES = sorted(path.name for path in (PROJECT / "bench").glob("*.py"))
+MODEL_BENCHES = {"attribution.py", "demo_backbone.py", "detector_numerics.py", "detectors.py", "fcnn_numerics.py",
+                 "float16.py", "predict.py", "serve.py"}
+
+# A bench's figure: `name: value`; the name may hold spaces, the value colons.
+BENCH_FIGURE = re.compile(r"[^\s:#][^:]*: \S.*")
+
+
+def files_of(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under `folder` but Python's bytecode caches: path -> (size, mtime in ns)."""
+    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in folder.rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+
+
+def run_bench_smoke(project: Path, name: str) -> None:
+    """`python bench/NAME --smoke` from `project` (a trained copy, whose bench/ is this one's): it exits 0,
+    prints only `name: value` figures (and `#` notes), at least one, and leaves the project's files as they were."""
+    before = files_of(project)
+    result = subprocess.run([sys.executable, f"bench/{name}", "--smoke"], cwd=project,
+                            env=stage_env(PYTHONPATH=str(project), TF_CPP_MIN_LOG_LEVEL="2"),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"bench/{name} --smoke failed:\n{result.stderr[-4000:]}"
+    lines = [line for line in result.stdout.splitlines() if line.strip() and not line.startswith("#")]
+    assert lines, f"bench/{name} printed no figure"
+    not_figures = [line for line in lines if not BENCH_FIGURE.fullmatch(line)]
+    assert not_figures == [], f"bench/{name} printed lines that are no `name: value` figure: {not_figures}"
+    after = files_of(project)
+    changed = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
+    assert not changed, f"bench/{name} --smoke wrote into the project: {sorted(changed)}"

@@ -1,28 +1,17 @@
 """Every bench script runs: each one, with `--smoke` (tiny sizes), on a small demo's finished run, so
-that a renamed or moved name breaks the test instead of `make bench` weeks later; and every address
-a test or bench names is on this machine's loopback."""
+that a renamed or moved name breaks the test instead of `make bench` weeks later (here those that train
+or load models; tests/test_bench_data_path.py the rest); and every address a test or bench names is on
+this machine's loopback."""
 import re
-import subprocess
-import sys
 
 import pytest
 
-from helpers import PROJECT, stage_env
-
-BENCHES = sorted(p.name for p in (PROJECT / "bench").glob("*.py"))
-FIGURE = re.compile(r"[^\s:#][^:]*: \S.*")  # `name: value`; the name may hold spaces, the value colons
+from helpers import BENCHES, MODEL_BENCHES, PROJECT, run_bench_smoke
 
 
-@pytest.mark.parametrize("name", BENCHES)
+@pytest.mark.parametrize("name", [name for name in BENCHES if name in MODEL_BENCHES])
 def test_bench_runs_with_smoke_sizes(trained_project, name):
-    """Run from the trained copy (its bench/ is this one's), as `python bench/NAME.py --smoke`."""
-    result = subprocess.run([sys.executable, f"bench/{name}", "--smoke"], cwd=trained_project,
-                            env=stage_env(PYTHONPATH=str(trained_project), TF_CPP_MIN_LOG_LEVEL="2"),
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"bench/{name} --smoke failed:\n{result.stderr[-4000:]}"
-    lines = [line for line in result.stdout.splitlines() if line.strip() and not line.startswith("#")]
-    assert lines, f"bench/{name} printed no figure"
-    assert [line for line in lines if not FIGURE.fullmatch(line)] == []
+    run_bench_smoke(trained_project, name)
 
 
 # An address is a whole token (text between spaces, quotes, brackets and commas): a dotted quad, maybe

@@ -271,16 +271,10 @@ def test_the_compare_stage_runs_as_a_subprocess(tmp_path):
 def test_the_comparison_charts_render_offline(tmp_path):
     """The compare stage's plots as dvc.yaml declares them, drawn by `dvc plots show` with the offline
     template, in headless Chromium (skipped without one)."""
-    from test_plots_page import CHROMIUM, DVC, RenderedPage, chromium, declared_plots, run
+    from test_plots_page import CHROMIUM, assert_stage_charts_render
 
     if CHROMIUM is None:
         pytest.skip("no Chromium on PATH (set CHROMIUM=/path/to/it; .ci/run installs Debian's chromium)")
-    import shutil
-
-    run(["git", "init", "-q"], tmp_path)
-    run(DVC + ["init", "-q"], tmp_path)
-    shutil.copy2(PROJECT / ".dvc" / "config", tmp_path / ".dvc" / "config")
-    shutil.copytree(PROJECT / "plots_template", tmp_path / "plots_template")
     outcome = compare.Outcome(reports={
         name: {"report": {"test_sets": {s: {"acc_calibrated": 50 + i + j, "ap": 60 + i * j if s != "ctl" else None}
                                         for j, s in enumerate(["seen", "unseen", "ctl"])},
@@ -290,16 +284,7 @@ def test_the_comparison_charts_render_offline(tmp_path):
     (tmp_path / "plots" / "compare").mkdir(parents=True)
     sets.to_csv(tmp_path / "plots" / "compare" / "sets.csv", index=False)
     bars.to_csv(tmp_path / "plots" / "compare" / "headline.csv", index=False)
-    stage = next(s for s in yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"].values()
-                 if s.get("cmd") == "python stages/compare.py")
-    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"plots": stage["plots"]}))
-    declared = declared_plots(tmp_path)
-    assert set(declared.values()) == {"vega"} and len(declared) == 2
-    run(DVC + ["plots", "show"], tmp_path)
-    shown = RenderedPage(chromium(tmp_path / "dvc_plots" / "index.html", tmp_path / "profile", "--dump-dom"),
-                         set(declared))
-    assert shown.errors == ""
-    assert shown.rendered == set(declared) and all(shown.marks[plot] >= 1 for plot in declared)
+    assert_stage_charts_render(tmp_path, "compare", 2)
 
 
 @pytest.mark.fast

@@ -1,6 +1,6 @@
 """The whole `dvc metrics show` (no arguments: every metrics file in one table, the union of their keys
-as columns) stays at most 1,500 characters wide under the univfd profile with every detector: the
-headline files hold few figures, named alike, and per-set figures stay in reports/."""
+as columns) stays at most 1,500 characters wide under the univfd profile with every detector and
+protocol: the headline files hold few figures, named alike, and per-set figures stay in reports/."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from fakedetect.evaluation import aligned, compare, metrics, robustness, shortcuts
+from fakedetect.evaluation import aligned, compare, metrics, protocols, robustness, shortcuts
 from fakedetect.runtime.training_log import TrainingLog
 from helpers import DVC, run
 
@@ -70,9 +70,16 @@ def test_the_whole_metrics_table_is_narrow_under_univfd(tmp_path):
                            "eval/accuracy": 0.901234}, step, prefix)
         log.close({f"{p}{name}": 0.912345 for p in prefixes
                    for name in ("epochs", "best/step", "best/eval/accuracy", "best/eval/loss")})
+    folds = [{"protocol": "leave_one_generator_out", "fold": s, "detectors": {n: {s: {"ap": 71.2345}} for n in DETECTORS}}
+             for s in SETS]  # both protocols over the 19 generators: one fold each, windows of 4
+    folds += [{"protocol": "chronological", "fold": f"window{k}",
+               "detectors": {n: {"immediate_future": {"ap": 71.2345}} for n in DETECTORS}} for k in range(1, 5)]
+    for name, found in protocols.headline({"folds": folds}).items():
+        write(tmp_path / f"metrics/{'protocols' if name == 'mean' else f'protocols_{name}'}.json", found)
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json") if ".dvc" not in p.parts)
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"metrics": files}))
     shown = run(DVC + ["metrics", "show"], tmp_path)
     width = max(len(line) for line in shown.splitlines())
     assert "knn.ap" in shown and "fusion.tpr_at_fpr5" in shown and "progan" not in shown
+    assert "protocols_worst.json" in shown and "worst" not in shown.splitlines()[0]  # rows, not columns
     assert width <= WIDEST, f"`dvc metrics show` is {width} characters wide:\n{shown}"

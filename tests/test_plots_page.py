@@ -312,6 +312,23 @@ def stage_plots(stage: str) -> list:
     return declared.get("do", declared)["plots"]
 
 
+def assert_stage_charts_render(project: Path, stage: str, count: int) -> None:
+    """A stage's `count` vega plots as dvc.yaml declares them (their files already under `project`), drawn by
+    `dvc plots show` with the offline template in headless Chromium: each one drawn, no script error."""
+    run(["git", "init", "-q"], project)
+    run(DVC + ["init", "-q"], project)
+    shutil.copy2(PROJECT / ".dvc" / "config", project / ".dvc" / "config")
+    shutil.copytree(PROJECT / "plots_template", project / "plots_template")
+    (project / "dvc.yaml").write_text(yaml.safe_dump({"plots": stage_plots(stage)}))
+    declared = declared_plots(project)
+    assert set(declared.values()) == {"vega"} and len(declared) == count
+    run(DVC + ["plots", "show"], project)
+    shown = RenderedPage(chromium(project / "dvc_plots" / "index.html", project / "profile", "--dump-dom"),
+                         set(declared))
+    assert shown.errors == ""
+    assert shown.rendered == set(declared) and all(shown.marks[plot] >= 1 for plot in declared)
+
+
 @pytest.fixture(scope="module")
 def robustness_project(tmp_path_factory) -> Path:
     """A DVC project with this repository's template and the robustness curves as dvc.yaml declares

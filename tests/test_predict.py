@@ -15,9 +15,8 @@ from fakedetect.data import images, manifests, preprocess  # torchvision before 
 from fakedetect.features import feature_files  # torchvision before TensorFlow
 from fakedetect.attribution import network
 from fakedetect.artifacts import DETECTOR_MODELS, LINEAR_MODEL, LINEAR_REPORT
-from fakedetect.predict import FIELDS
 from fakedetect.detectors import registry
-from fakedetect.predict import best_detector
+from fakedetect.predict import FIELDS, best_detector, default_detector
 from fakedetect.detectors.registry import needs_noisy_views
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict"]
@@ -73,14 +72,18 @@ def compare_scoring(project, name: str, matrix: np.ndarray, layers: list) -> reg
 
 
 def test_default_is_the_best_detector_and_scores_as_the_compare_stage(trained_project):
-    """Without --detector or --classifier: the detector the compare stage reported as predict's default
-    (chosen on out-of-sample validation figures); P(fake), the score and the verdict are the compare
-    stage's on the pipeline's own features of the same images, at the detector's own calibrated threshold."""
+    """Without --detector or --classifier: the protocols stage's choice when it made one (the best mean
+    held-out AP, at its held-out threshold), else the detector the compare stage reported as predict's
+    default (chosen on out-of-sample validation figures, at its own calibrated threshold); P(fake) and
+    the score are the compare stage's on the pipeline's own features of the same images."""
     saved = registry.saved(trained_project / DETECTOR_MODELS)
-    best, why = best_detector(trained_project / DETECTOR_MODELS)
+    compare_choice, why = best_detector(trained_project / DETECTOR_MODELS)
     chosen = json.loads((trained_project / "reports/compare.json").read_text())["default"]
-    assert chosen == {"detector": best, "why": why} and registry.out_of_sample(saved[best])
+    assert chosen == {"detector": compare_choice, "why": why} and registry.out_of_sample(saved[compare_choice])
     assert "linear_probe (in-sample: its early stopping watches the validation accuracy)" in why
+    best, held_out, _ = default_detector(trained_project)
+    assert held_out == json.loads((trained_project / "reports/protocols.json").read_text())["choice"]
+    assert best == (held_out["detector"] if held_out else compare_choice)
     matrix, features = feature_files.load_features(trained_project / "data/features")
     layers = feature_files.load_layers(trained_project / "data/features", matrix.shape[1])
     rows = manifests.read_manifest(trained_project / "data/preprocessed.csv")
@@ -93,13 +96,14 @@ def test_default_is_the_best_detector_and_scores_as_the_compare_stage(trained_pr
     got = [json.loads(line) for line in result.stdout.splitlines()]
     positions = features.reset_index().set_index("id").loc[list(test.id) + list(val.id), "index"].to_numpy()
     expected = compare_scoring(trained_project, best, matrix[positions], layers)
-    thresholds = saved[best]["thresholds"]
+    threshold = (held_out["threshold"] if held_out and held_out["threshold"] is not None
+                 else saved[best]["thresholds"]["calibrated"])
     assert [g["detector"] for g in got] == [best] * len(inputs)
     np.testing.assert_allclose([g["p_fake"] for g in got], expected.p_fake, atol=1e-5)
     np.testing.assert_allclose([g["score"] for g in got], expected.ranking, atol=1e-5)
     for g in got:
-        assert g["status"] == "ok" and g["threshold"] == thresholds["calibrated"]
-        assert g["fake"] == (g["score"] > thresholds["calibrated"]) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
+        assert g["status"] == "ok" and g["threshold"] == threshold
+        assert g["fake"] == (g["score"] > threshold) and g["fake_at_0_5"] == (g["p_fake"] > 0.5)
         assert (g["family"] in ("gan", "diffusion")) == g["fake"]
 
 
@@ -184,7 +188,7 @@ def test_folder_with_a_corrupt_file_csv_output_and_exit_1(trained_project, tmp_p
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     assert len(rows) == 4 and set(FIELDS) <= set(rows[0])
     assert [r["status"] for r in rows] == ["unreadable", "ok", "ok", "ok"]
-    best = best_detector(trained_project / DETECTOR_MODELS)[0]  # its column, though the first row has none
+    best = default_detector(trained_project)[0]  # its column, though the first row has none
     assert [r["detector"] for r in rows] == ["", best, best, best] and rows[0]["score"] == "" and rows[1]["score"]
     assert rows[0]["reason"] == "truncated" and "broken.jpg: truncated" in result.stderr
     assert "scored 3 of 4 images in" in result.stderr

@@ -24,12 +24,14 @@ from fakedetect.params.detectors import (DEMO_DETECTORS, DETECTOR_PARAMS, Detect
 from fakedetect.params.attribution import (AttributionParams, DEMO_TEST_SETS, FAKE_FAMILIES,
                                            FamilyLevelParams, GroupSplitParams, HierarchyParams, Level3Params,
                                            LevelParams, RESNET_ARCHS, RESNET_STAGES, Selection)
-from fakedetect.params.evaluation import AlignedParams, Perturbation, RobustnessParams, TsneParams
+from fakedetect.params.evaluation import (PROTOCOLS, AlignedParams, EvaluationParams, Perturbation,
+                                         RobustnessParams, TsneParams)
 
 # Every section's schema, importable from here: `from fakedetect.params import ExtractParams`.
 __all__ = [
-    "AlignedParams", "AttributionParams", "AuditParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS", "DEMO_LAYERS", "DETECTOR_PARAMS",
-    "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource",
+    "AlignedParams", "AttributionParams", "AuditParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS",
+    "DEMO_LAYERS", "DETECTOR_PARAMS", "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource", "EvaluationParams",
+    "PROTOCOLS",
     "DemoParams", "ExtractParams", "FAKE_FAMILIES", "FamilyLevelParams", "FcnnRecipe",
     "GroupSplitParams", "HierarchyParams", "ImportSource", "IngestParams", "LAYOUTS", "Level3Params",
     "LevelParams", "LinearParams", "LinearProbeRecipe", "NnParams", "NotebookProtocol", "PARAMS_FILE",
@@ -58,6 +60,7 @@ class Params(Section):
     attribution: AttributionParams = AttributionParams()
     robustness: RobustnessParams = RobustnessParams()
     aligned: AlignedParams = AlignedParams()
+    evaluation: EvaluationParams = EvaluationParams()
     detectors: dict[str, DetectorSpec] = Field(
         DEMO_DETECTORS, description="name -> {kind, features, params}: the detectors the compare stage fits and "
         "compares (docs/detectors.md)")

@@ -1,4 +1,4 @@
-"""Params of the evaluation stages: tsne and robustness."""
+"""Params of the evaluation stages: tsne, robustness and the generalisation protocols (`evaluation`)."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -62,6 +62,37 @@ class RobustnessParams(Section):
             if key in seen:
                 raise ValueError(f"perturbations.{i} repeats an earlier grid point")
             seen.add(key)
+        return self
+
+
+PROTOCOLS = ("leave_one_generator_out", "chronological")
+Share = Annotated[float, Field(gt=0.0, lt=1.0)]
+DATE = r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$"  # YYYY, YYYY-MM or YYYY-MM-DD
+
+
+class EvaluationParams(Section):
+    """The generalisation protocols of the protocols stage: re-splits of the stored features by
+    generator, every configured detector fitted on one side and judged on the other
+    (docs/protocols.md)."""
+
+    protocols: list[Literal[PROTOCOLS]] = Field(
+        list(PROTOCOLS), description="leave_one_generator_out | chronological; [] = none (the stage writes empty reports)")
+    window: PositiveInt = Field(1, description="chronological: generators per window, oldest first (AI-GenBench: 4)")
+    held_out_share: Share = Field(
+        0.5, description="photographs with images wanted on both sides of a fold: the seeded share given to the "
+        "held-out side (the rest train)")
+    val_fraction: Share = Field(
+        0.25, description="the seeded share of photographs kept for validation on each side of a fold: the training "
+        "side's test-split rows (the datasets' own train and val rows keep their split) and the held-out side "
+        "(those calibrate the deployed detector's threshold and are not scored)")
+    seed: int = 0
+    generator_dates: dict[str, Annotated[str, Field(pattern=DATE)]] = Field(
+        {}, description="generator name -> release date YYYY[-MM[-DD]]: adds to or overrides the built-in dates")
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if len(set(self.protocols)) != len(self.protocols):
+            raise ValueError(f"protocols: {self.protocols} names a protocol twice")
         return self
 
 

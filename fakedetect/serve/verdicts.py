@@ -1,9 +1,9 @@
 """The detectors a run trained, their decisions at each operating point, and one image's verdicts.
 
 The list of detectors is data: every detector the compare stage saved (models/detectors) that
-predict can run, predict's default (the best validation AP) first; a run without them lists the
-pipeline stages' classifiers predict knows (predict.REPORTS), the linear head (predict's fallback)
-first. The first one's fields are the image's own (they equal `fakedetect predict --json`); every
+predict can run, predict's default (the protocols' choice, else the best validation AP) first; a run
+without them lists the pipeline stages' classifiers predict knows (predict.REPORTS), the linear head
+(predict's fallback) first. The first one's fields are the image's own (they equal `fakedetect predict --json`); every
 detector also appears in `detectors` with its decisions at its own thresholds.
 """
 from __future__ import annotations
