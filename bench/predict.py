@@ -4,8 +4,10 @@ the detector's scoring in this process, and the command itself as a user runs it
 images/s it reports on stderr; its start-up, importing torch and TensorFlow and loading the
 models, paid once per command, is reported apart). The command is also timed with --no-family, which
 leaves out the second network (level 2's ResNet on each image judged fake), so that what the
-command costs beyond the backbone is seen apart from what that network costs. Each figure is the
-median of three runs. Needs a trained run (`make repro`). Prints `name: value` lines. `--smoke`: 4 images,
+command costs beyond the backbone is seen apart from what that network costs. The ratios leave out the
+aligned check (`--no-aligned`: each image scored again after re-saving as JPEG 96, which encodes it a
+second time); the command with it, predict's default, is timed apart. Each figure is the median of
+three runs. Needs a trained run (`make repro`). Prints `name: value` lines. `--smoke`: 4 images,
 one run each (seconds; the figures mean nothing)."""
 import json
 import re
@@ -73,7 +75,7 @@ def main() -> None:
     rows = rows[(rows.split == "test") & (rows.status == "ok")].drop_duplicates("image_sha256").head(N_IMAGES)
     if len(rows) < N_IMAGES:
         sys.exit("run `make repro` first: the demo's test images are needed")
-    detector = Detector(PROJECT)
+    detector = Detector(PROJECT, aligned=False)
     p = params.load_params(PROJECT / "params.yaml").extract
     paths = [str(PROJECT / path) for path in rows.path]
     detector.predict(paths[:N_WARM_UP], p.batch_size, p.loader_workers)  # warm up both paths alike
@@ -92,12 +94,13 @@ def main() -> None:
 
     backbone_ms, family_ms = network_costs(detector, paths[:p.batch_size])
 
-    runs, bare_rates = [], []
+    runs, bare_rates, checked_rates = [], [], []
     for _ in range(REPEATS):
-        runs.append(run_command(paths))
-        bare_rates.append(run_command(paths, "--no-family")[1])
+        runs.append(run_command(paths, "--no-aligned"))
+        bare_rates.append(run_command(paths, "--no-aligned", "--no-family")[1])
+        checked_rates.append(run_command(paths)[1])
     command_wall_s, command_rate = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-    bare_rate = statistics.median(bare_rates)
+    bare_rate, checked_rate = statistics.median(bare_rates), statistics.median(checked_rates)
 
     print(f"images: {N_IMAGES}")
     print(f"backbone: {p.model}")
@@ -111,6 +114,8 @@ def main() -> None:
     print(f"images_judged_fake: {sum(r.fake for r in predictions)}")
     print(f"command_no_family_images_per_s: {bare_rate:.1f}")
     print(f"command_no_family_over_extract_ratio: {bare_rate / extract_rate:.2f}")
+    print(f"command_with_aligned_check_images_per_s: {checked_rate:.1f}")
+    print(f"aligned_check_over_without_ratio: {checked_rate / command_rate:.2f}")
     print(f"backbone_ms_per_image: {backbone_ms:.1f}")
     print(f"family_network_ms_per_image: {family_ms:.1f}")
     print(f"family_over_backbone_cost_ratio: {family_ms / backbone_ms:.2f}")

@@ -3,8 +3,12 @@ declares, named once for the stage scripts, the predictor and the benchmarks (a 
 that dvc.yaml declares every one)."""
 
 MANIFEST = "data/manifest.csv"  # ingest
+FILE_FACTS = "data/file_facts.csv"  # ingest: each file's header facts (format, size, JPEG quality, ...)
 INGEST_METRICS = "metrics/ingest.json"
 INGEST_REPORT = "reports/ingest.json"  # the details behind each metrics file's headline figures
+AUDIT_METRICS = "metrics/audit.json"  # audit: the shortcut audit of the file facts
+AUDIT_REPORT = "reports/audit.json"
+AUDIT_PLOT = "plots/audit.csv"
 PREPROCESSED = "data/preprocessed"  # preprocess: the images
 PREPROCESSED_MANIFEST = "data/preprocessed.csv"
 PREPROCESS_PLOT = "plots/preprocess.png"
@@ -34,6 +38,7 @@ ROBUSTNESS_PICTURE = "plots/robustness.png"
 DETECTOR_MODELS = "models/detectors"  # compare: one folder per configured detector
 COMPARE_METRICS = "metrics/compare.json"
 COMPARE_REPORT = "reports/compare.json"
+FORMAT_RELIANCE_METRICS = "metrics/format_reliance.json"  # compare: each detector's change when the format is aligned
 COMPARE_PLOTS = "plots/compare"  # sets.csv (detector x test set), headline.csv (detector x figure)
 PROTOCOLS_METRICS = "metrics/protocols.json"  # protocols, per detector: the mean held-out AP
 PROTOCOLS_WORST_METRICS = "metrics/protocols_worst.json"  # the worst held-out AP

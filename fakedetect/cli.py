@@ -1,4 +1,5 @@
-"""Command line: `fakedetect predict IMAGES...`, `serve`, `detectors`, `profile NAME`, `store` and `deps` (also `python -m fakedetect`).
+"""Command line: `fakedetect predict IMAGES...`, `serve`, `datasets ROOT...`, `detectors`, `profile NAME`, `store` and
+`deps` (also `python -m fakedetect`).
 
 predict's exit status: 0 when every input was scored, 1 when some could not be read (they are
 listed with their reason; the others are still scored), 2 for usage errors and for a missing
@@ -7,7 +8,6 @@ or incompatible trained run.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -35,22 +35,6 @@ def collect(inputs: list[str], list_files: list[str]) -> list[str]:
     return paths
 
 
-def _table(rows: list[dict]) -> str:
-    def cell(value):
-        if value is None:
-            return "-"
-        if isinstance(value, bool):
-            return "fake" if value else "real"
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-    header = ["file", "P(fake)", "verdict", "threshold", "at 0.5", "family", "P(family)"]
-    body = [[r["path"], cell(r["p_fake"]), cell(r["fake"]), cell(r["threshold"]), cell(r["fake_at_0_5"]),
-             cell(r["family"]), cell(r["p_family"])] if r["status"] == "ok"
-            else [r["path"], "-", f"unreadable: {r['reason']}", "", "", "", ""] for r in rows]
-    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in [header] + body)
-
-
 def _whole_number(minimum: int):
     """An argparse type: a whole number of at least `minimum`."""
     def parse(text: str) -> int:
@@ -61,6 +45,7 @@ def _whole_number(minimum: int):
 
 
 def predict_command(args: argparse.Namespace) -> int:
+    from fakedetect.detectors import predict_output
     from fakedetect.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
     from fakedetect.stage import UserError
 
@@ -74,7 +59,7 @@ def predict_command(args: argparse.Namespace) -> int:
         return 2
     try:
         detector = Detector(args.project, args.classifier, args.family, args.engine, args.address, args.detector,
-                            args.all)
+                            args.all, aligned=args.aligned)
         try:
             start = time.perf_counter()
             extract = detector.params.extract
@@ -87,24 +72,10 @@ def predict_command(args: argparse.Namespace) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.format == "json":
-        for row in rows:
-            print(json.dumps(row, sort_keys=True))
-    elif args.format == "csv":
-        columns = list(dict.fromkeys(column for row in rows for column in row))  # an unreadable row has no extras
-        writer = csv.DictWriter(sys.stdout, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        print(_table(rows))
-    unreadable = [r for r in rows if r["status"] != "ok"]
-    print(f"scored {len(rows) - len(unreadable)} of {len(rows)} images in {seconds:.1f} s "
-          f"({len(rows) / seconds:.1f} images/s)", file=sys.stderr)
-    if unreadable:
-        print(f"{len(unreadable)} of {len(rows)} inputs could not be read:", file=sys.stderr)
-        for r in unreadable:
-            print(f"  {r['path']}: {r['reason']}", file=sys.stderr)
-    return 1 if unreadable else 0
+    predict_output.write(rows, args.format)
+    for line in predict_output.closing(rows, seconds):
+        print(line, file=sys.stderr)
+    return 1 if any(r["status"] != "ok" for r in rows) else 0
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -171,6 +142,12 @@ def detectors_command(args: argparse.Namespace) -> int:
     name, _, why = default_detector(Path(args.project))
     print(f"predict's default: {name or 'the linear head (linear_eval)'}: {why}")
     return 0
+
+
+def datasets_command(args: argparse.Namespace) -> int:
+    from fakedetect.data import inventory
+
+    return inventory.command(args)
 
 
 def profile_command(args: argparse.Namespace) -> int:
@@ -287,6 +264,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", choices=["linear", "nn"], help="score with a pipeline stage's head instead: "
                    "linear: linear_eval's trained head | nn: nn_eval's nearest neighbours in the training features")
     p.add_argument("--all", action="store_true", help="add every compared detector's P(fake) (p_fake_NAME) to each row")
+    p.add_argument("--no-aligned", dest="aligned", action="store_false", help="skip the second scoring after the "
+                   "run's aligned re-encoding (JPEG 96) that says whether a verdict rests on the file: twice as fast")
     p.add_argument("--no-family", dest="family", action="store_false",
                    help="P(fake) only, without the GAN/diffusion family: faster, and needs no resnet_attribution run")
     out = p.add_mutually_exclusive_group()
@@ -312,6 +291,14 @@ def parser() -> argparse.ArgumentParser:
     det = commands.add_parser("detectors", help="list the detector kinds (with their params) and the configured detectors")
     det.add_argument("--project", default=".", help="the project whose params.yaml configures them (default: here)")
     det.set_defaults(run=detectors_command)
+    ds = commands.add_parser("datasets", help="fingerprints and file facts of dataset folders (headers only, no pipeline)")
+    ds.add_argument("roots", nargs="+", metavar="ROOT", help="dataset folders, read as ingest reads them")
+    ds.add_argument("--layout", default="generic", choices=["generic", "cnndetection_test", "univfd_diffusion", "wang2020"],
+                    help="how to read each root (default generic: one set of its 0_real/1_fake folders)")
+    ds.add_argument("--split", default="test", choices=["train", "val", "test"], help="the split (wang2020: its folder)")
+    ds.add_argument("--json", action="store_true", help="the whole report as JSON")
+    ds.add_argument("--workers", type=_whole_number(0), default=0, help="processes hashing files (0: one per core)")
+    ds.set_defaults(run=datasets_command)
     prof = commands.add_parser("profile", help="write a profile's values (profiles/NAME.yaml) into params.yaml")
     prof.add_argument("name", help="e.g. univfd (the real benchmark) or notebook_features")
     prof.set_defaults(run=profile_command)

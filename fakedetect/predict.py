@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from fakedetect.detectors import scoring
+from fakedetect.detectors import aligned_check, scoring
 from fakedetect.features import engines
 from fakedetect.attribution import card, network
 from fakedetect.artifacts import (ATTRIBUTION_MODELS, DETECTOR_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT,
@@ -111,17 +111,19 @@ class Detector:
 
     def __init__(self, project: str | Path = ".", classifier: str | None = None, family: bool = True,
                  engine: str | None = None, address: str | None = None, detector: str | None = None,
-                 all_detectors: bool = False, engine_from: Detector | None = None):
+                 all_detectors: bool = False, engine_from: Detector | None = None, aligned: bool = True):
         """`engine` and `address` replace the run's extract.engine and extract.ray.address. `detector`
         scores with that detector of the compare stage ('best': the one with the best validation AP);
         `classifier` (linear | nn) with a pipeline stage's head instead. Without either: the best
         detector, or the linear head (logged) where the compare stage saved none that predict can run
         (docs/predict.md "Which detector scores"). `all_detectors` adds every saved detector's P(fake)
         to each prediction's extra. `engine_from` shares another Detector's backbone (loaded once;
-        closed by its owner)."""
+        closed by its owner). `aligned`: each image also scored after the run's aligned re-encoding,
+        with its file facts (detectors.aligned_check)."""
         self.project = Path(project)
         self.all_detectors = all_detectors
         self.params = p = run_params(self.project)
+        self.alignment = p.aligned.perturbation() if aligned else None
         if p.extract.source != "backbone":
             raise UserError("the run's features were imported (extract.imports): predict needs the backbone "
                             "that computes them; set images: [demo] or [datasets], empty extract.imports and run "
@@ -292,6 +294,8 @@ class Detector:
                 bar.update(len(batch.positions) + len(batch.problems))
             if family is not None:
                 family.result()
+        if self.alignment is not None:
+            aligned_check.check(self, results, paths, batch_size, workers)
         return results
 
     def score_features(self, batch: list[Prediction], features: np.ndarray) -> None:
@@ -304,13 +308,14 @@ class Detector:
         p_fake, ranking = self._score(features)
         decided = p_fake if ranking is None else ranking
         at_0_5 = scoring.decide(p_fake)
+        fake = self._decide(p_fake, ranking)
         for j, result in enumerate(batch):
             score = float(decided[j])  # kept unrounded: serve's decisions at other thresholds use the same number
             result.status = "ok"
             result.p_fake = float(p_fake[j])
             result.fake_at_0_5 = bool(at_0_5[j])
             result.threshold = self.threshold
-            result.fake = score > self.threshold if self.threshold is not None else result.fake_at_0_5
+            result.fake = bool(fake[j])
             if self.threshold is None:  # said, never silent: the decision falls back to P(fake) > 0.5
                 result.extra["calibration"] = self.calibration
             if ranking is not None and self.detector is None:
@@ -322,6 +327,17 @@ class Detector:
             for j, p in enumerate(score(features)[0]):
                 batch[j].extra[f"p_fake_{name}"] = float(p)
         return [j for j, result in enumerate(batch) if result.fake]
+
+    def _decide(self, p_fake: np.ndarray, ranking: np.ndarray | None) -> np.ndarray:
+        """The verdicts (True = fake): the ranking score (P(fake) without one) above the calibrated threshold,
+        or P(fake) > 0.5 where the run has no threshold."""
+        decided = p_fake if ranking is None else ranking
+        return decided > self.threshold if self.threshold is not None else scoring.decide(p_fake).astype(bool)
+
+    def verdicts(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(P(fake), the score the threshold applies to, the verdict) of encoded images, as predict decides them."""
+        p_fake, ranking = self._score(features)
+        return p_fake, p_fake if ranking is None else ranking, self._decide(p_fake, ranking)
 
     def _name_families(self, fakes: list[Prediction], pixels: torch.Tensor) -> None:
         """Level 2's family (GAN or diffusion) and its probability for images judged fake."""

@@ -42,3 +42,7 @@ def is_generator_name(name: str) -> bool:
     name = name.lower()
     known = GAN_GENERATORS | DIFFUSION_GENERATORS | AUTOREGRESSIVE_GENERATORS | OTHER_GENERATORS
     return name in known or name in DEMO_GENERATOR_FAMILY or name.startswith(DIFFUSION_PREFIXES)
+
+# The file facts the shortcut audit may use (fakedetect.evaluation.shortcuts; docs/shortcuts.md "The shortcut audit").
+FILE_FACTS = ("format", "size", "jpeg_quality", "chroma_subsampling", "progressive", "exif", "icc", "mode", "bit_depth",
+              "bytes_per_pixel")

@@ -42,7 +42,7 @@ def main() -> None:
         log.info("%d images: %d computed, %d reused from %s in %.1f s on %s (%s images/s)", run.images, run.computed,
                  run.reused, store.folder, run.seconds, engine.device,
                  f"{run.computed / run.seconds:.1f}" if run.computed else "-")
-        rows = rows[ROW_COLUMNS]
+        rows = rows[ROW_COLUMNS + ["path", "sha256"]]  # the originals: the compare stage's aligned condition reads them
     feature_files.save_features(FEATURES, matrix, rows)
     if layers:
         feature_files.save_layers(FEATURES, layers)

@@ -1,4 +1,5 @@
-"""The offline demo set: disjoint source photos, no size/format shortcut, gray stays gray, a strength knob."""
+"""The offline demo set: disjoint source photos, no size/format shortcut (but in the set format_biased, built
+so), gray stays gray, a strength knob."""
 import numpy as np
 import pytest
 from PIL import Image
@@ -34,10 +35,16 @@ def test_demo_sets_layout_and_shared_format(manifest):
     assert sets[("test", "noise_denoise", 1)] == sets[("test", "real_jpeg80", 0)] == 6
     assert ("test", "real_blur", 1) not in sets
     assert set(rows[rows.label == 1].family) == {"gan", "diffusion"}
-    assert (rows.width == 224).all() and (rows.height == 224).all()
-    for test_set, group in rows.groupby("test_set"):
+    clean = rows[rows.test_set != demo.FORMAT_BIASED]  # every set but the one built biased on purpose
+    assert (clean.width == 224).all() and (clean.height == 224).all()
+    for test_set, group in clean.groupby("test_set"):
         formats = {p.rsplit(".", 1)[1] for p in group.path}
         assert formats == ({"jpg"} if test_set == "real_jpeg80" else {"png"}), test_set
+    biased = rows[rows.test_set == demo.FORMAT_BIASED]
+    reals, fakes = biased[biased.label == 0], biased[biased.label == 1]
+    assert len(reals) == len(fakes) == 6 and set(fakes.family) == {"gan"}
+    assert {p.rsplit(".", 1)[1] for p in reals.path} == {"jpg"} and {p.rsplit(".", 1)[1] for p in fakes.path} == {"png"}
+    assert set(reals.width) == set(demo.BIASED_REAL_SIZES) and set(fakes.width) == {demo.BIASED_FAKE_SIZE}
     photos = {split: set(group.category) for split, group in rows.groupby("split")}
     assert not (photos["train"] & photos["test"] or photos["val"] & photos["test"] or photos["train"] & photos["val"])
 

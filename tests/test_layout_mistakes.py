@@ -140,7 +140,7 @@ def test_files_and_rows_are_counted_apart(tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "metrics/ingest.json").read_text())
     assert metrics["files"] == {"read": 4, "ok": 4, "skipped": 0}
-    assert metrics["rows"] == {"total": 6, "ok": 6, "skipped": 0}
+    assert json.loads((tmp_path / "reports/ingest.json").read_text())["rows"] == {"total": 6, "ok": 6, "skipped": 0}
     assert "4 files read (4 ok, 0 skipped)" in result.stderr and "6 manifest rows (6 ok, 0 skipped)" in result.stderr
 
 

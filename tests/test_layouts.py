@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from fakedetect.data import layouts, manifests
+from fakedetect.data import layouts, manifests, reading
 from fakedetect.data.images import Limits
 from fakedetect.params import DatasetSource
 from fakedetect.stage import UserError
@@ -13,7 +13,7 @@ from helpers import assert_stopped, run_stage, write_image
 def rows_of(sources, max_per_class=None, seed=0):
     found = layouts.scan(sources)
     candidates = manifests.sample_test_sets(found.candidates, max_per_class, seed)
-    manifest = manifests.build_manifest(candidates, Limits(), workers=1)
+    manifest = reading.build_manifest(candidates, Limits(), workers=1)[0]
     return [(r.split, r.test_set, r.label, r.generator, r.family, r.category, r.path.rsplit("/", 1)[-1])
             for r in manifest.itertuples()], manifest
 
@@ -159,5 +159,6 @@ def test_ingest_stage_writes_manifest_and_counts(tmp_path):
     assert report["image_folders"] == {"read": ["in/test/gaugan/0_real", "in/test/gaugan/1_fake"],
                                        "left_out_by_params": {}, "ignored": {}}
     metrics = json.loads((tmp_path / "metrics/ingest.json").read_text())
-    assert metrics == {"source": "datasets", "files": {"read": 2, "ok": 2, "skipped": 0},
-                       "rows": {"total": 2, "ok": 2, "skipped": 0}, "test_sets": 1, "ignored_image_folders": 0}
+    assert metrics == {"source": "datasets", "files": {"read": 2, "ok": 2, "skipped": 0}, "test_sets": 1,
+                       "ignored_image_folders": 0}
+    assert report["rows"] == {"total": 2, "ok": 2, "skipped": 0}

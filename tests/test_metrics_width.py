@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from fakedetect.evaluation import compare, metrics, protocols, robustness
+from fakedetect.evaluation import aligned, compare, metrics, protocols, robustness, shortcuts
 from fakedetect.runtime.training_log import TrainingLog
 from helpers import DVC, run
 
@@ -44,14 +44,16 @@ def test_the_whole_metrics_table_is_narrow_under_univfd(tmp_path):
     write(tmp_path / "metrics/linear_eval.json", metrics.headline(reports["linear_probe"], "linear_probe"))
     write(tmp_path / "metrics/compare.json",
           compare.headline(compare.Outcome(reports={n: {"report": r} for n, r in reports.items()})))
+    write(tmp_path / "metrics/format_reliance.json",  # named as compare.json's figures: a row, no column
+          aligned.headline({"detectors": {n: aligned.side_by_side(r, a_report(i + 7)) for i, (n, r) in enumerate(reports.items())}}))
+    write(tmp_path / "metrics/audit.json", dict(zip(shortcuts.HEADLINE, (0.9876, 19))))
     figures = {"acc": 71.25, "ap": 88.5, "acc_calibrated": 70.5, "tpr_at_fpr5": 40.25}
     points = {"clean": {"mean": figures}} | {p: {"mean": figures} for p in GRID}
     write(tmp_path / "metrics/robustness.json",
           robustness.headline({"methods": {n: {"perturbations": points} for n in DETECTORS}}))
     # the other stages' files, shaped as under univfd
     write(tmp_path / "metrics/ingest.json", {"files": {"ok": 92_412, "read": 92_412, "skipped": 0},
-                                             "ignored_image_folders": 0, "source": "datasets", "test_sets": 19,
-                                             "rows": {"ok": 92_412, "skipped": 0, "total": 92_412}})
+                                             "ignored_image_folders": 0, "source": "datasets", "test_sets": 19})
     write(tmp_path / "metrics/extract.json", {
         "dimension": 768, "images": 92_412, "rows": 92_412, "model": "ViT-L-14", "pretrained": "openai",
         "source": "backbone", "store_id": "c7900bc5f90ec838",

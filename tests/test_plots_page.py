@@ -296,6 +296,16 @@ def pipeline_plots(tmp_path_factory) -> Path:
     return folder
 
 
+def with_templates(folder: Path) -> Path:
+    """A new git and DVC project at `folder` with this repository's .dvc/config and plot templates."""
+    folder.mkdir(parents=True)
+    run(["git", "init", "-q"], folder)
+    run(DVC + ["init", "-q"], folder)
+    shutil.copy2(PROJECT / ".dvc" / "config", folder / ".dvc" / "config")
+    shutil.copytree(PROJECT / "plots_template", folder / "plots_template")
+    return folder
+
+
 def stage_plots(stage: str) -> list:
     """The plots a stage of this repository's dvc.yaml declares (a foreach group: its `do`)."""
     declared = yaml.safe_load((PROJECT / "dvc.yaml").read_text())["stages"][stage]
@@ -394,12 +404,7 @@ def test_training_curves_show_the_learning_rate_schedule(tmp_path):
     """linear_train's DVCLive curves as dvc.yaml declares them: each epoch's value drawn as it is; the
     learning rate on a log scale with its ticks in powers of ten (DVC's default template drew the FCNN's
     constant 0.001 as a flat line on an axis labelled 0), a stepped schedule as even steps."""
-    project = tmp_path / "project"
-    project.mkdir()
-    run(["git", "init", "-q"], project)
-    run(DVC + ["init", "-q"], project)
-    shutil.copy2(PROJECT / ".dvc" / "config", project / ".dvc" / "config")
-    shutil.copytree(PROJECT / "plots_template", project / "plots_template")
+    project = with_templates(tmp_path / "project")
     (declared,) = [entry for entry in stage_plots("linear_train") if "dvclive/linear_train/plots" in entry]
     folder = project / "dvclive/linear_train/plots/metrics"
     series = {"train/loss": [0.69, 0.5, 0.41, 0.4, 0.39, 0.39],
@@ -450,3 +455,35 @@ def test_page_lists_a_declared_plot_whose_files_dvc_could_not_load(plots_project
     assert shown.errors.splitlines() == [f"{missing}: no data: DVC could not load this plot's files "
                                          "(see the warnings of dvc plots show)"]
     assert shown.rendered == vega  # the others still render, and are not reported
+
+
+# plots the shortcut audit and the format-aligned condition write, as their stages write them
+AUDIT_CSV = ("set,auc,value,flagged\ntest/biased,shortcut,1.0,True\ntest/biased,transfer,0.62,True\n"
+             "test/clean,shortcut,0.5,False\ntest/clean,transfer,0.5,False\ntrain,shortcut,0.5,False\n")
+ALIGNED_CSV = ("detector,test_set,condition,ap,acc_calibrated\nknn,biased,clean,100.0,95.0\nknn,biased,aligned,99.0,90.0\n"
+               "knn,real_jpeg80,clean,,92.0\nknn,real_jpeg80,aligned,,90.0\nprobe,biased,clean,36.2,\n"
+               "probe,biased,aligned,35.3,\n")
+
+
+@needs_chromium
+@pytest.mark.parametrize("stage, path, text", [("audit", "plots/audit.csv", AUDIT_CSV),
+                                               ("compare", "plots/compare/aligned.csv", ALIGNED_CSV)])
+def test_the_shortcut_audit_and_the_aligned_condition_render_offline(tmp_path, capsys, stage, path, text):
+    """Drawn with the templates dvc.yaml names, from files shaped as the stages write them (a flagged
+    set; a detector without AP on a real-only set, another without a calibrated accuracy)."""
+    folder = with_templates(tmp_path / "plots_project")
+    declared = [entry for entry in stage_plots(stage) if isinstance(entry, dict) and path in entry]
+    (folder / path).parent.mkdir(parents=True, exist_ok=True)
+    (folder / path).write_text(text)
+    (folder / "dvc.yaml").write_text(yaml.safe_dump({"plots": declared}, sort_keys=False))
+    shown_plots = declared_plots(folder)
+    assert set(shown_plots.values()) == {"vega"} and len(shown_plots) == 1
+    run(DVC + ["plots", "show"], folder)
+    page = folder / "dvc_plots" / "index.html"
+    shown = RenderedPage(chromium(page, tmp_path / "profile", "--dump-dom"), set(shown_plots))
+    assert shown.errors == ""
+    assert shown.rendered == set(shown_plots) and all(shown.marks[plot] >= 1 for plot in shown_plots)
+    screenshot = tmp_path / f"{stage}_plot.png"
+    chromium(page, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=900,700")
+    with capsys.disabled():
+        print(f"\n{stage} plot screenshot: {screenshot}")

@@ -8,20 +8,9 @@ import pytest
 import torchvision.transforms as T
 from PIL import Image
 
-from fakedetect.data import images, manifests, preprocess
+from fakedetect.data import file_facts, images, manifests, preprocess
 from fakedetect.params import PreprocessParams
 from helpers import run_stage, small_demo_params, write_image
-
-# The IJG standard luminance table (JPEG Annex K) and libjpeg's quality scaling.
-IJG_LUMINANCE = [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-                 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-                 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99]
-
-
-def ijg_table(quality: int) -> list[int]:
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return [min(max((q * scale + 50) // 100, 1), 255) for q in IJG_LUMINANCE]
-
 
 def tree_digest(folder):
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -68,7 +57,7 @@ def test_outputs_are_the_protocol_pixels(demo_run):
         if row.image.endswith(".jpg"):
             assert stored == jpeg
             tables = Image.open(io.BytesIO(stored)).quantization
-            assert list(tables[0]) == ijg_table(80)
+            assert list(tables[0]) == list(file_facts.ijg_table(80))
         else:
             expected = cv2.GaussianBlur(images.decode(jpeg)[0], (5, 5), 0)
             np.testing.assert_array_equal(images.decode(stored)[0], expected)
@@ -125,3 +114,25 @@ def test_real_world_images_go_through(tmp_path, shared_fixtures):
     rows = manifests.read_manifest(tmp_path / "data/preprocessed.csv")
     assert len(rows) == 100 and set(rows.status) == {"ok"}
     assert (rows.label == 1).sum() == 50 and rows.width.max() >= 4000
+
+
+@pytest.mark.fast
+def test_the_training_format_alignment_is_off_by_default_and_re_encodes_training_images_only(tmp_path):
+    """align_train_jpeg: every training image (real and fake alike) re-encoded at one JPEG quality
+    before the training protocol; validation and test images untouched."""
+    assert PreprocessParams().align_train_jpeg is None
+    path = str(write_image(tmp_path / "a.png", size=(260, 240), seed=3))
+    decoded = images.load(path)
+    aligned = PreprocessParams(align_train_jpeg=96)
+    out = {}
+    for name, params, split in (("off", PreprocessParams(), "train"), ("on", aligned, "train"),
+                                ("test", aligned, "test")):
+        image, _, augmentation, reason = preprocess._process(
+            (path, decoded.sha256, split, str(tmp_path / name), False), params)
+        assert reason == ""
+        out[name] = (open(image, "rb").read(), augmentation)
+    assert out["off"][1] == "resize224+jpeg80" and out["on"][1] == "align_jpeg96+resize224+jpeg80"
+    expected, _, _ = preprocess.notebook(preprocess.jpeg_decode(preprocess.jpeg_encode(decoded.rgb, 96, "pil")),
+                                         aligned, decoded.sha256, False)
+    assert out["on"][0] == expected != out["off"][0]
+    assert out["test"][1] == "center_crop224"

@@ -19,7 +19,7 @@ from fakedetect.evaluation import metrics, published
 from fakedetect.profiles import apply_profile
 from helpers import PROJECT, assert_stopped, run_stage, stage_env
 
-STAGES = ("ingest", "preprocess", "extract_clip", "nn_eval", "linear_train", "linear_eval", "resnet_attribution")
+STAGES = ("ingest", "audit", "preprocess", "extract_clip", "nn_eval", "linear_train", "linear_eval", "resnet_attribution")
 # CNNDetection's test sets: set -> its folder below test/ (class subfolders for some, as in the real data)
 CNN_TEST_FOLDERS = {"biggan": "biggan", "gaugan": "gaugan", "stargan": "stargan", "progan": "progan/car",
                     "stylegan": "stylegan/car", "cyclegan": "cyclegan/horse"}
@@ -116,9 +116,28 @@ def test_ingest_finds_every_test_set_with_its_family(real_path):
     # The 4 LAION reals serve 3 sets (ldm_200, glide_100_27, dalle): one file each, one row per set.
     ingest = read(project, "metrics/ingest.json")
     assert ingest["files"]["read"] == 16 + 8 + 36 + 4 + 3 + 12
-    assert ingest["rows"]["total"] == 16 + 8 + 36 + 3 * 4 + 3 + 12
+    assert read(project, "reports/ingest.json")["rows"]["total"] == 16 + 8 + 36 + 3 * 4 + 3 + 12
     assert ingest["test_sets"] == 10 and ingest["ignored_image_folders"] == 0
     assert "files read" in logs["ingest"] and "manifest rows" in logs["ingest"]
+
+
+def test_the_audit_flags_the_sets_whose_reals_are_jpeg_and_the_card_is_checked(real_path):
+    """In the tree, as in the real data, UnivFD's diffusion sets pair JPEG reals (LAION, ImageNet) with
+    PNG fakes, while CNNDetection's sets are PNG on both sides."""
+    project, logs = real_path
+    audit = read(project, "reports/audit.json")["sets"]
+    diffusion = {"ldm_200", "glide_100_27", "guided", "dalle"}
+    assert {name for name, entry in audit.items() if entry["flagged"]} == {f"test/{name}" for name in diffusion}
+    for name in set(CNN_TEST_FOLDERS) | {"train", "val"}:
+        entry = audit[name if name in ("train", "val") else f"test/{name}"]
+        assert entry["shortcut_auc"] == 0.5 and not entry["flagged"]
+    assert audit["test/guided"]["in_words"].startswith("reals: JPEG q90 at 500x375; fakes: PNG at")
+    assert read(project, "metrics/audit.json") == {"flagged": 4, "shortcut_auc": 1.0}
+    assert "test/guided: FLAGGED" in logs["audit"]
+    cards = read(project, "reports/ingest.json")["benchmark_cards"]
+    assert cards["guided"]["agrees"] is False and cards["guided"]["found"] == {"real": 3, "fake": 3}
+    assert cards["progan"]["agrees"] is None  # on the card, its counts unknown
+    assert "test set guided differs from the card" in logs["ingest"]
 
 
 def test_test_images_of_every_size_become_224_px_crops(real_path):

@@ -156,7 +156,7 @@ def test_clean_point_equals_nn_eval_and_linear_eval(trained_project):
     ({"perturbations": [{"jpeg": 101}]}, "robustness.perturbations.0.jpeg", "less than or equal to 100"),
     ({"perturbations": [{"blur": -1}]}, "robustness.perturbations.0.blur", "greater than or equal to 0"),
     ({"perturbations": [{"resize": 0}]}, "robustness.perturbations.0.resize", "greater than 0"),
-    ({"perturbations": [{}]}, "robustness.perturbations.0", "at least one of blur, resize, jpeg"),
+    ({"perturbations": [{}]}, "robustness.perturbations.0", "at least one of blur, resize, size, jpeg, noise"),
     ({"perturbations": [{"jpeg": 50}, {"jpeg": 50}]}, "robustness", "perturbations.1 repeats"),
 ])
 @pytest.mark.fast

@@ -177,6 +177,8 @@ def _encode(rgb: np.ndarray, kind: str) -> bytes:
 
 
 def make_image(job: Job, params: DemoParams) -> None:
+    if job.kind in BIASED_KINDS:
+        return make_format_biased(job, params)
     crop, rng = _patch(job, params)
     if job.kind in SIMULATORS:
         fake = SIMULATORS[job.kind](crop.astype(np.float32), params.artifact_strength, params.seed, rng)
@@ -211,6 +213,55 @@ def _jobs(params: DemoParams, out: Path) -> list[Job]:
     return jobs
 
 
+# ------------------------------------------------------------------- the format-biased test set
+# Built the way the public benchmarks are (docs/shortcuts.md "The demo's format-biased set"): reals
+# saved as JPEG at qualities around 96 in several sizes, fakes of a family unseen in training saved
+# as PNG at one size, so that the file alone tells the classes apart. Its own folder, read by the
+# generic layout, so that the other sets' folders and layouts stay as they are.
+
+FORMAT_BIASED = "format_biased"  # its folder, test set and generator name
+BIASED_FAKES = "transposed_conv"  # the simulator of its fakes: a GAN family unseen in training
+BIASED_REAL_SIZES = (224, 256, 288)
+BIASED_REAL_QUALITIES = (95, 96, 97)
+BIASED_FAKE_SIZE = 256
+BIASED_KINDS = ("biased_real", "biased_fake")
+
+
+def format_biased_jobs(params: DemoParams, out: Path) -> list[Job]:
+    photos = [p for p, (_, _, s) in PHOTOS.items() if s == "test"]
+    jobs = []
+    for label, kind, folder, ext in ((0, "biased_real", "0_real", ".jpg"), (1, "biased_fake", "1_fake", ".png")):
+        for i in range(params.test_per_class):
+            photo = photos[i % len(photos)]
+            path = out / FORMAT_BIASED / photo / folder / f"{photo}_{i:05d}{ext}"
+            jobs.append(Job(str(path), photo, f"test/{FORMAT_BIASED}/{label}", i, kind))
+    return jobs
+
+
+def make_format_biased(job: Job, params: DemoParams) -> None:
+    """A real: a patch of one of several sizes, saved by Pillow as JPEG at a quality around 96; a fake:
+    a 256 px patch with the transposed-convolution artifact, saved as PNG."""
+    real = job.kind == "biased_real"
+    size = BIASED_REAL_SIZES[job.index % len(BIASED_REAL_SIZES)] if real else BIASED_FAKE_SIZE
+    crop, rng = _patch(job, params.model_copy(update={"patch_size": size}))
+    if real:
+        buffer = io.BytesIO()
+        quality = BIASED_REAL_QUALITIES[job.index // len(BIASED_REAL_SIZES) % len(BIASED_REAL_QUALITIES)]
+        Image.fromarray(crop).save(buffer, format="JPEG", quality=quality)
+        atomic.write_bytes(job.path, buffer.getvalue())
+        return
+    fake = SIMULATORS[BIASED_FAKES](crop.astype(np.float32), params.artifact_strength, params.seed, rng)
+    atomic.write_bytes(job.path, _encode(np.clip(np.rint(fake), 0, 255).astype(np.uint8), BIASED_FAKES))
+
+
+def format_biased_source(out: Path) -> DatasetSource:
+    return DatasetSource(layout="generic", root=str(out / FORMAT_BIASED), split="test", name=FORMAT_BIASED,
+                         family=vocabulary.DEMO_GENERATOR_FAMILY[BIASED_FAKES])
+
+
+# ------------------------------------------------------------------- building it
+
+
 def _make_all(chunk: list[Job], params: DemoParams) -> int:
     for job in chunk:
         make_image(job, params)
@@ -234,7 +285,7 @@ def reset_out_dir(params: DemoParams, built: bool) -> Path:
 def build(params: DemoParams, workers: int) -> list[DatasetSource]:
     """Write the demo set under params.out_dir (deterministically) and return its dataset sources."""
     out = reset_out_dir(params, built=True)
-    jobs = _jobs(params, out)
+    jobs = _jobs(params, out) + (format_biased_jobs(params, out) if params.format_biased else [])
     chunks = [jobs[i:i + 32] for i in range(0, len(jobs), 32)]
     with ProcessPoolExecutor(workers) as pool, tqdm(total=len(jobs), desc="demo", unit="img", mininterval=2) as bar:
         for done in pool.map(_make_all, chunks, [params] * len(chunks)):
@@ -243,4 +294,4 @@ def build(params: DemoParams, workers: int) -> list[DatasetSource]:
         DatasetSource(layout="wang2020", root=str(out), split="train"),
         DatasetSource(layout="wang2020", root=str(out), split="val"),
         DatasetSource(layout="cnndetection_test", root=str(out / "test"), split="test"),
-    ]
+    ] + ([format_biased_source(out)] if params.format_biased else [])

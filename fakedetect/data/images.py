@@ -112,17 +112,21 @@ def _undecodable(exc: Exception) -> BadImage:
     return BadImage(reason, f"{type(exc).__name__}: {exc}")
 
 
-def decode(data: bytes, limits: Limits = Limits()) -> tuple[np.ndarray, str]:
-    """Decode image bytes fully into RGB uint8; return (pixels, original mode) or raise BadImage."""
+def open_header(data: bytes) -> Image.Image:
+    """Pillow's image of these bytes with only the header read (no pixel decoded), or BadImage."""
     try:
-        im = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise BadImage("not_an_image") from None
     except Image.DecompressionBombError as exc:
         raise BadImage("decompression_bomb", str(exc)) from None
     except Exception as exc:  # Pillow raises many types for malformed headers
         raise _undecodable(exc) from None
-    with im:
+
+
+def decode(data: bytes, limits: Limits = Limits()) -> tuple[np.ndarray, str]:
+    """Decode image bytes fully into RGB uint8; return (pixels, original mode) or raise BadImage."""
+    with open_header(data) as im:
         if limits.max_pixels is not None and im.width * im.height > limits.max_pixels:
             raise BadImage("decompression_bomb", f"{im.width}x{im.height}")
         mode = im.mode

@@ -1,18 +1,14 @@
-"""The manifest that ingest writes and four stages read: UnivFD's test-set sampling, one row per file
-and test set (read once: hash, decode, size, or the reason it was skipped), the counts ingest
-reports."""
+"""The manifest that ingest writes and four stages read: its columns, UnivFD's test-set sampling, and
+reading it back (fakedetect.data.reading fills it: one row per file and test set)."""
 from __future__ import annotations
 
 import os
 import random
-from concurrent.futures import ProcessPoolExecutor
 
+import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from fakedetect.data import images
-from fakedetect.data.images import BadImage, Limits
-from fakedetect.data.layouts import SPLIT_ORDER, Candidate, Scan, display_path
+from fakedetect.data.layouts import SPLIT_ORDER, Candidate
 
 
 COLUMNS = ["id", "path", "sha256", "split", "test_set", "label", "generator", "family",
@@ -38,70 +34,18 @@ def sample_test_sets(candidates: list[Candidate], max_per_class: int | None, see
     return kept
 
 
+def sample_rows(rows: pd.DataFrame, max_per_class: int | None, seed: int) -> pd.DataFrame:
+    """At most max_per_class rows of each class of each split and test set (a sample seeded by `seed`), the
+    rows kept in their order and index; None keeps them all."""
+    if max_per_class is None:
+        return rows
+    kept = [group.index if len(group) <= max_per_class else group.sample(max_per_class, random_state=seed).index
+            for _, group in rows.groupby(["split", "test_set", "label"], sort=False)]
+    return rows.loc[sorted(np.concatenate(kept))] if kept else rows
+
+
 def sort_key(row: dict) -> tuple:
     return (SPLIT_ORDER[row["split"]], row["test_set"], row["label"], row["category"], row["path"])
-
-
-def _inspect(path: str, limits: Limits) -> tuple:
-    try:
-        decoded = images.load(path, limits)
-    except BadImage as exc:
-        return "", 0, 0, "", "skipped", exc.reason
-    height, width = decoded.rgb.shape[:2]
-    return decoded.sha256, width, height, decoded.mode, "ok", ""
-
-
-def build_manifest(candidates: list[Candidate], limits: Limits, workers: int) -> pd.DataFrame:
-    """Read every candidate once (in parallel): hash, decode, and record size or skip reason."""
-    paths = sorted({c.path for c in candidates})
-    with ProcessPoolExecutor(workers) as pool:
-        results = dict(zip(paths, tqdm(pool.map(_inspect, paths, [limits] * len(paths), chunksize=16),
-                                       total=len(paths), desc="ingest", unit="file", mininterval=2)))
-    rows = []
-    for c in candidates:
-        sha256, width, height, mode, status, reason = results[c.path]
-        rows.append(dict(path=display_path(c.path), sha256=sha256, split=c.split, test_set=c.test_set,
-                         label=c.label, generator=c.generator, family=c.family, category=c.category,
-                         width=width, height=height, mode=mode, status=status, reason=reason))
-    rows.sort(key=sort_key)
-    frame = pd.DataFrame(rows, columns=COLUMNS[1:])
-    frame.insert(0, "id", range(len(frame)))
-    return frame
-
-
-def summarize(manifest: pd.DataFrame, scan_result: Scan) -> dict:
-    """Everything ingest counted, for reports/ingest.json. Files and rows are counted apart: a real
-    photograph shared by several test sets (UnivFD's real pools) is one file but one row per set."""
-    ok = manifest[manifest.status == "ok"]
-    skipped = manifest[manifest.status == "skipped"]
-    files = manifest.drop_duplicates("path")
-    sets = {}
-    for (split, test_set), group in ok.groupby(["split", "test_set"], sort=True):
-        name = f"{split}/{test_set}" if test_set else split
-        sets[name] = {"real": int((group.label == 0).sum()), "fake": int((group.label == 1).sum())}
-    files_ok, files_skipped = files[files.status == "ok"], files[files.status == "skipped"]
-    return {
-        "files": {"read": len(files), "ok": len(files_ok), "skipped": len(files_skipped)},
-        "rows": {"total": len(manifest), "ok": len(ok), "skipped": len(skipped)},
-        "sets": sets,
-        "skipped_files_by_reason": {k: int(v) for k, v in sorted(files_skipped.reason.value_counts().items())},
-        "converted_to_rgb_from": {k: int(v) for k, v in sorted(files_ok[files_ok["mode"] != "RGB"]["mode"].value_counts().items())},
-        "ignored_non_image_files": scan_result.ignored_files,
-        "empty_folders": sorted(display_path(p) for p in scan_result.empty_folders),
-        "image_folders": {
-            "read": sorted(display_path(p) for p in scan_result.used_folders),
-            "left_out_by_params": dict(sorted(scan_result.unselected_folders.items())),
-            "ignored": dict(sorted(scan_result.ignored_folders.items())),
-        },
-    }
-
-
-def headline(report: dict) -> dict:
-    """The figures of metrics/ingest.json (what `dvc metrics show` prints): files and rows, the number
-    of test sets, and how many image folders were not read; the rest stays in the report."""
-    return {"files": report["files"], "rows": report["rows"],
-            "test_sets": sum(name.startswith("test/") for name in report["sets"]),
-            "ignored_image_folders": len(report["image_folders"]["ignored"])}
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:

@@ -7,7 +7,7 @@ perturbs before its CenterCrop. The steps, in this fixed order:
 
 - blur: `scipy.ndimage.gaussian_filter(channel, sigma, output=channel)` on each channel of the
   uint8 array, the result written into the uint8 array as UnivFD does;
-- resize: Pillow's bicubic resampling, which widens its filter when it shrinks (antialiased), as
+- resize (a scale factor) and size (the shorter side to this many pixels): Pillow's bicubic resampling, which widens its filter when it shrinks (antialiased), as
   photo software and upload pipelines scale; a non-antialiased scale would alias and add
   artifacts of its own that a detector could take for a generator's;
 - jpeg: saved by Pillow as JPEG at the quality in memory and decoded again;
@@ -36,6 +36,7 @@ from fakedetect.data import preprocess
 from fakedetect.params import Perturbation
 
 PROTOCOL = {"order": "blur, resize, jpeg", "pillow": PIL.__version__, "scipy": scipy.__version__}
+OPTIONAL = ("size", "noise", "noise_seed")  # absent from the keys of the points that do not name them
 
 
 def name(perturbation: Perturbation | None) -> str:
@@ -44,8 +45,8 @@ def name(perturbation: Perturbation | None) -> str:
     if perturbation is None:
         return "clean"
     parts = [f"{kind}{value:g}".replace(".", "_") for kind, value in
-             (("blur", perturbation.blur), ("resize", perturbation.resize), ("jpeg", perturbation.jpeg),
-              ("noise", perturbation.noise), ("noiseseed", perturbation.noise_seed))
+             (("blur", perturbation.blur), ("resize", perturbation.resize), ("size", perturbation.size),
+              ("jpeg", perturbation.jpeg), ("noise", perturbation.noise), ("noiseseed", perturbation.noise_seed))
              if value is not None]
     return "+".join(parts)
 
@@ -69,6 +70,10 @@ def apply(rgb: np.ndarray, perturbation: Perturbation, source_sha256: str | None
         h, w = rgb.shape[:2]
         size = (max(1, round(w * perturbation.resize)), max(1, round(h * perturbation.resize)))
         rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.BICUBIC))
+    if perturbation.size is not None:
+        h, w = rgb.shape[:2]
+        scale = perturbation.size / min(h, w)
+        rgb = np.asarray(Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC))
     if perturbation.jpeg is not None:
         rgb = preprocess.jpeg_decode(preprocess.jpeg_encode(rgb, perturbation.jpeg, method="pil"))
     if perturbation.noise is not None:
@@ -80,7 +85,7 @@ def apply(rgb: np.ndarray, perturbation: Perturbation, source_sha256: str | None
 def key(source_sha256: str, perturbation: Perturbation) -> str:
     """The feature-store key of a source image under a perturbation (a hex SHA-256)."""
     dumped = perturbation.model_dump()
-    for extra in ("noise", "noise_seed"):  # absent from the keys of the grid points that have no noise
+    for extra in OPTIONAL:  # keys added since the first grid: absent when unused, so older keys stay valid
         if dumped[extra] is None:
             del dumped[extra]
     recipe = {"source": source_sha256, "perturbation": dumped, **PROTOCOL}

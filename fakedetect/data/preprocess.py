@@ -1,8 +1,9 @@
 """Preprocessing protocols (docs/pipeline.md "preprocess"): what each image looks like when the detector sees it.
 
 Training images follow the notebook protocol (resize, JPEG q80, 5x5 blur on a seeded half)
-or CNNDetection's Blur+JPEG(p); validation and test images follow UnivFD's (centre crop,
-no resize, no re-compression). Each image's random choices come from a generator seeded
+or CNNDetection's Blur+JPEG(p), after an optional format alignment (`align_train_jpeg`: every
+training image re-encoded at one JPEG quality first); validation and test images follow UnivFD's
+(centre crop, no resize, no re-compression). Each image's random choices come from a generator seeded
 by (seed, the image's sha256), so they do not change when other images are added.
 
 Outputs store exactly the protocol's pixels: where its last step is the JPEG encode, the
@@ -137,7 +138,11 @@ def _process(task: tuple[str, str, str, str, bool], params: PreprocessParams) ->
         return "", "", "", exc.reason
     if decoded.sha256 != sha256:
         return "", "", "", "changed_since_ingest"
-    data, ext, augmentation = protocol_of(split, params)(decoded.rgb, params, sha256, blur)
+    rgb, aligned = decoded.rgb, ""
+    if split == "train" and params.align_train_jpeg is not None:  # the format control, before the protocol
+        rgb, aligned = jpeg_decode(jpeg_encode(rgb, params.align_train_jpeg, "pil")), f"align_jpeg{params.align_train_jpeg}+"
+    data, ext, augmentation = protocol_of(split, params)(rgb, params, sha256, blur)
+    augmentation = aligned + augmentation
     out = stem + ext
     atomic.write_bytes(out, data)
     return out, images.sha256_of(data), augmentation, ""

@@ -36,6 +36,7 @@ class Outcome:
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # fit, score: logs and bench, never DVC outputs
     default: dict = field(default_factory=dict)  # predict's default detector and why (registry.default_detector)
+    scored: dict[str, registry.Scored] = field(default_factory=dict)  # each one's scores on the scored rows
 
 
 def ordered(detectors: dict[str, DetectorSpec]) -> list[str]:
@@ -106,6 +107,7 @@ def run(matrix: np.ndarray, rows: pd.DataFrame, layers: list[tuple[str, int]], d
         result = detector.score(scored_inputs)
         out.seconds[name] = {"fit": fitted_at - start, "score": time.perf_counter() - fitted_at}
         member_scores[name] = result.ranking
+        out.scored[name] = result
         out.fitted[name] = detector
         out.reports[name] = detector_report(name, spec, detector, rows.iloc[scored], result, notes)
         mean, calibration = out.reports[name]["report"]["mean"], detector.thresholds["calibration"]

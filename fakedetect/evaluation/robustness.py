@@ -52,7 +52,7 @@ def choose(rows: pd.DataFrame, manifest: pd.DataFrame, p: RobustnessParams) -> p
         parts.append(group)
     chosen = pd.concat(parts).rename_axis("feature_row").reset_index()
     sources = manifest.set_index("id")[["path", "sha256"]]
-    return chosen.join(sources, on="id")
+    return chosen.drop(columns=["path", "sha256"], errors="ignore").join(sources, on="id")  # the manifest's, as ingest read them
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Feature matrices on disk: `features.npy` (float32, N x D) row-aligned with `rows.csv`.
 
 `rows.csv` holds, for each row, the manifest columns the classifiers need (id, split,
-test_set, label, generator, family, ...). Extracted and imported features share this
+test_set, label, generator, family, ...) and, for extracted features, the preprocessed image
+(`image`, `image_sha256`) and the original file (`path`, `sha256`). Extracted and imported features share this
 format, so every downstream stage treats them alike (imported ones: fakedetect.features.imports).
 """
 from __future__ import annotations

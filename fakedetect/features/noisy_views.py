@@ -35,8 +35,13 @@ def features(rows: pd.DataFrame, sigma: float, seed: int, engine: Engine, store:
     noise = Perturbation(noise=sigma, noise_seed=seed or None)
     keys = [perturbations.key(sha256, noise) for sha256 in rows.image_sha256]
     items = {key: Item(path, sha256, noise) for key, path, sha256 in zip(keys, rows.image, rows.image_sha256)}
-    encoded = extract.encode_missing(items, engine, store, batch_size, loader_workers,
-                                     desc=f"noisy views, sigma {sigma:g}")
+    return encoded_rows(keys, items, engine, store, batch_size, loader_workers, f"noisy views, sigma {sigma:g}")
+
+
+def encoded_rows(keys: list[str], items: dict[str, Item], engine: Engine, store: FeatureStore, batch_size: int,
+                 loader_workers: int, desc: str) -> tuple[np.ndarray | str, int]:
+    """(the features of each key in order, or why some item could not be read; how many were encoded now)."""
+    encoded = extract.encode_missing(items, engine, store, batch_size, loader_workers, desc=desc)
     if encoded.problems:
         return f"{len(encoded.problems)} images could not be read: {encoded.messages[0]}", encoded.computed
     return np.stack([encoded.features[key] for key in keys]).astype(np.float32, copy=False), encoded.computed
@@ -53,13 +58,17 @@ class NoisyViews:
         why = unavailable(rows)
         if why:
             return why
-        if self.engine is None:
-            self.engine = engines.create(self.params.extract)
-        store = FeatureStore(store_root(self.params.extract.store), self.engine.identity, self.params.extract.store_dtype)
-        found, computed = features(rows, sigma, seed, self.engine, store, self.params.extract.batch_size,
-                                               self.params.extract.loader_workers)
+        found, computed = features(rows, sigma, seed, *self.encoder())
         self.computed += computed
         return found
+
+    def encoder(self) -> tuple[Engine, FeatureStore, int, int]:
+        """The run's backbone (built on first use), its feature store, batch size and loader processes."""
+        p = self.params.extract
+        if self.engine is None:
+            self.engine = engines.create(p)
+        return self.engine, FeatureStore(store_root(p.store), self.engine.identity, p.store_dtype), p.batch_size, \
+            p.loader_workers
 
     def close(self) -> None:
         if self.engine is not None:

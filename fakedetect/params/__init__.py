@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from fakedetect.stage import UserError
 from fakedetect.params.base import Section
-from fakedetect.params.data import (BlurJpegProtocol, DatasetSource, DemoParams, IngestParams, LAYOUTS,
+from fakedetect.params.data import (AuditParams, BlurJpegProtocol, DatasetSource, DemoParams, IngestParams, LAYOUTS,
                                     NotebookProtocol, PreprocessParams, SPLITS)
 from fakedetect.params.features import DEMO_LAYERS, CropPolicy, ExtractParams, ImportSource, RayParams
 from fakedetect.params.detectors import (DEMO_DETECTORS, DETECTOR_PARAMS, DetectorSpec, FcnnRecipe, LinearParams,
@@ -24,12 +24,14 @@ from fakedetect.params.detectors import (DEMO_DETECTORS, DETECTOR_PARAMS, Detect
 from fakedetect.params.attribution import (AttributionParams, DEMO_TEST_SETS, FAKE_FAMILIES,
                                            FamilyLevelParams, GroupSplitParams, HierarchyParams, Level3Params,
                                            LevelParams, RESNET_ARCHS, RESNET_STAGES, Selection)
-from fakedetect.params.evaluation import PROTOCOLS, EvaluationParams, Perturbation, RobustnessParams, TsneParams
+from fakedetect.params.evaluation import (PROTOCOLS, AlignedParams, EvaluationParams, Perturbation,
+                                         RobustnessParams, TsneParams)
 
 # Every section's schema, importable from here: `from fakedetect.params import ExtractParams`.
 __all__ = [
-    "AttributionParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS", "DEMO_LAYERS", "DETECTOR_PARAMS",
-    "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource", "EvaluationParams", "PROTOCOLS",
+    "AlignedParams", "AttributionParams", "AuditParams", "BlurJpegProtocol", "CropPolicy", "DEMO_DETECTORS",
+    "DEMO_LAYERS", "DETECTOR_PARAMS", "DetectorSpec", "DEMO_TEST_SETS", "DatasetSource", "EvaluationParams",
+    "PROTOCOLS",
     "DemoParams", "ExtractParams", "FAKE_FAMILIES", "FamilyLevelParams", "FcnnRecipe",
     "GroupSplitParams", "HierarchyParams", "ImportSource", "IngestParams", "LAYOUTS", "Level3Params",
     "LevelParams", "LinearParams", "LinearProbeRecipe", "NnParams", "NotebookProtocol", "PARAMS_FILE",
@@ -49,6 +51,7 @@ class Params(Section):
         ["demo"], max_length=1, description="the image stages' data: [demo] (ingest.demo) | [datasets] "
         "(ingest.datasets) | [] = no image stages: the features come from extract.imports")
     ingest: IngestParams = IngestParams()
+    audit: AuditParams = AuditParams()
     preprocess: PreprocessParams = PreprocessParams()
     extract: ExtractParams = ExtractParams()
     tsne: TsneParams = TsneParams()
@@ -56,6 +59,7 @@ class Params(Section):
     linear: LinearParams = LinearParams()
     attribution: AttributionParams = AttributionParams()
     robustness: RobustnessParams = RobustnessParams()
+    aligned: AlignedParams = AlignedParams()
     evaluation: EvaluationParams = EvaluationParams()
     detectors: dict[str, DetectorSpec] = Field(
         DEMO_DETECTORS, description="name -> {kind, features, params}: the detectors the compare stage fits and "

@@ -43,6 +43,8 @@ class DemoParams(Section):
     train_family: Literal[vocabulary.DEMO_GENERATORS] = vocabulary.DEMO_TRAIN_GENERATOR
     test_families: list[Literal[vocabulary.DEMO_GENERATORS]] = list(vocabulary.DEMO_GENERATORS)
     controls: bool = Field(True, description="add the real-only blurred and JPEG-q80 control test sets")
+    format_biased: bool = Field(True, description="add the test set format_biased: reals JPEG q95-97 at several "
+                                "sizes, fakes PNG at 256 px (docs/shortcuts.md)")
 
 
 class IngestParams(Section):
@@ -60,6 +62,21 @@ class IngestParams(Section):
     max_file_mb: Annotated[float, Field(gt=0)] = 200.0
     workers: Workers = 0
 
+
+
+class AuditParams(Section):
+    """The shortcut audit (stage audit): how well the file facts alone separate real from fake (docs/shortcuts.md)."""
+
+    threshold: Annotated[float, Field(ge=0.5, le=1.0)] = Field(
+        0.8, description="a set whose shortcut AUC reaches this is flagged")
+    folds: Annotated[int, Field(ge=2)] = Field(5, description="stratified k-fold inside each set (at most the smaller class's count)")
+    seed: int = 0
+    max_per_class: PositiveInt | None = Field(
+        5000, description="at most this many real and fake files of each split and test set (a seeded sample); null = all")
+    facts: Annotated[list[Literal[vocabulary.FILE_FACTS]], Field(min_length=1)] = Field(
+        [f for f in vocabulary.FILE_FACTS if f != "bytes_per_pixel"],
+        description="the facts the classifier sees; bytes_per_pixel is left out by default: a lossless file's size "
+        "follows its pixels (docs/shortcuts.md)")
 
 
 class NotebookProtocol(Section):
@@ -99,6 +116,9 @@ class BlurJpegProtocol(Section):
 
 class PreprocessParams(Section):
     train_protocol: Literal["notebook", "blur_jpeg"] = "notebook"
+    align_train_jpeg: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        None, description="null = off | a JPEG quality: every training image, real and fake, re-encoded at it (Pillow) "
+        "before the training protocol, so that no compression history tells the classes apart (docs/shortcuts.md)")
     size: Annotated[int, Field(ge=32)] = 224
     seed: int = 0
     notebook: NotebookProtocol = NotebookProtocol()

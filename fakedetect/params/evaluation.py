@@ -19,12 +19,15 @@ class TsneParams(Section):
 
 class Perturbation(Section):
     """One grid point: the keys it names are applied to the original test image in a fixed order,
-    blur, then resize, then JPEG (UnivFD blurs before it compresses), then noise; a key it omits is not applied."""
+    blur, then resize, then size, then JPEG (UnivFD blurs before it compresses), then noise; a key it omits
+    is not applied."""
 
     blur: Annotated[float, Field(ge=0.0)] | None = Field(
         None, description="Gaussian sigma, per channel on the uint8 array (scipy.ndimage.gaussian_filter)")
     resize: Annotated[float, Field(gt=0.0, le=8.0)] | None = Field(
         None, description="scale factor (Pillow's bicubic, antialiased)")
+    size: Annotated[int, Field(ge=8)] | None = Field(
+        None, description="the shorter side resized to this many pixels, the aspect kept (Pillow's bicubic, antialiased)")
     jpeg: Annotated[int, Field(ge=1, le=100)] | None = Field(None, description="PIL JPEG quality, encoded in memory")
     noise: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
         None, description="Gaussian noise sigma in [0, 1] pixel units, added last, seeded per image (its SHA-256, "
@@ -33,8 +36,8 @@ class Perturbation(Section):
 
     @model_validator(mode="after")
     def _names_one(self):
-        if self.blur is None and self.resize is None and self.jpeg is None and self.noise is None:
-            raise ValueError("a perturbation names at least one of blur, resize, jpeg, noise")
+        if self.blur is None and self.resize is None and self.size is None and self.jpeg is None and self.noise is None:
+            raise ValueError("a perturbation names at least one of blur, resize, size, jpeg, noise")
         return self
 
 
@@ -54,7 +57,8 @@ class RobustnessParams(Section):
     def _distinct(self):
         seen = set()
         for i, perturbation in enumerate(self.perturbations):
-            key = (perturbation.blur, perturbation.resize, perturbation.jpeg, perturbation.noise, perturbation.noise_seed)
+            key = (perturbation.blur, perturbation.resize, perturbation.size, perturbation.jpeg, perturbation.noise,
+                   perturbation.noise_seed)
             if key in seen:
                 raise ValueError(f"perturbations.{i} repeats an earlier grid point")
             seen.add(key)
@@ -90,3 +94,23 @@ class EvaluationParams(Section):
         if len(set(self.protocols)) != len(self.protocols):
             raise ValueError(f"protocols: {self.protocols} names a protocol twice")
         return self
+
+
+class AlignedParams(Section):
+    """The format-aligned condition: every test image, real and fake alike, encoded the same way before its
+    features, and scored again by every detector of the compare stage (docs/shortcuts.md)."""
+
+    jpeg: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        96, description="Pillow JPEG quality (96: DDA's and Grommelt et al.'s control); null = no aligned condition")
+    size: Annotated[int, Field(ge=8)] | None = Field(
+        None, description="null | the shorter side every test image is resized to first (Pillow's bicubic)")
+    max_per_class: PositiveInt | None = Field(
+        50, description="at most this many real and fake images per test set (a seeded sample; the clean figures "
+        "beside are on the same images); null = all")
+    seed: int = 0
+
+    def perturbation(self) -> Perturbation | None:
+        """The condition as a perturbation (the feature store's key), or None when it is off."""
+        if self.jpeg is None and self.size is None:
+            return None
+        return Perturbation(size=self.size, jpeg=self.jpeg)

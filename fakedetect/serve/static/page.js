@@ -42,6 +42,22 @@ function detectorTable(image) {
   return table;
 }
 
+// The file's header facts, and whether the verdict changes after the run's aligned re-encoding (JPEG 96)
+function fileFacts(image) {
+  if (image.file_format === undefined) return [];
+  const jpeg = image.file_jpeg_quality ? ` quality ${image.file_jpeg_quality}, ${image.file_chroma_subsampling}` : "";
+  const blocks = ["exif", "icc", "progressive"].filter((k) => image[`file_${k}`]).map((k) => k.toUpperCase());
+  const facts = el("p", { class: "why" }, `File: ${image.file_format}${jpeg}, ${image.file_width}x${image.file_height} px, ` +
+    `${image.file_mode} ${image.file_bit_depth}-bit` + (blocks.length ? `, ${blocks.join(", ")}` : ""));
+  if (image.aligned_fake === undefined) return [facts];
+  const again = image.verdict_rests_on_file
+    ? el("p", { class: "flip" }, `The verdict changes when the image is ${image.aligned_as}: `, verdict(image.fake), " becomes ",
+        verdict(image.aligned_fake), ` (P(fake) ${pct(image.aligned_p_fake)}). It may rest on the file's format, not on the pixels.`)
+    : el("p", { class: "why" }, `When the image is ${image.aligned_as}, the verdict stays `, verdict(image.aligned_fake),
+        ` (P(fake) ${pct(image.aligned_p_fake)}).`);
+  return [facts, again];
+}
+
 function renderImage(image) {
   if (image.status !== "ok") {
     return el("div", { class: "card error" }, el("h3", {}, image.path),
@@ -50,7 +66,7 @@ function renderImage(image) {
   const family = image.family ? `${image.family} (P ${pct(image.p_family)})` : "- (judged real: no family)";
   const verdicts = el("div", { class: "verdicts" },
     el("p", {}, "Verdict: ", verdict(image.fake), ` (P(fake) ${pct(image.p_fake)} by the ${image.detectors[0].title}) · family: ${family}`),
-    detectorTable(image));
+    ...fileFacts(image), detectorTable(image));
   const row = el("div", { class: "row" }, verdicts);
   if (image.heatmap) {
     row.append(el("figure", { class: "heatmap" }, el("img", { src: image.heatmap, alt: "Grad-CAM heatmap" }),
@@ -69,7 +85,8 @@ function addRow(image) {
   rows.push(image);
   document.getElementById("batch").hidden = false;
   document.getElementById("count").textContent = `(${rows.length} image${rows.length === 1 ? "" : "s"})`;
-  const note = image.status === "ok" ? "" : image.message;
+  const note = image.status !== "ok" ? image.message
+    : image.verdict_rests_on_file ? `the verdict changes when the image is ${image.aligned_as}` : "";
   document.querySelector("#table tbody").append(el("tr", {}, el("td", {}, image.path), el("td", {}, pct(image.p_fake)),
     el("td", {}, image.status === "ok" ? verdict(image.fake) : "unreadable"), el("td", {}, image.family || "-"),
     el("td", {}, pct(image.p_family)), el("td", {}, note)));
@@ -110,7 +127,8 @@ function download(name, type, text) {
   link.remove();
 }
 
-const COLUMNS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"];
+const COLUMNS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family",
+  "aligned_p_fake", "aligned_fake", "verdict_rests_on_file"];
 function csvCell(v) {
   const s = v === null || v === undefined ? "" : String(v);
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
