@@ -90,7 +90,8 @@ def test_notebook_features_run_through_dvc_without_image_stages(tmp_path, shared
     project = copy_project(tmp_path)
     _notebook_features_here(project, shared_fixtures)
     stages = _stages_run(run(DVC + ["repro"], project))
-    assert sorted(stages) == ["compare", "import_features@notebook", "linear_eval", "linear_train", "nn_eval", "tsne"]
+    assert sorted(stages) == ["compare", "import_features@notebook", "linear_eval", "linear_train", "nn_eval",
+                              "protocols", "tsne"]
     for folder in ("data/demo", "data/manifest.csv", "data/preprocessed", "data/preprocessed.csv"):
         assert not (project / folder).exists(), folder
     nn = json.loads((project / "reports/nn_eval.json").read_text())["test_sets"]["notebook_glide_100"]
@@ -107,6 +108,10 @@ def test_notebook_features_run_through_dvc_without_image_stages(tmp_path, shared
     assert {"blocks", "noise_sensitivity"} <= set(compared["skipped"])
     assert all(reason for reason in compared["skipped"].values())
     assert compared["detectors"]["knn"]["report"]["test_sets"]["notebook_glide_100"]["acc"] == nn["acc"]
+    # the protocols stage re-splits the imported rows (each row its own photograph) and holds out a generator
+    protocols = json.loads((project / "reports/protocols.json").read_text())
+    assert protocols["protocols"] == ["leave_one_generator_out", "chronological"]
+    assert set(protocols["choice"]["held_out_aps"]) == {"knn", "fcnn", "linear_probe"}
     assert "up to date" in run(DVC + ["status"], project)
     # Plots are declared with their stages: none is missing, none belongs to an image stage.
     shown = json.loads(run(DVC + ["plots", "show", "--json"], project))
