@@ -72,7 +72,8 @@ def main() -> None:
     e = p.extract
     bank, bank_rows = feature_files.load_features(FEATURES)
     manifest = manifests.read_manifest(MANIFEST).set_index("id")[["path", "sha256"]]
-    demo_test = bank_rows[bank_rows.split == "test"].join(manifest, on="id").reset_index(drop=True)
+    test_rows = bank_rows[bank_rows.split == "test"].drop(columns=["path", "sha256"], errors="ignore")  # the manifest's
+    demo_test = test_rows.join(manifest, on="id").reset_index(drop=True)
     if SMOKE:
         demo_test = demo_test.groupby(["test_set", "label"]).head(1).reset_index(drop=True)
     keep = (bank_rows.split != "test").to_numpy()

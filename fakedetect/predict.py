@@ -331,7 +331,7 @@ class Detector:
     def _decide(self, p_fake: np.ndarray, ranking: np.ndarray | None) -> np.ndarray:
         """The verdicts (True = fake): the ranking score (P(fake) without one) above the calibrated threshold,
         or P(fake) > 0.5 where the run has no threshold."""
-        decided = p_fake if ranking is None else ranking
+        decided = np.asarray(p_fake if ranking is None else ranking, np.float64)  # float32 vs a float: compared in float32
         return decided > self.threshold if self.threshold is not None else scoring.decide(p_fake).astype(bool)
 
     def verdicts(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

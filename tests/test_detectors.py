@@ -284,7 +284,10 @@ def test_the_comparison_charts_render_offline(tmp_path):
     (tmp_path / "plots" / "compare").mkdir(parents=True)
     sets.to_csv(tmp_path / "plots" / "compare" / "sets.csv", index=False)
     bars.to_csv(tmp_path / "plots" / "compare" / "headline.csv", index=False)
-    assert_stage_charts_render(tmp_path, "compare", 2)
+    pd.DataFrame([{"detector": name, "test_set": "unseen", "condition": condition, "ap": 70.0 + i, "acc_calibrated": 60.0}
+                  for i, name in enumerate(["knn", "blocks"]) for condition in ("clean", "aligned")]
+                 ).to_csv(tmp_path / "plots" / "compare" / "aligned.csv", index=False)
+    assert_stage_charts_render(tmp_path, "compare", 3)
 
 
 @pytest.mark.fast

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fakedetect.artifacts import DETECTOR_MODELS
+from fakedetect.artifacts import DETECTOR_MODELS, PROTOCOLS_REPORT
 from fakedetect.data import manifests
-from fakedetect.predict import best_detector
+from fakedetect.predict import default_detector
 from serve_server import post_files, running_server, serve_env
 
 PREDICT = [sys.executable, "-m", "fakedetect", "predict", "--no-family"]
@@ -41,11 +41,17 @@ def flipping(trained_project, tmp_path_factory):
     scored = as_json(predict(project, "--json", *candidates))
     gap = max(scored, key=lambda g: abs(g["score"] - g["aligned_score"]))
     assert abs(gap["score"] - gap["aligned_score"]) > 1e-6, "re-saving as JPEG 96 changed no score"
-    best = best_detector(project / DETECTOR_MODELS)[0]
-    details = project / DETECTOR_MODELS / best / "detector.json"
-    saved = json.loads(details.read_text())
-    saved["thresholds"]["calibrated"] = (gap["score"] + gap["aligned_score"]) / 2
-    details.write_text(json.dumps(saved))
+    best, choice, _ = default_detector(project)
+    threshold = (gap["score"] + gap["aligned_score"]) / 2
+    if choice:  # a protocol ran: its choice's threshold is the one predict applies
+        report = json.loads((project / PROTOCOLS_REPORT).read_text())
+        report["choice"]["threshold"] = threshold
+        (project / PROTOCOLS_REPORT).write_text(json.dumps(report))
+    else:
+        details = project / DETECTOR_MODELS / best / "detector.json"
+        saved = json.loads(details.read_text())
+        saved["thresholds"]["calibrated"] = threshold
+        details.write_text(json.dumps(saved))
     return project, gap["path"], scored
 
 

@@ -11,7 +11,7 @@ import pytest
 from serve_server import running_server
 
 from fakedetect.detectors import registry
-from fakedetect.predict import best_detector
+from fakedetect.predict import default_detector
 from fakedetect.detectors.registry import needs_noisy_views
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -68,7 +68,7 @@ def test_page_scores_a_dropped_image_and_explains_a_bad_one(trained_project, tmp
             text = card.text
             assert demo.name in text and "Verdict:" in text
             saved = registry.saved(trained_project / "models" / "detectors")
-            best = best_detector(trained_project / "models" / "detectors")[0]
+            best = default_detector(trained_project)[0]
             shown = [n for n in saved if not needs_noisy_views(n, saved)]
             for label in ("at the calibrated threshold", "at the 1% false-alarm point", "at the 5% false-alarm point",
                           f"{best} (", "[predict's default]", *(f"{n} (" for n in shown)):
