@@ -154,11 +154,11 @@ class Detector:
             self._others = self._registry_scorers() if all_detectors else {}  # torch kinds before any Keras head
             if detector is not None:
                 self._score, self.threshold = self._registry_scorer(detector)
-            if held_out is not None and held_out["threshold"] is not None:  # calibrated on held-out generators
-                self.threshold = held_out["threshold"]
-                self.thresholds = self.thresholds | {"calibrated": held_out["threshold"],
-                                                     "calibration": held_out["calibration"],
-                                                     **held_out["operating_thresholds"]}
+                if held_out is not None and held_out["threshold"] is not None:  # calibrated on held-out generators
+                    self.threshold = held_out["threshold"]
+                    self.thresholds = self.thresholds | {"calibrated": held_out["threshold"],
+                                                         "calibration": held_out["calibration"],
+                                                         **held_out["operating_thresholds"]}
             else:
                 self._score = self._linear_scorer() if classifier == "linear" else self._nn_scorer()
         except BaseException:
