@@ -306,9 +306,9 @@ class Detector:
         """P(fake) and the decisions for one batch of images' features; returns the positions of
         those judged fake."""
         p_fake, ranking = self._score(features)
-        decided = p_fake if ranking is None else ranking
+        decided = self._decided(p_fake, ranking)
         at_0_5 = scoring.decide(p_fake)
-        fake = self._decide(p_fake, ranking)
+        fake = self._decide(p_fake, decided)
         for j, result in enumerate(batch):
             score = float(decided[j])  # kept unrounded: serve's decisions at other thresholds use the same number
             result.status = "ok"
@@ -328,16 +328,22 @@ class Detector:
                 batch[j].extra[f"p_fake_{name}"] = float(p)
         return [j for j, result in enumerate(batch) if result.fake]
 
-    def _decide(self, p_fake: np.ndarray, ranking: np.ndarray | None) -> np.ndarray:
-        """The verdicts (True = fake): the ranking score (P(fake) without one) above the calibrated threshold,
-        or P(fake) > 0.5 where the run has no threshold."""
-        decided = np.asarray(p_fake if ranking is None else ranking, np.float64)  # float32 vs a float: compared in float32
+    @staticmethod
+    def _decided(p_fake: np.ndarray, ranking: np.ndarray | None) -> np.ndarray:
+        """The score the threshold applies to: the ranking score, or P(fake) without one; float64, as a
+        float32 array against a Python float is compared in float32."""
+        return np.asarray(p_fake if ranking is None else ranking, np.float64)
+
+    def _decide(self, p_fake: np.ndarray, decided: np.ndarray) -> np.ndarray:
+        """The verdicts (True = fake): `decided` above the calibrated threshold, or P(fake) > 0.5 where the
+        run has no threshold."""
         return decided > self.threshold if self.threshold is not None else scoring.decide(p_fake).astype(bool)
 
     def verdicts(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(P(fake), the score the threshold applies to, the verdict) of encoded images, as predict decides them."""
         p_fake, ranking = self._score(features)
-        return p_fake, p_fake if ranking is None else ranking, self._decide(p_fake, ranking)
+        decided = self._decided(p_fake, ranking)
+        return p_fake, decided, self._decide(p_fake, decided)
 
     def _name_families(self, fakes: list[Prediction], pixels: torch.Tensor) -> None:
         """Level 2's family (GAN or diffusion) and its probability for images judged fake."""
