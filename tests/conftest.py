@@ -9,9 +9,11 @@ PROJECT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(os.environ.get("FAKEDETECT_FIXTURES", PROJECT.parent / "shared" / "fixtures"))
 # `make test` runs two pytest-xdist workers, each taking whole test files (--dist loadfile) in the
 # order below: the longest first, so that both workers end together. The queued experiments build
-# the trained project while the real-benchmark path runs on the other worker.
-LONGEST_FIRST = ["test_experiments.py", "test_real_path.py", "test_bench.py", "test_profiles.py", "test_remote.py",
-                 "test_engines.py", "test_predict.py", "test_serve.py"]
+# the trained project while the other worker runs the long files that need none (the real-benchmark
+# path, the notebook's features, the classifier stages), so that neither waits for it.
+LONGEST_FIRST = ["test_experiments.py", "test_real_path.py", "test_profiles.py", "test_classifiers.py",
+                 "test_bench.py", "test_bench_data_path.py", "test_predict.py", "test_engines.py",
+                 "test_format_verdicts.py", "test_attribution.py", "test_remote.py", "test_serve.py"]
 
 
 def pytest_collection_modifyitems(items):
