@@ -1,6 +1,8 @@
 """Keras heads, UnivFD's schedule, the external-head path, and the three stages end to end on
 demo-like features (two runs give byte-identical metrics and models)."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,7 @@ from fakedetect.evaluation import metrics
 from fakedetect.detectors import univfd_head
 from fakedetect.params import LinearParams
 from fakedetect.stage import UserError
-from helpers import PROJECT, run_stage
+from helpers import PROJECT, run_stage, stage_env
 
 DIM = 24
 
@@ -233,3 +235,13 @@ def test_the_shipped_probe_learns_on_features_of_another_scale_deterministically
     loaded = keras_heads.load(tmp_path / "head.keras")
     assert np.ravel(loaded.get_layer("standardize").mean) == pytest.approx(matrix[train].mean(0), abs=1e-6)
     np.testing.assert_array_equal(keras_heads.predict(loaded, matrix), keras_heads.predict(model, matrix))
+
+
+def test_a_backbone_builds_after_a_keras_head_is_loaded():
+    """compare fits Keras heads, then encodes the format-aligned views through the backbone: importing
+    timm and open_clip (torchvision, triton) after Keras must not crash the process."""
+    code = ("import torch; from fakedetect.detectors import keras_heads; import timm, open_clip, torchvision; "
+            "print('imported')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env=stage_env(TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0 and result.stdout.strip() == "imported", result.stderr[-2000:]

@@ -1,8 +1,8 @@
 """Keras heads on frozen features: the notebook's FCNN and UnivFD's linear probe.
 
-The only module that imports Keras (TensorFlow). A process that imports it must not
-import torchvision or open_clip afterwards (docs/architecture.md "Environment facts worth knowing"), so stage scripts that use it
-stay on the Keras side. Training is seeded and runs TensorFlow's deterministic ops:
+The only module that imports Keras (TensorFlow). Importing torchvision or open_clip afterwards
+segfaults through triton (docs/architecture.md "Environment facts worth knowing"), which this module keeps
+out once Keras is loaded; stage scripts still import torch first. Training is seeded and runs TensorFlow's deterministic ops:
 two runs on the same machine give the same model and the same scores.
 """
 from __future__ import annotations
@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fakedetect import atomic
+from fakedetect import atomic, keep_triton_out_after_tensorflow
 from fakedetect.runtime import tensorflow_logs
 from fakedetect.params import FcnnRecipe, LinearParams, LinearProbeRecipe
 
 with tensorflow_logs.filtered():  # TensorFlow's start-up log off stderr
     import keras
     import tensorflow as tf
+keep_triton_out_after_tensorflow()  # a backbone built later in the process (compare's aligned views) still imports
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
 log = logging.getLogger("classifiers")
