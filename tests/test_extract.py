@@ -1,6 +1,7 @@
 """extract_clip: the test transform, feature shape/dtype/order, kill-and-resume, fast failure on
 unavailable weights. Offline: the packaged EfficientNet-Lite0 or randomly initialised OpenCLIP."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -143,6 +144,24 @@ def test_changed_preprocessed_image_is_an_error(tmp_path):
 # ------------------------------------------------------------------ kill and resume
 
 
+def assert_no_process_left_in(folder: Path, seconds: float = 10) -> None:
+    """No process runs in `folder` (its working directory) within `seconds`."""
+    def left() -> list[str]:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if Path(os.readlink(proc / "cwd")) == folder.resolve():
+                    found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:  # ended meanwhile, or not ours to read
+                pass
+        return found
+
+    deadline = time.monotonic() + seconds
+    while left() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left() == []
+
+
 def test_killed_stage_resumes_without_recomputing(tmp_path):
     """SIGKILL the stage part way, re-run it: only unfinished images are encoded, and the
     features equal an uninterrupted run's."""
@@ -163,6 +182,7 @@ def test_killed_stage_resumes_without_recomputing(tmp_path):
         time.sleep(0.005)
     stage.wait()
     assert stage.returncode == -signal.SIGKILL, f"the stage ended before it could be killed: {stage.stderr.read()}"
+    assert_no_process_left_in(root)  # its loader process went with it
     identity = json.loads((store_folder / "model.json").read_text())
     finished_shards = set(store_folder.glob("[0-9a-f]*.npz"))
     finished = set(FeatureStore(tmp_path / "store", identity).load(set(rows.image_sha256)))

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import torch  # noqa: I001  before anything that could import TensorFlow: the reverse order segfaults
 
+import ctypes
+import signal
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -125,7 +128,8 @@ class LocalEngine:
     def encode(self, items: list[Item], crop: int, batch_size: int, loader_workers: int,
                limits: Limits = Limits(), keep_pixels: bool = False) -> Iterator[Encoded]:
         loader = torch.utils.data.DataLoader(_Files(items, crop, limits), batch_size=batch_size,
-                                             num_workers=loader_workers, collate_fn=_collate)
+                                             num_workers=loader_workers, collate_fn=_collate,
+                                             worker_init_fn=_end_with_the_parent if loader_workers else None)
         for positions, pixels, counts, problems in loader:
             features = (encode_crops(self.backbone, pixels, counts) if pixels is not None
                         else np.zeros((0, 0), np.float32))
@@ -134,3 +138,13 @@ class LocalEngine:
 
     def close(self) -> None:
         pass
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _end_with_the_parent(worker_id: int) -> None:
+    """A loader process is killed with the process that started it (a stage killed with SIGKILL, or by the
+    OOM killer): otherwise it waits on a full queue for ever, holding its memory (Linux's prctl)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
