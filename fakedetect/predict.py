@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from fakedetect.detectors import aligned_check, scoring
+from fakedetect.detectors import aligned_check, registry, scoring
 from fakedetect.features import engines
 from fakedetect.attribution import card, network
 from fakedetect.artifacts import (ATTRIBUTION_MODELS, DETECTOR_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT,
@@ -86,8 +86,6 @@ def best_detector(folder: Path) -> tuple[str | None, str]:
     """predict's default among the detectors saved in `folder` (registry.default_detector: the best
     out-of-sample validation AP), with why it is the one; or None and why there is none. Reads only
     the detectors' detector.json (not dvc.lock)."""
-    from fakedetect.detectors import registry
-
     best, why = registry.default_detector(registry.saved(folder))
     return best, why if best is not None or "compare stage" not in why else f"{folder} holds {why}"
 
@@ -147,6 +145,8 @@ class Detector:
         self.level2, self.families = self._level2() if family else (None, [])
         self._owns_engine = engine_from is None
         self.engine = engines.create(_on_engine(p.extract, engine, address)) if engine_from is None else engine_from.engine
+        # the detectors' scores of the batch in hand, shared with engine_from's (a fusion's members scored once)
+        self.batch_scores = engine_from.batch_scores if engine_from is not None else registry.BatchScores()
         try:
             self.dim = self.engine.dimension()
             self.limits = Limits(max_pixels=p.ingest.max_pixels, max_bytes=int(p.ingest.max_file_mb * 2**20),
@@ -196,7 +196,7 @@ class Detector:
     def _linear_scorer(self):
         """P(fake) from the head linear_eval scored with (linear_train's head, or the external UnivFD
         head): the registry detector pipeline_detectors.linear_detector (Keras: after torch is loaded)."""
-        from fakedetect.detectors import pipeline_detectors, registry
+        from fakedetect.detectors import pipeline_detectors
 
         if not self.params.linear.external_head:
             self._artifact(LINEAR_MODEL)
@@ -215,7 +215,7 @@ class Detector:
         """The k nearest training features (nn_eval's `knn` detector, with the run's nn params): P(fake) is
         their vote; the ranking score (nearest fake minus nearest real similarity) is what the
         calibrated threshold applies to. The bank is the run's features, memory-mapped."""
-        from fakedetect.detectors import pipeline_detectors, registry
+        from fakedetect.detectors import pipeline_detectors
         from fakedetect.features import feature_files
 
         matrix, rows = feature_files.load_features(self._artifact(FEATURES), mapped=True)
@@ -232,7 +232,6 @@ class Detector:
 
     def _registry_scorer(self, name: str):
         """(features -> (P(fake), ranking score), its calibrated threshold) of a detector of the compare stage."""
-        from fakedetect.detectors import registry
         from fakedetect.features import feature_files
 
         layers = feature_files.load_layers(self._artifact(FEATURES), self.dim)
@@ -242,7 +241,7 @@ class Detector:
         if registry.needs_noisy_views(name, saved):
             raise UserError(f"--detector {name}: a noise-sensitivity detector needs noisy views of each image, "
                             "which predict does not compute yet; choose another detector")
-        detector, score = registry.score_function(models, name, layers)
+        detector, score = registry.score_function(models, name, layers, self.batch_scores)
         if name == self.detector:
             self.thresholds = detector.thresholds
             self.calibration = detector.thresholds.get("calibration", "")
@@ -255,8 +254,6 @@ class Detector:
 
     def _registry_scorers(self) -> dict:
         """Every saved detector that predict can run (not the noise-sensitivity ones), torch kinds first."""
-        from fakedetect.detectors import registry
-
         saved = registry.saved(self.project / DETECTOR_MODELS)
         scorers = {}
         for name in registry.in_run_order({n: d["kind"] for n, d in saved.items()}):

@@ -291,12 +291,11 @@ def test_the_comparison_charts_render_offline(tmp_path):
 
 
 @pytest.mark.fast
-def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
-    """What robustness and predict read: the saved detectors as scoring.Scorer, a fusion with its members;
-    a noise-sensitivity detector left out with the reason; `fakedetect detectors` lists kinds and detectors."""
+def save_a_fusion_and_its_members(models):
+    """knn, block_b (a knn on one layer), their fusion and a noise-sensitivity detector, fitted on
+    synthetic rows and saved in `models`: (the fitted detectors, validation rows, the members' rankings)."""
     x, y, noisy = synthetic(160, 0)
     xv, yv, noisyv = synthetic(60, 1)
-    models = tmp_path / "models" / "detectors"
     specs = {"knn": DetectorSpec(kind="knn"), "block_b": DetectorSpec(kind="knn", features="layer:b"),
              "noise": DetectorSpec(kind="noise_sensitivity")}
     def viewed(features, spec, noisy_view=None):  # what compare.run gives each detector
@@ -311,6 +310,14 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
                                     inputs(x), y, inputs(xv, members=members), yv)
     for name, detector in fitted.items():
         detector.save(models / name)
+    return fitted, xv, members
+
+
+def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
+    """What robustness and predict read: the saved detectors as scoring.Scorer, a fusion with its members;
+    a noise-sensitivity detector left out with the reason; `fakedetect detectors` lists kinds and detectors."""
+    models = tmp_path / "models" / "detectors"
+    fitted, xv, members = save_a_fusion_and_its_members(models)
     scorers, left_out = scoring.saved(models, LAYERS)
     assert set(scorers) == {"knn", "block_b", "fusion"} and set(left_out) == {"noise"}
     ranking, decision = scorers["fusion"].score(xv)
@@ -330,6 +337,24 @@ def test_saved_detectors_score_as_scorers_and_are_listed(tmp_path, capsys):
     assert "knn: kind knn, features all" in shown and "fitted, validation AP" in shown
     assert "later: kind blocks" in shown and "not fitted" in shown
     assert "predict's default: knn: the best out-of-sample validation AP" in shown
+
+
+def test_detectors_sharing_batch_scores_score_a_fusions_members_once_per_batch(tmp_path, monkeypatch):
+    """serve scores every detector on each batch: with one BatchScores, the fusion reuses its members'
+    scores of the same array (same figures as scored alone), and a new array is scored afresh."""
+    models = tmp_path / "models" / "detectors"
+    fitted, xv, _ = save_a_fusion_and_its_members(models)
+    alone = {name: registry.score_function(models, name, LAYERS)[1](xv) for name in ("knn", "block_b", "fusion")}
+    calls = []
+    original = registry.FittedDetector.score
+    monkeypatch.setattr(registry.FittedDetector, "score", lambda self, inputs: calls.append(self.name) or original(self, inputs))
+    shared = registry.BatchScores()
+    scorers = {name: registry.score_function(models, name, LAYERS, shared)[1] for name in ("knn", "block_b", "fusion")}
+    for batch in (xv, xv.copy()):
+        calls.clear()
+        for name, score in scorers.items():
+            np.testing.assert_array_equal(score(batch).ranking, alone[name].ranking)
+        assert calls == ["knn", "block_b", "fusion"]
 
 
 def test_the_named_stages_figures_are_compares(trained_project):

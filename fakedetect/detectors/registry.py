@@ -273,19 +273,38 @@ def needs_noisy_views(name: str, details: dict[str, dict]) -> bool:
     return bool(noisy_views(spec)) or any(needs_noisy_views(m, details) for m in members(spec))
 
 
-def score_function(folder: str | os.PathLike, name: str,
-                   layers: list[tuple[str, int]]) -> tuple[FittedDetector, Callable[[np.ndarray], Scored]]:
+class BatchScores:
+    """What each saved detector scored on the last batch of feature rows, shared by the score functions of
+    one process (fakedetect serve, predict --all): a fusion's members are the detectors scored beside it,
+    scored once per batch. A batch is one array object: another array starts afresh."""
+
+    def __init__(self):
+        self._rows, self._scored = None, {}
+
+    def get(self, name: str, x: np.ndarray, compute: Callable[[], Scored]) -> Scored:
+        if x is not self._rows:
+            self._rows, self._scored = x, {}
+        if name not in self._scored:
+            self._scored[name] = compute()
+        return self._scored[name]
+
+
+def score_function(folder: str | os.PathLike, name: str, layers: list[tuple[str, int]],
+                   shared: BatchScores | None = None) -> tuple[FittedDetector, Callable[[np.ndarray], Scored]]:
     """A saved detector and its scoring of feature rows (its members loaded and scored first), for the
     detectors that need no noisy views (needs_noisy_views). A member loaded twice (a k-NN detector and
-    a fusion's member) maps its bank once (feature_files.open_matrix)."""
+    a fusion's member) maps its bank once (feature_files.open_matrix); with `shared`, it is also scored
+    once per batch."""
     detector = load(Path(folder) / name)
     fused = {m: load(Path(folder) / m) for m in members(detector.spec)}
+    shared = shared or BatchScores()
 
     def viewed(x: np.ndarray, found: FittedDetector, scores: dict | None = None) -> Inputs:
         return Inputs(*view(x, layers, found.spec.features, f"detectors.{found.name}"), {}, scores or {})
 
     def score(x: np.ndarray) -> Scored:
-        return detector.score(viewed(x, detector, {m: d.score(viewed(x, d)).ranking for m, d in fused.items()}))
+        scored = {m: shared.get(m, x, lambda d=d: d.score(viewed(x, d))).ranking for m, d in fused.items()}
+        return shared.get(name, x, lambda: detector.score(viewed(x, detector, scored)))
 
     return detector, score
 
