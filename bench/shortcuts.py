@@ -2,8 +2,9 @@
 run encodes no aligned image again. In a fresh copy of the project (a user's clone) with an empty feature
 store: the pipeline up to `compare` with the aligned condition off, then the audit stage timed, then
 `compare` with it on (the default, JPEG 96) and once more forced. Prints `name: value` lines; the budget
-is 60 s for the audit and the aligned scoring together. `--smoke`: the tests' small demo and the knn detector alone (the default:
-the demo as params.yaml has it, which encodes its 2,500 images once: minutes on 2 cores).
+is 60 s for the audit and the aligned scoring together. `--smoke`: the tests' small demo and the knn
+detector alone (the default: the demo as params.yaml has it, which encodes its 2,500 images once:
+minutes on 2 cores).
 """
 import argparse
 import os

@@ -5,7 +5,6 @@ One module per concern; docs/architecture.md "The module map" lists them.
 import sys
 
 
-
 def keep_triton_out_after_tensorflow() -> None:
     """Importing triton (pulled in by torchvision and open_clip) after TensorFlow segfaults
     (docs/architecture.md "Environment facts worth knowing"). triton only compiles GPU kernels, which this

@@ -1,9 +1,9 @@
 """Keras heads on frozen features: the notebook's FCNN and UnivFD's linear probe.
 
 The only module that imports Keras (TensorFlow). Importing torchvision or open_clip afterwards
-segfaults through triton (docs/architecture.md "Environment facts worth knowing"), which this module keeps
-out once Keras is loaded; stage scripts still import torch first. Training is seeded and runs TensorFlow's deterministic ops:
-two runs on the same machine give the same model and the same scores.
+segfaults through triton (docs/architecture.md "Environment facts worth knowing"), which this module
+keeps out once Keras is loaded; stage scripts still import torch first. Training is seeded and runs
+TensorFlow's deterministic ops: two runs on the same machine give the same model and the same scores.
 """
 from __future__ import annotations
 

@@ -294,17 +294,17 @@ def score_function(folder: str | os.PathLike, name: str, layers: list[tuple[str,
     """A saved detector and its scoring of feature rows (its members loaded and scored first), for the
     detectors that need no noisy views (needs_noisy_views). A member loaded twice (a k-NN detector and
     a fusion's member) maps its bank once (feature_files.open_matrix); with `shared`, it is also scored
-    once per batch."""
+    once per batch. Without `shared` nothing is kept from one call to the next."""
     detector = load(Path(folder) / name)
     fused = {m: load(Path(folder) / m) for m in members(detector.spec)}
-    shared = shared or BatchScores()
 
     def viewed(x: np.ndarray, found: FittedDetector, scores: dict | None = None) -> Inputs:
         return Inputs(*view(x, layers, found.spec.features, f"detectors.{found.name}"), {}, scores or {})
 
     def score(x: np.ndarray) -> Scored:
-        scored = {m: shared.get(m, x, lambda d=d: d.score(viewed(x, d))).ranking for m, d in fused.items()}
-        return shared.get(name, x, lambda: detector.score(viewed(x, detector, scored)))
+        batch = shared or BatchScores()
+        scored = {m: batch.get(m, x, lambda d=d: d.score(viewed(x, d))).ranking for m, d in fused.items()}
+        return batch.get(name, x, lambda: detector.score(viewed(x, detector, scored)))
 
     return detector, score
 
