@@ -54,8 +54,8 @@ def main() -> None:
     knn = pipeline_detectors.fit_knn(params, matrix, rows, FEATURES)
     head = pipeline_detectors.linear_detector(params, matrix, rows)  # Keras, if the head is Keras: after torch's loaders
     whole = [("all", matrix.shape[1])]
-    scorers = [scoring.of("nn", lambda x: knn.score(registry.Inputs(x, whole)), f"{params.nn.k}-NN"),
-               scoring.of("linear", lambda x: head.score(registry.Inputs(x, whole)),
+    scorers = [scoring.of("nn", knn, lambda x: knn.score(registry.Inputs(x, whole)), f"{params.nn.k}-NN"),
+               scoring.of("linear", head, lambda x: head.score(registry.Inputs(x, whole)),
                           "external UnivFD head" if params.linear.external_head else params.linear.head)]
     named = {s.key: robustness.evaluate(s, matrix, rows, chosen, perturbed) for s in scorers}
     # keyed by detector name, as in the eval and compare metrics files; a compare detector that is one of

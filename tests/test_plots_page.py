@@ -388,6 +388,7 @@ def test_curves_are_drawn_through_their_points_and_tsne_as_its_picture(pipeline_
     assert len(set(shape_of.values())) == tsne.generator.nunique()
 
 
+@needs_chromium
 def test_robustness_curves_render_offline(robustness_project, tmp_path):
     declared = declared_plots(robustness_project)
     assert len(declared) == 4 and set(declared.values()) == {"vega"}  # 2 methods x JPEG, blur; accuracy and AP in each

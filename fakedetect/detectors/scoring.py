@@ -3,8 +3,9 @@ nn_eval, linear_eval, compare, robustness and `fakedetect predict` all score thr
 (fakedetect.detectors.registry), so a change to the bank, the k-NN vote or a head reaches all at once;
 robustness reads them in this form.
 
-A detector's thresholds beyond its own decision (calibrated, operating points) come from
-fakedetect.detectors.thresholds.choose.
+A detector's thresholds beyond its own decision (calibrated, operating points) are the ones it was
+fitted with (fakedetect.detectors.thresholds.choose on its validation scores): a scorer carries them,
+so that robustness applies at every grid point the thresholds the eval stages and compare report.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ class Scorer:
     key: str  # the method's key in the reports (the detector's name)
     name: str  # what it is, for people
     score: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+    thresholds: dict  # the detector's own (registry.FittedDetector.thresholds)
 
 
 def decide(probabilities: np.ndarray) -> np.ndarray:
@@ -33,14 +35,15 @@ def decide(probabilities: np.ndarray) -> np.ndarray:
     return (np.asarray(probabilities) > DECISION_THRESHOLD).astype(np.int64)
 
 
-def of(key: str, score: Callable[[np.ndarray], registry.Scored], name: str) -> Scorer:
-    """A scorer of a registry detector's scoring function (features -> Scored)."""
+def of(key: str, detector: registry.FittedDetector, score: Callable[[np.ndarray], registry.Scored],
+       name: str) -> Scorer:
+    """A scorer of a registry detector and its scoring function (features -> Scored)."""
 
     def ranking_and_decision(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         result = score(x)
         return result.ranking, result.decision
 
-    return Scorer(key, name, ranking_and_decision)
+    return Scorer(key, name, ranking_and_decision, detector.thresholds)
 
 
 def saved(folder: str | os.PathLike, layers: list[tuple[str, int]]) -> tuple[dict[str, Scorer], dict[str, str]]:
@@ -53,5 +56,5 @@ def saved(folder: str | os.PathLike, layers: list[tuple[str, int]]) -> tuple[dic
             left_out[name] = "it needs noisy views of each image, which are not computed here"
             continue
         detector, score = registry.score_function(folder, name, layers)
-        found[name] = of(name, score, f"{name} ({detector.spec.kind})")
+        found[name] = of(name, detector, score, f"{name} ({detector.spec.kind})")
     return found, left_out

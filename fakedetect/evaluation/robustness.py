@@ -85,7 +85,8 @@ def perturbed_features(chosen: pd.DataFrame, grid: list[Perturbation], encoder: 
 
 def evaluate(scorer: Scorer, matrix: np.ndarray, rows: pd.DataFrame, chosen: pd.DataFrame,
              perturbed: Perturbed) -> dict:
-    """One method's report: thresholds from the clean validation split, metrics per grid point."""
+    """One method's report: metrics per grid point under the detector's own thresholds (fitted on the clean
+    validation split: those nn_eval, linear_eval and compare report)."""
     scored = np.flatnonzero(rows.split.isin(metrics.SCORED_SPLITS).to_numpy())
     clean_scores, clean_decisions = scorer.score(matrix[scored])  # as nn_eval and linear_eval score
     position = pd.Series(np.arange(len(scored)), index=scored)
@@ -96,7 +97,8 @@ def evaluate(scorer: Scorer, matrix: np.ndarray, rows: pd.DataFrame, chosen: pd.
 
     def point(scores: np.ndarray, decisions: np.ndarray) -> dict:
         return metrics.report(frame, np.concatenate([clean_scores[val], scores]),
-                              np.concatenate([clean_decisions[val], decisions]), scorer.key)
+                              np.concatenate([clean_decisions[val], decisions]), scorer.key,
+                              thresholds=scorer.thresholds)
 
     clean = point(clean_scores[test], clean_decisions[test])
     points = {CLEAN: clean}
