@@ -20,7 +20,8 @@ PROJECT = Path(__file__).resolve().parents[1]
 FEATURES = PROJECT / artifacts.FEATURES
 DVC = [sys.executable, "-m", "dvc"]
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.org",
-       "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.org"}
+       "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.org",
+       "DVC_NO_ANALYTICS": "1"}  # the repositories made here send no usage analytics: nothing leaves this machine
 
 
 def sh(cmd, cwd) -> None:

@@ -18,8 +18,9 @@ import ray
 
 from fakedetect.features import backbones, extract
 from fakedetect.features.feature_store import FeatureStore
+from fakedetect.features import ray_engine
 from fakedetect.features.ray_engine import RayEngine
-from fakedetect.params import ExtractParams, load_params
+from fakedetect.params import ExtractParams, RayParams, load_params
 from helpers import PROJECT, assert_stopped, free_port, run_stage, stage_env
 from test_extract import project, write_images
 
@@ -31,6 +32,7 @@ def local_ray():
     """A Ray instance on 2 CPUs, shared by this module's tests and shut down after them."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT)}})
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}  # loopback only (conftest.py)
     yield
     ray.shutdown()
 
@@ -158,6 +160,16 @@ def test_predict_on_ray_matches_local_and_lists_the_corrupt_file(trained_project
     np.testing.assert_allclose([float(r["p_fake"]) for r in on_ray[1:]], [float(r["p_fake"]) for r in local[1:]],
                                atol=1e-5)
     assert [(r["fake"], r["family"]) for r in on_ray] == [(r["fake"], r["family"]) for r in local]
+
+
+@pytest.mark.fast
+def test_a_ray_instance_started_here_is_told_to_listen_on_loopback(monkeypatch):
+    """A Ray instance the engine starts (address null) gets Ray's loopback-only switch before ray is
+    imported (its processes inherit it; the fixture above checks the node address it gives)."""
+    monkeypatch.delenv(ray_engine.LOOPBACK_ONLY, raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # stop before starting one
+    assert ray_engine.connect(RayParams()) is False
+    assert os.environ[ray_engine.LOOPBACK_ONLY] == "0"
 
 
 @pytest.mark.parametrize("scheme", ["", "ray://"])

@@ -29,6 +29,9 @@ from fakedetect.params import CropPolicy, ExtractParams, Perturbation, RayParams
 from fakedetect.runtime.downloads import answers
 from fakedetect.stage import UserError
 
+# Ray's switch (read when ray is first imported; its processes inherit it) that keeps an instance started
+# here on the loopback address: otherwise it listens on the machine's network address, open to its network.
+LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 CONNECT_TIMEOUT_S = 5.0  # a TCP connection to the cluster's address
 JOIN_TIMEOUT_S = 15.0  # Ray joining it, once the address answers
 
@@ -37,6 +40,8 @@ def connect(p: RayParams) -> bool:
     """Join the cluster `extract.ray.address` names, or start a Ray instance on this machine's
     cores (address null); a Ray already initialised in this process is used as it is. Returns
     whether this call started or joined Ray (and so must shut it down)."""
+    if p.address is None:
+        os.environ.setdefault(LOOPBACK_ONLY, "0")
     import ray
 
     if ray.is_initialized():
