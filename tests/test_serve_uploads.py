@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import threading
 import time
 import urllib.error
@@ -41,7 +42,7 @@ def resident_bytes(pid: int) -> int:
 
 
 def disk_bytes(pid: int, folder: Path) -> int:
-    """Bytes in the files under `folder`, counting those the process holds open there after
+    """Bytes in the regular files under `folder`, counting those the process holds open there after
     deleting them (an unnamed spool file) once."""
     sizes = {}
     for root, _, names in os.walk(folder):
@@ -55,7 +56,8 @@ def disk_bytes(pid: int, folder: Path) -> int:
         try:
             if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(str(folder)):
                 found = os.stat(f"/proc/{pid}/fd/{fd}")
-                sizes[found.st_ino] = found.st_size
+                if stat.S_ISREG(found.st_mode):  # not a folder the server holds open (shutil.rmtree does)
+                    sizes[found.st_ino] = found.st_size
         except (FileNotFoundError, OSError):
             continue
     return sum(sizes.values())
