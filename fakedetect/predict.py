@@ -115,10 +115,9 @@ class Detector:
         `classifier` (linear | nn) with a pipeline stage's head instead. Without either: the best
         detector, or the linear head (logged) where the compare stage saved none that predict can run
         (docs/predict.md "Which detector scores"). `all_detectors` adds every saved detector's P(fake)
-        to each prediction's extra. `engine_from` shares another Detector's backbone (loaded once;
-        closed by its owner) and its detectors' scores of the batch in hand (registry.BatchScores).
-        `aligned`: each image also scored after the run's aligned re-encoding, with its file facts
-        (detectors.aligned_check)."""
+        to each prediction's extra. `engine_from` shares another Detector's backbone (loaded once; closed
+        by its owner) and its detectors' scores of the batch in hand (registry.BatchScores). `aligned`:
+        each image also scored after the run's aligned re-encoding, with its file facts (detectors.aligned_check)."""
         self.project = Path(project)
         self.all_detectors = all_detectors
         self.params = p = run_params(self.project)

@@ -7,14 +7,14 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = Path(os.environ.get("FAKEDETECT_FIXTURES", PROJECT.parent / "shared" / "fixtures"))
-# `make test` runs two pytest-xdist workers, each taking whole test files (--dist loadfile) in the
-# order below: the longest first, so that both workers end together. The queued experiments build
-# the trained project while the other worker runs the long files that need none (the real-benchmark
-# path, the notebook's features, the classifier stages), so that neither waits for it.
 # DVC in the repositories tests create (`dvc init`) sends no usage analytics, as the project's .dvc/config says.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # Ray instances that tests start listen on loopback only, as the engine's own (fakedetect.features.ray_engine).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+# `make test` runs two pytest-xdist workers, each taking whole test files (--dist loadfile) in the
+# order below: the longest first, so that both workers end together. The queued experiments build
+# the trained project while the other worker runs the long files that need none (the real-benchmark
+# path, the notebook's features, the classifier stages), so that neither waits for it.
 LONGEST_FIRST = ["test_experiments.py", "test_real_path.py", "test_profiles.py", "test_classifiers.py",
                  "test_bench.py", "test_bench_data_path.py", "test_predict.py", "test_engines.py",
                  "test_format_verdicts.py", "test_attribution.py", "test_remote.py", "test_serve.py"]
