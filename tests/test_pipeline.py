@@ -31,6 +31,19 @@ def test_whole_pipeline_on_a_fresh_copy(trained_project, tmp_path):
     shown = run(DVC + ["metrics", "show"], project)
     for name in ("ingest.json", "extract.json", "nn_eval.json", "linear_eval.json"):
         assert name in shown
+    # A new batch size changes no feature: of the stages, only the one that encodes re-runs for it (the
+    # stages after it re-run only if the features it writes differ); a new backbone changes every stage
+    # that encodes images or names the backbone.
+    for key, value, changed in (("batch_size", 8, ["extract_clip@demo"]),
+                                ("model", "ViT-B-32", ["compare", "extract_clip@demo", "protocols", "robustness@demo",
+                                                       "tsne"])):
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        params["extract"][key] = value
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        status = yaml.safe_load(run(DVC + ["status", "--json"], project))
+        assert sorted(name for name, changes in status.items()
+                      if any("params.yaml" in change.get("changed deps", {}) for change in changes)) == changed, status
+        run(["git", "checkout", "params.yaml"], project)
 
 
 @pytest.mark.fast
