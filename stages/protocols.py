@@ -8,6 +8,7 @@ and plots/protocols/*.csv (drawn by dvc plots).
 No image is encoded when the features exist: folds re-split the stored rows; only a noise-sensitivity
 detector reads noisy views, from the feature store (docs/protocols.md).
 """
+from fakedetect.runtime import cpu_numerics  # noqa: F401  first: the folds train Keras heads, blocks and the fusion as compare does, on the same pinned kernels
 import logging
 
 from fakedetect import atomic, stage
