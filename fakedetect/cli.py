@@ -45,8 +45,7 @@ def _whole_number(minimum: int):
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    from fakedetect.detectors import predict_output
-    from fakedetect.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
+    from fakedetect import trained_run
     from fakedetect.stage import UserError
 
     try:
@@ -57,6 +56,14 @@ def predict_command(args: argparse.Namespace) -> int:
     if not paths:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
+    try:  # before seconds of imports
+        trained_run.require_lock(Path(args.project))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from fakedetect.detectors import predict_output
+    from fakedetect.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
+
     try:
         detector = Detector(args.project, args.classifier, args.family, args.engine, args.address, args.detector,
                             args.all, aligned=args.aligned)
@@ -81,10 +88,13 @@ def predict_command(args: argparse.Namespace) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     """A local page and API over the workspace's trained run (docs/serve.md "Starting it")."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bars in a server's log, one per request
-    from fakedetect.serve.service import Service  # torch and torchvision load before Keras
+    from fakedetect import trained_run
     from fakedetect.stage import UserError
 
     try:
+        trained_run.require_served(Path(args.project))  # before seconds of imports
+        from fakedetect.serve.service import Service  # torch and torchvision load before Keras
+
         service = Service(args.project, k=args.neighbours)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from fakedetect import trained_run
 from fakedetect.detectors import aligned_check, registry, scoring
 from fakedetect.features import engines
 from fakedetect.attribution import card, network
@@ -30,7 +31,6 @@ from fakedetect.data.images import Limits
 from fakedetect.params import ExtractParams, Params
 from fakedetect.stage import UserError
 
-LOCK = "dvc.lock"
 REPORTS = {"linear": LINEAR_REPORT, "nn": NN_REPORT}  # the calibrated threshold of each classifier
 FIELDS = ["path", "status", "reason", "p_fake", "fake", "threshold", "fake_at_0_5", "family", "p_family"]
 log = logging.getLogger("predict")
@@ -58,9 +58,7 @@ class Prediction:
 
 def run_params(project: Path) -> Params:
     """The params every stage of the last `dvc repro` ran with, as recorded in dvc.lock."""
-    lock_path = project / LOCK
-    if not lock_path.is_file():
-        raise UserError(f"no trained run in {project}: run `make repro` (or `dvc pull` the artifacts) first")
+    lock_path = trained_run.require_lock(project)
     stages = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {})
     recorded = {}
     for stage in stages.values():
@@ -68,7 +66,7 @@ def run_params(project: Path) -> Params:
     try:
         return Params.model_validate({k: v for k, v in recorded.items() if k in Params.model_fields})
     except Exception as exc:
-        raise UserError(f"{LOCK} records params that this version cannot read ({exc}): run `make repro` again") from None
+        raise UserError(f"{trained_run.LOCK} records params that this version cannot read ({exc}): run `make repro` again") from None
 
 
 def _on_engine(p: ExtractParams, engine: str | None, address: str | None) -> ExtractParams:

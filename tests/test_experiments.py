@@ -27,11 +27,12 @@ def shell(command: str, cwd, env) -> str:
 
 @pytest.fixture(scope="module")
 def queued_grid(trained_project, tmp_path_factory):
-    """A copy of the trained demo made cheaper to re-run four times (committed): the linear probe
-    trains at most 10 epochs, compare fits the three detectors the grid's heads need, the
-    protocols stage fits nothing and robustness scores one point (the queue, the shared store and the
-    DVC commands under test do not depend on them); an empty feature store, and the page's first two
-    commands run in it."""
+    """A copy of the trained demo made cheaper to re-run four times: the linear probe trains at most
+    10 epochs, compare fits the three detectors the grid's heads need, the protocols stage fits
+    nothing and robustness scores one point (the queue, the shared store and the DVC commands under
+    test do not depend on them), reproduced and committed, as a user's workspace is up to date when
+    they queue experiments (so each experiment runs only the stages its params change); an empty
+    feature store for the experiments, and the page's first two commands run in it."""
     import os
 
     project = private_copy(trained_project, tmp_path_factory.mktemp("experiments") / "project")
@@ -43,7 +44,8 @@ def queued_grid(trained_project, tmp_path_factory):
     params["evaluation"]["protocols"] = []
     params["robustness"]["perturbations"] = [{"jpeg": 50}]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    shell("git commit -qam 'a cheaper grid: a shorter probe, three detectors, no protocol, one robustness point'",
+    shell(" ".join(DVC) + " repro", project, {**env, "FAKEDETECT_STORE": str(tmp_path_factory.mktemp("baseline_store"))})
+    shell("git add -A && git commit -qm 'a cheaper grid: a shorter probe, three detectors, no protocol, one robustness point'",
           project, env)
     assert COMMANDS[0].startswith("dvc exp run --queue") and COMMANDS[1].startswith("dvc exp run --run-all -j 2")
     for command in COMMANDS[:2]:

@@ -10,35 +10,21 @@ import threading
 import time
 from pathlib import Path
 
-from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES, LINEAR_MODEL, LINEAR_REPORT, NN_REPORT
-from fakedetect.predict import LOCK, Detector, Prediction
+from fakedetect import trained_run
+from fakedetect.artifacts import ATTRIBUTION_MODELS, FEATURES
+from fakedetect.predict import Detector, Prediction
 from fakedetect.features import feature_files
 from fakedetect.serve import verdicts
 from fakedetect.serve.evidence import Evidence
 from fakedetect.serve.gradcam import GradCam
 from fakedetect.stage import UserError
 
-# What the server reads, in pipeline order, with the stage that writes it (`dvc repro STAGE`).
-NEEDS = ((LOCK, "the whole pipeline (`make repro`)"), (FEATURES, "extract_clip"), (NN_REPORT, "nn_eval"),
-         (LINEAR_MODEL, "linear_train"), (LINEAR_REPORT, "linear_eval"),
-         (f"{ATTRIBUTION_MODELS}/model.json", "resnet_attribution"))
-
-
-def check_run(project: Path) -> None:
-    """Fail, naming the first stage to run, when the workspace holds no complete trained run."""
-    for artifact, stage in NEEDS:
-        if not (project / artifact).exists():
-            raise UserError(f"{project / artifact} is missing: no trained run to serve in {project}; run "
-                            f"{stage if stage.startswith('the') else f'the {stage} stage (`dvc repro {stage}`)'} "
-                            "first, or `dvc pull` the artifacts")
-
-
 class Service:
     """Detectors loaded once; `score` is serialised (one model, shared by the requests)."""
 
     def __init__(self, project: str | Path = ".", k: int = 5):
         self.project = Path(project)
-        check_run(self.project)
+        trained_run.require_served(self.project)
         self.primary = Detector(self.project, family=True)  # predict's default: the best detector, or the linear head
         self.default = self.primary.detector or self.primary.classifier
         self.detectors = {self.default: self.primary}
