@@ -56,15 +56,11 @@ def predict_command(args: argparse.Namespace) -> int:
     if not paths:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 2
-    try:  # before seconds of imports
-        trained_run.require_lock(Path(args.project))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    from fakedetect.detectors import predict_output
-    from fakedetect.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
-
     try:
+        trained_run.require_lock(Path(args.project))  # before seconds of imports
+        from fakedetect.detectors import predict_output
+        from fakedetect.predict import Detector  # torch and torchvision load before Keras (docs/architecture.md "Environment facts worth knowing")
+
         detector = Detector(args.project, args.classifier, args.family, args.engine, args.address, args.detector,
                             args.all, aligned=args.aligned)
         try:
