@@ -120,10 +120,9 @@ def test_the_ray_engine_gives_the_local_features_for_a_policy(tmp_path):
     params = small_params()
     local = backbones.create(params.model_copy(update={"engine": "local"}))
     expected, _ = extract.extract(rows, local, FeatureStore(tmp_path / "local", local.identity), 2, 0, test_crop=SEEDED)
-    from fakedetect.features.ray_engine import RayEngine
+    from fakedetect.features.ray_engine import RayEngine, connect
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parents[1])}})
+    assert connect(params.ray)
     try:
         engine = RayEngine(params)
         matrix, run = extract.extract(rows, engine, FeatureStore(tmp_path / "ray", engine.identity), 2, 0,

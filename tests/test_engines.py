@@ -21,7 +21,7 @@ from fakedetect.features.feature_store import FeatureStore
 from fakedetect.features import ray_engine
 from fakedetect.features.ray_engine import RayEngine
 from fakedetect.params import ExtractParams, RayParams, load_params
-from helpers import PROJECT, assert_stopped, free_port, run_stage, stage_env
+from helpers import assert_stopped, free_port, run_stage, stage_env
 from test_extract import project, write_images
 
 N_IMAGES, BATCH = 24, 2
@@ -29,9 +29,9 @@ N_IMAGES, BATCH = 24, 2
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A Ray instance on 2 CPUs, shared by this module's tests and shut down after them."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(PROJECT)}})
+    """A Ray instance on this machine, started as the engine starts one, shared by this module's tests
+    and shut down after them."""
+    assert ray_engine.connect(RayParams())
     assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}  # loopback only (conftest.py)
     yield
     ray.shutdown()

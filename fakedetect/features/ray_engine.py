@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch  # noqa: I001  before anything that could import TensorFlow: the reverse order segfaults
 
+import contextlib
 import json
 import logging
 import math
@@ -36,6 +37,23 @@ CONNECT_TIMEOUT_S = 5.0  # a TCP connection to the cluster's address
 JOIN_TIMEOUT_S = 15.0  # Ray joining it, once the address answers
 
 
+@contextlib.contextmanager
+def package_on_path(folder: Path) -> Iterator[None]:
+    """The package's folder first on PYTHONPATH while a Ray instance starts here: its processes inherit
+    this environment, so its workers find the package. (A runtime_env saying the same would make Ray
+    start every worker through a setup process of its own, seconds of CPU each, and leave the workers
+    it starts ahead unused.)"""
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder), before]))
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def connect(p: RayParams) -> bool:
     """Join the cluster `extract.ray.address` names, or start a Ray instance on this machine's
     cores (address null); a Ray already initialised in this process is used as it is. Returns
@@ -49,12 +67,11 @@ def connect(p: RayParams) -> bool:
     package = str(Path(fakedetect.__file__).parent)
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if p.address is None:
-        # Workers are this machine's processes: the package's folder on their PYTHONPATH finds it.
         # Enough logical CPUs for the encoders and one reader, sharing the cores as the local
         # engine's loader processes do (fewer would leave the readers waiting forever).
         cpus = max(os.cpu_count() or 1, math.ceil(p.actors * p.cpus_per_actor) + 1)
-        path = os.pathsep.join(filter(None, [str(Path(package).parent), os.environ.get("PYTHONPATH")]))
-        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)
+        with package_on_path(Path(package).parent):
+            ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
         return True
     advice = "start the cluster (ray start --head) or set address: null for a Ray instance on this machine"
     if p.address != "auto":
